@@ -1,0 +1,1 @@
+"""Data: volumes, datasets and the built-in synthetic phantoms."""
