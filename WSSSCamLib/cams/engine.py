@@ -199,7 +199,8 @@ class CamEngine:
     def _gradients(capture: Capture, classes: torch.Tensor, region_mask: torch.Tensor | None, layers: list[str]) -> dict[str, torch.Tensor]:
         if not layers:
             return {}
-        score = explained_scores(capture.output, classes, region_mask).sum()
+        with torch.enable_grad():  # the caller may run under torch.no_grad()
+            score = explained_scores(capture.output, classes, region_mask).sum()
         inputs = [capture.activations[name] for name in layers]
         if not score.requires_grad:
             raise ValueError(f"the model's output does not depend on layers {layers}")

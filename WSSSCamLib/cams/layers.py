@@ -10,7 +10,8 @@ module's output, in the order the modules finish, and picks:
   bottleneck of an encoder-decoder;
 * for Layer-CAM fusion: the last module of each of the three deepest resolution stages.
 
-Pooling, dropout, flattening and identity modules are never candidates.
+Pooling, dropout, flattening and identity modules are never candidates, nor outputs of one
+pixel/voxel (channel descriptors such as squeeze-and-excitation gates: they cannot localise).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def probe_spatial_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[
 
     def make_hook(name: str):
         def hook(_module, _inputs, output):
-            if isinstance(output, torch.Tensor) and output.ndim in SPATIAL_RANKS:
+            if isinstance(output, torch.Tensor) and output.ndim in SPATIAL_RANKS and output.shape[2:].numel() > 1:
                 seen.append(ProbedLayer(name, tuple(output.shape[2:])))
 
         return hook

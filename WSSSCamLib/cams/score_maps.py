@@ -71,17 +71,18 @@ def score_cam_weights(
     samples = torch.arange(n, device=activations.device).repeat_interleave(k)
     flat = rows.flatten(1)
     constant = flat.amax(1) == flat.amin(1)
-    scores = torch.empty(n * k, dtype=torch.float32, device=activations.device)
+    score_dtype = torch.promote_types(activations.dtype, torch.float32)
+    scores = torch.empty(n * k, dtype=score_dtype, device=activations.device)
 
     with torch.inference_mode():
         if bool(constant.any()):
             zero_logits = model_output_tensor(model(torch.zeros_like(x[:1])))
             zero_scores = explained_scores(zero_logits.expand(n, *zero_logits.shape[1:]), classes, region_mask)
-            scores[constant] = zero_scores[samples[constant]].float()
+            scores[constant] = zero_scores[samples[constant]].to(score_dtype)
         varying = torch.nonzero(~constant).squeeze(1)
         for start in range(0, varying.numel(), chunk_size):
             chunk = varying[start : start + chunk_size]
-            scores[chunk] = _masked_input_scores(model, x, rows[chunk], samples[chunk], classes, region_mask).float()
+            scores[chunk] = _masked_input_scores(model, x, rows[chunk], samples[chunk], classes, region_mask).to(score_dtype)
 
     weights = torch.zeros(n, c, dtype=activations.dtype, device=activations.device)
     weights.scatter_(1, channels, torch.softmax(scores.reshape(n, k), dim=1).to(activations.dtype))
