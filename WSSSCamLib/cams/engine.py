@@ -34,7 +34,7 @@ from .capture import Capture, capture_forward
 from .gradient_maps import grad_cam_plus_plus, weighted_sum
 from .layers import check_input, classifier_weight, default_layers, named_module
 from .methods import Method, resolve_methods
-from .score_maps import highest_variance_channels, score_cam_weights
+from .score_maps import default_score_chunk_size, highest_variance_channels, score_cam_weights
 from .targets import ClassTarget, Region, class_indices, explained_scores
 
 
@@ -76,7 +76,9 @@ class CamEngine:
         classifier_layer: the linear layer after global pooling, for CAM (Zhou); ``None`` takes the
             last linear layer.
         gamma: Layer-CAM fusion scale (seed 000 eq. 13).
-        score_chunk_size: masked inputs per forward pass in Score-CAM (bounds memory).
+        score_chunk_size: masked inputs per forward pass in Score-CAM (bounds memory); ``None``
+            picks 16 on the CPU (the fastest batch there) and up to 256 on a GPU (about 1 GiB of
+            masked inputs).
         faster_score_channels: k, the channels scored by Faster Score-CAM.
         smooth_samples, smooth_noise: SmoothGrad-CAM++ noisy copies and their noise standard
             deviation as a fraction of each sample's intensity range (max - min).
@@ -91,7 +93,7 @@ class CamEngine:
         classifier_layer: str | None = None,
         *,
         gamma: float = 2.0,
-        score_chunk_size: int = 64,
+        score_chunk_size: int | None = None,
         faster_score_channels: int = 10,
         smooth_samples: int = 8,
         smooth_noise: float = 0.15,
@@ -101,7 +103,7 @@ class CamEngine:
         for name in [target_layer, classifier_layer, *(fusion_layers or [])]:
             if name is not None:
                 named_module(model, name)
-        if score_chunk_size < 1 or faster_score_channels < 1 or smooth_samples < 1:
+        if (score_chunk_size is not None and score_chunk_size < 1) or faster_score_channels < 1 or smooth_samples < 1:
             raise ValueError("score_chunk_size, faster_score_channels and smooth_samples must be at least 1")
         self.target_layer = target_layer
         self.fusion_layers = list(fusion_layers) if fusion_layers is not None else None
@@ -236,7 +238,8 @@ class CamEngine:
             raw = eigen_cam(a)
         elif method.kind == "score":
             channels = highest_variance_channels(a, self.faster_score_channels) if method.name == "faster-score-cam" else None
-            weights = score_cam_weights(self.model, x, a, classes, region_mask, channels, self.score_chunk_size)
+            chunk = self.score_chunk_size or default_score_chunk_size(x)
+            weights = score_cam_weights(self.model, x, a, classes, region_mask, channels, chunk)
             raw = weighted_sum(weights, a)
         else:
             raw = self._smooth_grad_cam_pp(x, classes, region_mask)
