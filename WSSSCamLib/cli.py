@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="wssscam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=int, default=8)
+    demo.add_argument("--epochs", type=int, default=12)
     demo.set_defaults(run=_demo)
     methods = sub.add_parser("methods", help="list the CAM methods")
     methods.set_defaults(run=_methods)

@@ -8,8 +8,6 @@ method's IoU against the true lesion masks at threshold 0.5, and writes heat-col
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import write_text
 from .cams import METHODS, CamEngine
 from .data.synthetic import synthetic_batch
-from .figures.overlays import grey_rgb, overlay_rgb, write_png
+from .figures.overlays import overlay_rgb, write_png
 from .metrics.overlap import iou
 from .models import SmallCNN
 
@@ -75,14 +74,7 @@ def _train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs:
     model.eval()
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2)
-    os.replace(temporary, path)
-
-
-def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: int = 0, epochs: int = 8, size: int = 64) -> DemoSummary:
+def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: int = 0, epochs: int = 12, size: int = 64) -> DemoSummary:
     """Run the demo, write PNGs and ``summary.json`` into ``out_dir``, and return the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +106,7 @@ def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: i
             outputs.append(str(write_png(out / "overlays" / f"case{case:02d}_{name.replace('+', 'p')}.png", png)))
     summary = DemoSummary(str(run_device), len(train.labels), len(test.labels), accuracy, cam_seconds,
                           result.target_layer, mean_iou, outputs)
-    _write_json_atomic(out / "summary.json", asdict(summary))
+    write_text(out / "summary.json", json.dumps(asdict(summary), indent=2))
     return summary
 
 

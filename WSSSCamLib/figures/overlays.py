@@ -5,12 +5,12 @@ Arrays are H x W in row-major (tensor) order; CAM values are expected in [0, 1].
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..atomic import atomic_path
 
 # Heat ramp: black -> dark red -> red -> orange -> yellow -> white (like Slicer's "Heat" look).
 _HEAT_STOPS = np.array([0.0, 0.2, 0.45, 0.65, 0.85, 1.0])
@@ -52,14 +52,6 @@ def overlay_rgb(image: np.ndarray, cam: np.ndarray, opacity: float = 0.6, outlin
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
     """Write an RGB uint8 array as PNG atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

@@ -26,11 +26,11 @@ def close(actual, expected):
 @pytest.fixture(params=[2, 3], ids=["2d", "3d"])
 def classifier_case(request):
     dims = request.param
-    model = TinyClassifier = ref.TinyClassifier(spatial_dims=dims)
+    model = ref.TinyClassifier(spatial_dims=dims)
     generator = torch.Generator().manual_seed(dims)
     x = torch.rand((3, 1) + (10,) * dims, generator=generator, dtype=torch.float64)
     classes = torch.tensor([0, 2, 1])
-    return TinyClassifier, x, classes
+    return model, x, classes
 
 
 def test_gradient_methods_raw_maps_equal_the_equations(classifier_case):

@@ -35,3 +35,13 @@ def test_write_png_replaces_atomically_and_leaves_no_temporaries(tmp_path):
     write_png(path, np.full((4, 5, 3), 200, np.uint8))
     assert np.asarray(Image.open(path)).max() == 200
     assert [p.name for p in path.parent.iterdir()] == ["a.png"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = write_png(tmp_path / "b.png", np.zeros((2, 2, 3), np.uint8))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
