@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .capture import model_output_tensor
-from .postprocess import upsample
+from .postprocess import min_max_normalize, upsample
 from .targets import explained_scores
 
 
@@ -46,10 +46,7 @@ def _masked_input_scores(
     region_mask: torch.Tensor | None,
 ) -> torch.Tensor:
     """Scores of x[samples] masked by the normalised upsampled ``maps`` (one map per row)."""
-    masks = upsample(maps, x.shape[2:], align_corners=True)
-    low = masks.flatten(1).amin(1).reshape((-1,) + (1,) * (masks.ndim - 1))
-    high = masks.flatten(1).amax(1).reshape((-1,) + (1,) * (masks.ndim - 1))
-    masks = (masks - low) / (high - low)
+    masks = min_max_normalize(upsample(maps, x.shape[2:], align_corners=True))
     logits = model_output_tensor(model(x[samples] * masks.unsqueeze(1)))
     return explained_scores(logits, classes[samples], None if region_mask is None else region_mask[samples])
 
