@@ -19,18 +19,12 @@ from torch import nn
 from .atomic import write_text
 from .cams import METHODS, CamEngine
 from .data.synthetic import synthetic_batch
+from .devices import resolve_device
 from .figures.overlays import overlay_rgb, write_png
 from .metrics.overlap import iou
 from .models import SmallCNN
 
 DEMO_METHODS = [name for name, method in METHODS.items() if not method.segmentation]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> the first CUDA device if there is one, else the CPU; otherwise ``torch.device(device)``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass

@@ -1,0 +1,127 @@
+"""Checkpoints (state_dict only) and their model cards (JSON), saved atomically, loaded safely.
+
+``<name>.pt`` holds ``model.state_dict()``; ``<name>.json`` beside it is the model card: what the
+network is, what it expects, how it was trained and how well it did. Loading uses
+``torch.load(..., weights_only=True)`` and refuses anything that is not a plain state dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_path, write_text
+from ..devices import resolve_device
+from ..models.zoo import CAM_LAYERS, build_model
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model card cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to rebuild, feed and judge a trained network."""
+
+    architecture: str
+    in_channels: int
+    num_classes: int
+    class_names: list[str]
+    channel_names: list[str]
+    spatial_dims: int = 2
+    input_size: list[int] = field(default_factory=list)
+    spacing_mm: list[float] = field(default_factory=list)
+    slice_axis: str = "K"
+    normalisation: str = ""
+    target_layer: str = ""
+    fusion_layers: list[str] = field(default_factory=list)
+    split: dict = field(default_factory=dict)
+    data_fingerprint: str = ""
+    training: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        layers = CAM_LAYERS.get(self.architecture)
+        if layers and not self.target_layer:
+            self.target_layer = layers.target
+            self.fusion_layers = list(layers.fusion)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, torch, torchvision, MONAI and WSSSCamLib (those installed)."""
+    from .. import __version__
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "wssscam": __version__}
+    for name in ("torchvision", "monai", "numpy"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return versions
+
+
+def fingerprint(items: list[tuple[str, ...]]) -> str:
+    """SHA-256 of sorted text tuples (e.g. case id, file name, file size): names the data a model saw."""
+    digest = hashlib.sha256()
+    for item in sorted(items):
+        digest.update("\x1f".join(item).encode() + b"\x1e")
+    return digest.hexdigest()
+
+
+def card_path(checkpoint: str | Path) -> Path:
+    return Path(checkpoint).with_suffix(".json")
+
+
+def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path) -> Path:
+    """Write ``model.state_dict()`` to ``path`` and the card beside it, each atomically."""
+    path = Path(path)
+    if not card.versions:
+        card.versions = library_versions()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+    write_text(card_path(path), json.dumps(asdict(card), indent=2))
+    return path
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The model card at ``path`` (a .json file)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return ModelCard(**data)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: model card missing") from None
+    except (json.JSONDecodeError, TypeError) as error:
+        raise CheckpointError(f"{path}: not a WSSSCam model card ({error})") from None
+
+
+def load_checkpoint(path: str | Path, card: str | Path | ModelCard | None = None, device: str = "auto") -> tuple[nn.Module, ModelCard]:
+    """Rebuild the network from its card and load the weights (``weights_only=True``), in eval mode.
+
+    Raises :class:`CheckpointError` when the file is not a state dict of tensors (a pickled model or
+    other objects are refused), or when its keys/shapes do not fit the card's architecture.
+    """
+    path = Path(path)
+    card = card if isinstance(card, ModelCard) else read_card(card or card_path(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint missing") from None
+    except Exception as error:
+        raise CheckpointError(f"{path}: not loadable with weights_only=True (only state_dict checkpoints are accepted): {error}") from error
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: not a state_dict (a mapping of parameter names to tensors)")
+    model = build_model(card.architecture, card.in_channels, card.num_classes, card.spatial_dims)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not fit {card.architecture} with {card.in_channels} channels and {card.num_classes} classes: {error}") from None
+    return model.to(resolve_device(device)).eval(), card
