@@ -1,4 +1,4 @@
-"""Command line: ``wssscam demo``, ``wssscam methods``."""
+"""Command line: ``wssscam demo``, ``wssscam train``, ``wssscam methods``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,37 @@ def _demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(args.out, device=args.device, seed=args.seed, epochs=args.epochs)
     print_summary(summary, args.out)
+    return 0
+
+
+def _channel_index(channel: str | None, names) -> int | None:
+    """A channel given by index or by name (as in the dataset's channel names)."""
+    if channel is None:
+        return None
+    if channel.isdigit() and int(channel) < len(names):
+        return int(channel)
+    if channel in names:
+        return list(names).index(channel)
+    raise SystemExit(f"wssscam: no channel '{channel}'; the dataset's channels are {list(names)} (name or index 0..{len(names) - 1})")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data.datasets import read_csv_dataset, read_decathlon
+    from .training.crossval import SliceRecipe, cross_validate
+    from .training.trainer import TrainConfig
+
+    root = Path(args.dataset)
+    dataset = read_csv_dataset(root, args.csv) if args.csv else read_decathlon(root)
+    recipe = SliceRecipe(size=args.size, axis=args.axis, context_channel=_channel_index(args.context_channel, dataset.channel_names))
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+                         balance=args.balance, augment=not args.no_augment, seed=args.seed, device=args.device)
+    print(f"{len(dataset.cases)} cases, channels {dataset.channel_names}, classes {dataset.class_names}; "
+          f"{args.folds}-fold case-level cross-validation of {args.arch} -> {args.out}")
+    report = cross_validate(dataset, args.out, args.arch, recipe, config, k=args.folds, seed=args.seed)
+    print(report.table())
+    print(f"\nCheckpoints and model cards: {args.out}/fold*/model.pt|json; results: {args.out}/cv_results.csv")
     return 0
 
 
@@ -31,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--epochs", type=int, default=12)
     demo.set_defaults(run=_demo)
+    train = sub.add_parser("train", help="k-fold case-level cross-validation of a slice classifier on a dataset")
+    train.add_argument("dataset", help="Decathlon/nnU-Net folder (dataset.json), or a folder of volumes with --csv")
+    train.add_argument("--csv", help="CSV with columns case,label[,measures] for a folder of volumes")
+    train.add_argument("--out", required=True, help="output folder (resumes when it holds finished folds)")
+    train.add_argument("--arch", default="small-cnn", help="architecture from the model zoo (default: %(default)s)")
+    train.add_argument("--folds", type=int, default=5)
+    train.add_argument("--size", type=int, default=96, help="slice size in pixels after resizing (default: %(default)s)")
+    train.add_argument("--axis", default="K", choices=["K", "J", "I"], help="slicing axis in KJI terms (default: %(default)s)")
+    train.add_argument("--context-channel", default=None, help="2.5D: add this channel's previous and next slices (name or index)")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0: off)")
+    train.add_argument("--balance", default="loss", choices=["loss", "sampler", "none"])
+    train.add_argument("--no-augment", action="store_true")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    train.set_defaults(run=_train)
     methods = sub.add_parser("methods", help="list the CAM methods")
     methods.set_defaults(run=_methods)
     return parser

@@ -53,12 +53,14 @@ class SliceSet:
 
 
 def extract_slices(case_id: str, image: Volume, mask: Volume | None = None, axis: str = "K",
-                   case_label: int | None = None, size: Sequence[int] | None = None) -> SliceSet:
+                   case_label: int | None = None, size: Sequence[int] | None = None,
+                   context_channel: int | None = None) -> SliceSet:
     """All slices of ``image`` (C x K x J x I) along ``axis``.
 
     Slice labels: 1 where the slice of ``mask`` holds any foreground voxel, else 0; without a
     mask, every slice gets ``case_label``. ``size`` (H, W) resizes slices bilinearly (masks by
-    nearest neighbour) for the classifier.
+    nearest neighbour) for the classifier. ``context_channel`` (2.5D input): appends that
+    channel's previous and next slice (the edge slice repeated at the ends) as two more channels.
     """
     if axis not in _AXES:
         raise ValueError(f"slicing axis must be one of {list(_AXES)}, got '{axis}'")
@@ -67,6 +69,11 @@ def extract_slices(case_id: str, image: Volume, mask: Volume | None = None, axis
     a = _AXES[axis]
     array = image.array if image.array.ndim == 4 else image.array[None]
     images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, a + 1, 0)))  # N, C, H, W
+    if context_channel is not None:
+        centre = images[:, context_channel]
+        previous = torch.cat([centre[:1], centre[:-1]])
+        following = torch.cat([centre[1:], centre[-1:]])
+        images = torch.cat([images, previous[:, None], following[:, None]], dim=1)
     masks = None
     if mask is not None:
         masks = torch.from_numpy(np.ascontiguousarray(np.moveaxis(mask.array, a, 0)) > 0)

@@ -42,7 +42,7 @@ CAM_LAYERS: dict[str, CamLayers] = {
     "inception_v3": CamLayers("Mixed_7c", ("Mixed_5d", "Mixed_6e", "Mixed_7c")),
     "mobilenet_v2": CamLayers("features", ("features.6", "features.13", "features")),
     "efficientnet_b0": CamLayers("features", ("features.3", "features.5", "features")),
-    "small-cnn": CamLayers("features", ("features.5", "features.8", "features")),
+    "small-cnn": CamLayers("features", ("features.1", "features.2", "features")),
     "monai-resnet10": CamLayers("layer4", ("layer2", "layer3", "layer4")),
     "monai-resnet18": CamLayers("layer4", ("layer2", "layer3", "layer4")),
     "monai-densenet121": CamLayers("class_layers.relu", ("features.transition2", "features.transition3", "class_layers.relu")),
@@ -89,7 +89,7 @@ def _monai(name: str, in_channels: int, num_classes: int, spatial_dims: int) -> 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     **{name: (lambda n: lambda c, k, d: _torchvision(n, c, k))(name) for name in TORCHVISION_2D},
     **{name: (lambda n: lambda c, k, d: _monai(n, c, k, d))(name) for name in ("monai-densenet121", "monai-resnet10", "monai-resnet18", "monai-unet")},
-    "small-cnn": lambda c, k, d: SmallCNN(c, k, d, widths=(32, 64, 128, 256)),
+    "small-cnn": lambda c, k, d: SmallCNN(c, k, d, widths=(16, 32, 64, 128), convs_per_stage=2, dropout=0.2),
 }
 
 

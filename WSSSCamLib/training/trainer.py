@@ -25,7 +25,9 @@ from ..metrics.classification import accuracy, roc_auc
 class TrainConfig:
     """How to train. ``balance``: ``loss`` (class-weighted cross-entropy), ``sampler`` (batches drawn
     with equal class probability) or ``none``. ``patience``: epochs without a better validation AUC
-    before stopping (0: never stop early). ``device``: ``auto | cpu | cuda | cuda:N``."""
+    before stopping (0: never stop early). ``device``: ``auto | cpu | cuda | cuda:N``.
+    ``flip_averaging``: validation and test probabilities are the mean over the slice and its
+    left-right mirror image."""
 
     epochs: int = 30
     batch_size: int = 32
@@ -38,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    flip_averaging: bool = True
 
 
 @dataclass
@@ -63,17 +66,26 @@ class TrainResult:
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, images: torch.Tensor, batch_size: int = 64, device: str | torch.device = "auto") -> torch.Tensor:
-    """Softmax class probabilities (N x K, on the CPU) of ``images`` (N x C x H x W), in eval mode."""
+def predict_probabilities(model: nn.Module, images: torch.Tensor, batch_size: int = 64, device: str | torch.device = "auto",
+                          flip_averaging: bool = False) -> torch.Tensor:
+    """Softmax class probabilities (N x K, on the CPU) of ``images`` (N x C x H x W), in eval mode;
+    with ``flip_averaging`` the mean of the image's and its mirror image's (last axis flipped)."""
     device = resolve_device(device)
     model.eval()
-    outputs = [torch.softmax(model(images[i : i + batch_size].to(device)).float(), dim=1).cpu() for i in range(0, len(images), batch_size)]
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device)
+        probabilities = torch.softmax(model(batch).float(), dim=1)
+        if flip_averaging:
+            probabilities = (probabilities + torch.softmax(model(batch.flip(-1)).float(), dim=1)) / 2
+        outputs.append(probabilities.cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
 
-def evaluate(model: nn.Module, slices: SliceSet, batch_size: int = 64, device: str | torch.device = "auto") -> tuple[float, float]:
+def evaluate(model: nn.Module, slices: SliceSet, batch_size: int = 64, device: str | torch.device = "auto",
+             flip_averaging: bool = False) -> tuple[float, float]:
     """(ROC AUC of the positive-class probability, accuracy of the argmax) on ``slices``."""
-    probabilities = predict_probabilities(model, slices.images, batch_size, device)
+    probabilities = predict_probabilities(model, slices.images, batch_size, device, flip_averaging)
     return roc_auc(probabilities[:, -1], slices.labels > 0), accuracy(probabilities.argmax(1), slices.labels)
 
 
@@ -129,10 +141,10 @@ def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | N
             loss_sum += loss.item() * len(index)
         record = EpochRecord(epoch, loss_sum / len(train), learning_rate=schedule.get_last_lr()[0])
         if validation is not None and len(validation):
-            record.val_auc, record.val_accuracy = evaluate(model, validation, device=device)
+            record.val_auc, record.val_accuracy = evaluate(model, validation, device=device, flip_averaging=config.flip_averaging)
             score = record.val_auc if not math.isnan(record.val_auc) else -record.train_loss
         else:
-            score = -record.train_loss
+            score = epoch  # no validation data: keep the last epoch
         result.history.append(record)
         if score > best_score:
             best_score, stale = score, 0
