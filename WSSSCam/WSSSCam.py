@@ -1,24 +1,64 @@
 """WSSSCam: class activation maps (CAMs) for weakly supervised segmentation, in 3D Slicer.
 
 This is the scripted module of the WSSSCam extension. It stays thin: widgets and wiring. The
-science (CAM methods, thresholds, metrics, studies) lives in the WSSSCamLib package, which also
-runs without Slicer.
+science (CAM methods, thresholds, ensembles, metrics) and the MRML bridge (volumes, heat colour
+tables, segments, tables, export) live in the WSSSCamLib package, which also runs without Slicer.
 
-The full panel (volume/model inputs, heatmap overlays, segments, metric tables, export) is built
-on top of this skeleton; see the extension's README.
+Headless batch use: ``Slicer --no-main-window --python-script run_wssscam.py study study.yaml``
+where run_wssscam.py holds ``import sys, slicer; from WSSSCamLib.cli import main;
+slicer.util.exit(main(sys.argv[1:]))`` (see the module help and the README).
 """
 
+import importlib.util
 import logging
+import os
+from pathlib import Path
+from typing import Annotated
 
-import slicer
 import qt
+import slicer
+import vtk
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
+
+# The CAM methods offered in the panel (the names of WSSSCamLib.cams.METHODS; a static test keeps
+# them equal). Listed here so the panel can be built before PyTorch is installed.
+CAM_METHOD_NAMES = (
+    "cam", "grad-cam", "grad-cam++", "hires-cam", "xgrad-cam", "layer-cam", "layer-cam-fused", "score-cam",
+    "faster-score-cam", "eigen-cam", "smoothgrad-cam++", "seg-grad-cam", "seg-hires-grad-cam",
+)
+DEFAULT_METHODS = ("grad-cam",)
+THRESHOLD_MODES = ("fixed", "percentile", "mean", "median", "otsu", "adaptive")
+ENSEMBLE_RULES = ("none", "and", "or", "<", ">", "majority", "mean")
+
+# WSSSCamLib's pip requirements besides torch/torchvision (installed by the PyTorch extension) and
+# numpy (part of Slicer): import name -> pip name. A static test checks them against pyproject.toml.
+LIBRARY_REQUIREMENTS = {
+    "scipy": "scipy", "nibabel": "nibabel", "nrrd": "pynrrd", "pydicom": "pydicom", "skimage": "scikit-image",
+    "tqdm": "tqdm", "pandas": "pandas", "pyarrow": "pyarrow", "matplotlib": "matplotlib", "yaml": "pyyaml", "PIL": "pillow",
+}
+
+SETTINGS_CHECKPOINT = "WSSSCam/lastCheckpoint"
+SETTINGS_ENSEMBLE = "WSSSCam/ensembleCheckpoints"
+SETTINGS_EXPORT = "WSSSCam/exportDirectory"
+
+# Parameter-node fields set by code rather than bound to a widget through SlicerParameterName
+# (widgets whose items or selection are built at run time). A static test checks this split.
+MANUAL_FIELDS = ("targetClass", "device", "methods", "referenceSegmentation", "referenceSegmentID",
+                 "regionSegmentation", "regionSegmentID")
+
+
+#
+# WSSSCam
+#
 
 
 class WSSSCam(ScriptedLoadableModule):
@@ -31,67 +71,675 @@ class WSSSCam(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["WSSSCam developers"]
         self.parent.helpText = _(
-            "Class activation maps (Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM, Score-CAM, "
-            "Eigen-CAM, Seg-Grad-CAM, ...) of PyTorch networks on loaded volumes, for weakly supervised "
-            "segmentation studies. Headless studies: run the WSSSCamLib study script with "
-            "<code>Slicer --no-main-window --python-script</code>. See the "
-            '<a href="https://github.com/wssscam/SlicerWSSSCam#readme">README</a>.'
+            "<p>Class activation maps (CAM, Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM, Score-CAM, "
+            "Eigen-CAM, SmoothGrad-CAM++, Seg-Grad-CAM, ...) of a PyTorch classifier on the loaded volume, for "
+            "weakly supervised segmentation.</p>"
+            "<p><b>Inputs</b>: the volume (further volumes as more channels), a checkpoint written by WSSSCamLib "
+            "with its model card (.json) beside it, the CAM method(s), target class and layer(s), the device. "
+            "<b>Outputs</b>, all in the input volume's geometry: one CAM volume per method and model with its "
+            "own heat colour table, shown as the slice views' foreground; the thresholded (and ensembled) "
+            "results as segments; a table of Dice, IoU and volumes (cc) against a reference segment; a table of "
+            "agreement (mean pairwise IoU) across methods and models. <b>Export</b>: .seg.nrrd, NIfTI label "
+            "map, DICOM SEG (needs highdicom and a volume loaded from DICOM), CAM volumes as NRRD/NIfTI.</p>"
+            "<p><b>Headless batch</b> (full-dataset studies): save <code>import sys, slicer; from WSSSCamLib.cli "
+            "import main; slicer.util.exit(main(sys.argv[1:]))</code> as run_wssscam.py and run "
+            "<code>Slicer --no-main-window --python-script run_wssscam.py study study.yaml --out results</code>; "
+            "the same commands run with plain Python as <code>wssscam study study.yaml</code>.</p>"
+            '<p>See the <a href="https://github.com/wssscam/SlicerWSSSCam#readme">README</a>.</p>'
         )
         self.parent.acknowledgementText = _(
-            "Methods follow the papers cited in the README. LGG MRI test data: TCGA lower-grade glioma "
-            "collection (The Cancer Imaging Archive), masks by Buda et al., Computers in Biology and Medicine, 2019."
+            "Methods follow the papers cited in the README (Zhou 2016, Selvaraju 2017, Chattopadhay 2018, "
+            "Draelos and Carin 2020, Fu 2020, Jiang 2021, Wang 2020, Muhammad and Yeasin 2020, Omeiza 2019, "
+            "Vinogradova 2020). LGG MRI test data: TCGA lower-grade glioma collection (The Cancer Imaging "
+            "Archive), masks by Buda et al., Computers in Biology and Medicine, 2019. PyTorch is installed through "
+            "the PyTorch extension (SlicerPyTorch)."
         )
 
 
-class WSSSCamWidget(ScriptedLoadableModuleWidget):
-    """Panel of the module."""
+#
+# WSSSCamParameterNode
+#
 
-    def setup(self):
+
+@parameterNodeWrapper
+class WSSSCamParameterNode:
+    """The panel's state, saved with the scene.
+
+    Bound to widgets by their SlicerParameterName: inputVolume, checkpointPath, targetLayers, batchSize,
+    regionROI, thresholdMode, thresholdValue, ensembleRule, suppressNegatives, opacity, displayLevel.
+    Set by code (MANUAL_FIELDS): targetClass, device, methods (comma-separated), the reference and
+    region segmentations and segment IDs.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    checkpointPath: Path = Path()
+    targetLayers: str = ""
+    batchSize: Annotated[int, WithinRange(1, 512)] = 16
+    regionROI: vtkMRMLMarkupsROINode
+    thresholdMode: Annotated[str, Choice(list(THRESHOLD_MODES))] = "fixed"
+    thresholdValue: Annotated[float, WithinRange(0.0, 100.0)] = 0.5
+    ensembleRule: Annotated[str, Choice(list(ENSEMBLE_RULES))] = "none"
+    suppressNegatives: bool = False
+    opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    displayLevel: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
+    targetClass: str = ""
+    device: str = "auto"
+    methods: str = ",".join(DEFAULT_METHODS)
+    referenceSegmentation: slicer.vtkMRMLSegmentationNode
+    referenceSegmentID: str = ""
+    regionSegmentation: slicer.vtkMRMLSegmentationNode
+    regionSegmentID: str = ""
+
+
+#
+# WSSSCamWidget
+#
+
+
+class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Panel of the module: widgets and wiring only; the work is done by WSSSCamLogic."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._run = None
+        self._runDevice = "auto"
+        self._results = None
+        self._card = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(0)
+        self.timer.connect("timeout()", self.onRunStep)
+
+    def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/WSSSCam.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = WSSSCamLogic()
-        label = qt.QLabel(_("WSSSCam library version: {version}").format(version=self.logic.libraryVersion()))
-        label.wordWrap = True
-        self.layout.addWidget(label)
-        self.layout.addStretch(1)
+
+        for name in CAM_METHOD_NAMES:
+            item = qt.QListWidgetItem(name)
+            item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
+            item.setCheckState(qt.Qt.Checked if name in DEFAULT_METHODS else qt.Qt.Unchecked)
+            self.ui.methodsList.addItem(item)
+        self.ui.deviceComboBox.addItems(self.logic.availableDevices())
+        self.ui.progressBar.setVisible(False)
+
+        settings = qt.QSettings()
+        last = settings.value(SETTINGS_CHECKPOINT, "")
+        if last:
+            self.ui.checkpointPathLineEdit.currentPath = last
+        for path in self._settingsList(settings.value(SETTINGS_ENSEMBLE, "")):
+            self.ui.ensembleModelsList.addItem(path)
+        exportDirectory = settings.value(SETTINGS_EXPORT, "")
+        if exportDirectory:
+            self.ui.exportDirectoryButton.directory = exportDirectory
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointChanged)
+        self.ui.addModelButton.connect("clicked(bool)", self.onAddModel)
+        self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
+        self.ui.methodsList.connect("itemChanged(QListWidgetItem*)", self.onMethodsChanged)
+        self.ui.targetClassComboBox.connect("currentIndexChanged(int)", self.onTargetClassChanged)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
+        self.ui.thresholdModeComboBox.connect("currentIndexChanged(int)", self.onThresholdModeChanged)
+        self.ui.referenceSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
+        self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onReferenceChanged)
+        self.ui.regionSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onRegionChanged)
+        self.ui.regionSegmentSelector.connect("currentSegmentChanged(QString)", self.onRegionChanged)
+        self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
+        self.ui.displayLevelSlider.connect("valueChanged(double)", self.onDisplayLevelChanged)
+        self.ui.shownCamSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onShownCamChanged)
+        self.ui.exportDirectoryButton.connect("directoryChanged(QString)", self.onExportDirectoryChanged)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.exportSegNrrdButton.connect("clicked(bool)", lambda: self.onExport("seg.nrrd"))
+        self.ui.exportNiftiButton.connect("clicked(bool)", lambda: self.onExport("nifti"))
+        self.ui.exportDicomSegButton.connect("clicked(bool)", lambda: self.onExport("dicom"))
+        self.ui.exportCamButton.connect("clicked(bool)", lambda: self.onExport("cam"))
+
+        self.initializeParameterNode()
+        if last:
+            self.onCheckpointChanged(last)
+
+    @staticmethod
+    def _settingsList(value) -> list:
+        if not value:
+            return []
+        if isinstance(value, str):
+            return [v for v in value.split(os.pathsep) if v]
+        return [str(v) for v in value if v]
+
+    # --- template boilerplate: parameter node life cycle ---
+
+    def cleanup(self) -> None:
+        self.stopRun()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.stopRun()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._updateManualWidgets()
+            self.onThresholdModeChanged()
+            self._checkCanApply()
+
+    def _updateManualWidgets(self) -> None:
+        """Show the MANUAL_FIELDS of the parameter node in their widgets."""
+        p = self._parameterNode
+        chosen = {m for m in p.methods.split(",") if m}
+        for row in range(self.ui.methodsList.count):
+            item = self.ui.methodsList.item(row)
+            item.setCheckState(qt.Qt.Checked if item.text() in chosen else qt.Qt.Unchecked)
+        index = self.ui.deviceComboBox.findText(p.device)
+        self.ui.deviceComboBox.setCurrentIndex(max(index, 0))
+        self.ui.referenceSegmentSelector.setCurrentNode(p.referenceSegmentation)
+        if p.referenceSegmentID:
+            self.ui.referenceSegmentSelector.setCurrentSegmentID(p.referenceSegmentID)
+        self.ui.regionSegmentSelector.setCurrentNode(p.regionSegmentation)
+        if p.regionSegmentID:
+            self.ui.regionSegmentSelector.setCurrentSegmentID(p.regionSegmentID)
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        running = self._run is not None
+        ready = bool(p and p.inputVolume and str(p.checkpointPath) not in ("", ".") and self.checkedMethods())
+        self.ui.applyButton.enabled = ready and not running
+        self.ui.cancelButton.enabled = running
+        self.ui.applyButton.toolTip = _("Compute the CAMs") if ready else _("Select an input volume, a checkpoint and at least one CAM method")
+
+    # --- manual fields ---
+
+    def checkedMethods(self) -> list:
+        return [self.ui.methodsList.item(r).text() for r in range(self.ui.methodsList.count)
+                if self.ui.methodsList.item(r).checkState() == qt.Qt.Checked]
+
+    def ensembleCheckpoints(self) -> list:
+        return [self.ui.ensembleModelsList.item(r).text() for r in range(self.ui.ensembleModelsList.count)]
+
+    def onMethodsChanged(self, item=None) -> None:
+        if self._parameterNode:
+            self._parameterNode.methods = ",".join(self.checkedMethods())
+
+    def onTargetClassChanged(self, index=None) -> None:
+        if self._parameterNode:
+            self._parameterNode.targetClass = self.ui.targetClassComboBox.currentText
+
+    def onDeviceChanged(self, index=None) -> None:
+        if self._parameterNode:
+            self._parameterNode.device = self.ui.deviceComboBox.currentText
+
+    def onReferenceChanged(self, *args) -> None:
+        if self._parameterNode:
+            self._parameterNode.referenceSegmentation = self.ui.referenceSegmentSelector.currentNode()
+            self._parameterNode.referenceSegmentID = self.ui.referenceSegmentSelector.currentSegmentID() or ""
+
+    def onRegionChanged(self, *args) -> None:
+        if self._parameterNode:
+            self._parameterNode.regionSegmentation = self.ui.regionSegmentSelector.currentNode()
+            self._parameterNode.regionSegmentID = self.ui.regionSegmentSelector.currentSegmentID() or ""
+
+    def onThresholdModeChanged(self, index=None) -> None:
+        """The value slider's range follows the mode: t in [0, 1], q in (0, 100), odd block sizes."""
+        mode = self.ui.thresholdModeComboBox.currentText
+        slider = self.ui.thresholdValueSlider
+        slider.enabled = mode in ("fixed", "percentile", "adaptive")
+        if mode == "fixed":
+            slider.decimals, slider.singleStep, slider.minimum, slider.maximum = 2, 0.01, 0.0, 1.0
+        elif mode == "percentile":
+            slider.decimals, slider.singleStep, slider.minimum, slider.maximum = 1, 0.5, 0.5, 99.5
+            if slider.value <= 1.0:
+                slider.value = 95.0
+        elif mode == "adaptive":
+            slider.decimals, slider.singleStep, slider.minimum, slider.maximum = 0, 2.0, 3.0, 99.0
+            if slider.value < 3.0:
+                slider.value = 15.0
+
+    def onCheckpointChanged(self, path) -> None:
+        """Read the model card beside the checkpoint: fill the class names, remember the path."""
+        self._card = None
+        self.ui.targetClassComboBox.clear()
+        if not path:
+            self.ui.modelCardLabel.text = _("(no model loaded)")
+            return
+        try:
+            card = self.logic.readCard(path)
+        except Exception as error:
+            self.ui.modelCardLabel.text = _("Cannot use this checkpoint: {error}").format(error=error)
+            self._checkCanApply()
+            return
+        self._card = card
+        self.ui.targetClassComboBox.addItems(list(card.class_names))
+        wanted = self._parameterNode.targetClass if self._parameterNode else ""
+        index = self.ui.targetClassComboBox.findText(wanted) if wanted else -1
+        self.ui.targetClassComboBox.setCurrentIndex(index if index >= 0 else len(card.class_names) - 1)
+        self.ui.targetLayersLineEdit.placeholderText = ", ".join([card.target_layer] + list(card.fusion_layers or []))
+        self.ui.modelCardLabel.text = self.logic.describeCard(card)
+        qt.QSettings().setValue(SETTINGS_CHECKPOINT, str(path))
+        self._checkCanApply()
+
+    def onAddModel(self) -> None:
+        paths = qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(), _("Ensemble checkpoints"), "", "PyTorch checkpoint (*.pt *.pth)")
+        for path in paths:
+            self.ui.ensembleModelsList.addItem(path)
+        qt.QSettings().setValue(SETTINGS_ENSEMBLE, os.pathsep.join(self.ensembleCheckpoints()))
+
+    def onRemoveModel(self) -> None:
+        for item in self.ui.ensembleModelsList.selectedItems():
+            self.ui.ensembleModelsList.takeItem(self.ui.ensembleModelsList.row(item))
+        qt.QSettings().setValue(SETTINGS_ENSEMBLE, os.pathsep.join(self.ensembleCheckpoints()))
+
+    def onExportDirectoryChanged(self, directory) -> None:
+        qt.QSettings().setValue(SETTINGS_EXPORT, directory)
+
+    # --- display ---
+
+    def onOpacityChanged(self, value) -> None:
+        self.logic.setForegroundOpacity(value)
+
+    def onDisplayLevelChanged(self, value) -> None:
+        if self._results is not None:
+            self.logic.setDisplayLevel(self._results, value)
+
+    def onShownCamChanged(self, node) -> None:
+        if node is not None and self._parameterNode and node.GetAttribute("WSSSCam.method"):
+            self.logic.showCam(node, self._parameterNode.inputVolume, self._parameterNode.opacity)
+
+    # --- running in chunks on a timer ---
+
+    def onApplyButton(self) -> None:
+        if not self.logic.ensureDependencies():
+            return
+        self.startRun(self._parameterNode.device)
+
+    def startRun(self, device: str) -> None:
+        p = self._parameterNode
+        extra = [n for n in self.ui.extraChannelsSelector.checkedNodes() if n is not p.inputVolume]
+        checkpoints = [str(p.checkpointPath)] + self.ensembleCheckpoints()
+        with slicer.util.tryWithErrorDisplay(_("Cannot start the CAM computation."), waitCursor=True):
+            self._run = self.logic.run(
+                inputVolumes=[p.inputVolume] + extra, checkpoints=checkpoints, methods=self.checkedMethods(),
+                targetClassName=self.ui.targetClassComboBox.currentText, layers=p.targetLayers, device=device,
+                batchSize=p.batchSize, regionSegmentation=p.regionSegmentation, regionSegmentID=p.regionSegmentID,
+                regionROI=p.regionROI, thresholdMode=p.thresholdMode, thresholdValue=p.thresholdValue,
+                ensembleRule=p.ensembleRule, suppressNegatives=p.suppressNegatives,
+                referenceSegmentation=p.referenceSegmentation, referenceSegmentID=p.referenceSegmentID,
+                opacity=p.opacity, displayLevel=p.displayLevel)
+            self._runDevice = device
+            self.ui.progressBar.setVisible(True)
+            self.ui.progressBar.setValue(0)
+            self.ui.statusLabel.text = _("Loading the model...")
+            self.timer.start()
+        self._checkCanApply()
+
+    def onRunStep(self) -> None:
+        """One batch per timer tick: Slicer processes its events between batches and stays responsive."""
+        if self._run is None:
+            self.timer.stop()
+            return
+        try:
+            label, done, total = next(self._run)
+        except StopIteration as finished:
+            self.stopRun()
+            self._results = finished.value
+            self.showResults(self._results)
+            return
+        except Exception as error:
+            self.stopRun()
+            if self.logic.isOutOfMemory(error) and self._runDevice != "cpu":
+                if slicer.util.confirmYesNoDisplay(
+                        _("The GPU ran out of memory ({error}).\n\nRun on the CPU instead (slower)?").format(error=error),
+                        windowTitle=_("WSSSCam: GPU out of memory")):
+                    self.ui.deviceComboBox.setCurrentIndex(self.ui.deviceComboBox.findText("cpu"))
+                    self.startRun("cpu")
+                return
+            logging.exception("WSSSCam run failed")
+            slicer.util.errorDisplay(_("CAM computation failed: {error}").format(error=error), detailedText=str(error))
+            return
+        self.ui.progressBar.setMaximum(max(total, 1))
+        self.ui.progressBar.setValue(done)
+        self.ui.statusLabel.text = _("{label}: {done} of {total} slices").format(label=label or _("publishing"), done=done, total=total)
+
+    def onCancelButton(self) -> None:
+        self.stopRun()
+        self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
+
+    def stopRun(self) -> None:
+        self.timer.stop()
+        if self._run is not None:
+            self._run.close()
+            self._run = None
+        self.ui.progressBar.setVisible(False)
+        self._checkCanApply()
+
+    def showResults(self, results) -> None:
+        names = ", ".join(results.cam_nodes)
+        self.ui.statusLabel.text = _("Done: {count} CAM volume(s) ({names}), {segments} segment(s).").format(
+            count=len(results.cam_nodes), names=names, segments=len(results.masks))
+        self.ui.shownCamSelector.setCurrentNode(next(iter(results.cam_nodes.values())))
+        for table in (results.metrics_table, results.agreement_table):
+            if table is not None:
+                self.logic.showTable(table)
+                break
+
+    # --- export ---
+
+    def onExport(self, kind: str) -> None:
+        if self._results is None:
+            slicer.util.errorDisplay(_("Run the CAMs first (Apply)."))
+            return
+        directory = self.ui.exportDirectoryButton.directory
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            written = self.logic.export(kind, self._results, self._parameterNode.inputVolume, directory,
+                                        self.ui.shownCamSelector.currentNode())
+            self.ui.statusLabel.text = _("Written: {files}").format(files=", ".join(str(p) for p in written))
+
+
+#
+# WSSSCamLogic
+#
 
 
 class WSSSCamLogic(ScriptedLoadableModuleLogic):
-    """Thin wrapper around WSSSCamLib; holds no science of its own."""
+    """Thin wrapper around WSSSCamLib (its MRML bridge WSSSCamLib.mrml does the work); usable from
+    the Python console and scripts without the panel."""
 
-    def libraryVersion(self):
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self):
+        return WSSSCamParameterNode(super().getParameterNode())
+
+    def libraryVersion(self) -> str:
         """Version of the WSSSCamLib package bundled with the extension."""
         import WSSSCamLib
 
         return WSSSCamLib.__version__
 
+    # --- dependencies ---
+
+    @staticmethod
+    def missingRequirements() -> list:
+        return [pip for module, pip in LIBRARY_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+
+    def ensureDependencies(self, ask: bool = True) -> bool:
+        """PyTorch through the PyTorch extension, then WSSSCamLib's other packages with pip, each after asking."""
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            if ask and not slicer.util.confirmOkCancelDisplay(
+                    _("WSSSCam needs PyTorch, which is not installed yet. Install it now through the PyTorch extension? "
+                      "This downloads about 1-3 GB and may take several minutes.")):
+                return False
+            try:
+                import PyTorchUtils
+            except ImportError:
+                slicer.util.errorDisplay(_("Install the 'PyTorch' extension from the Extensions Manager first, then restart Slicer."))
+                return False
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
+                return False
+        missing = self.missingRequirements()
+        if missing:
+            if ask and not slicer.util.confirmOkCancelDisplay(
+                    _("WSSSCam needs these Python packages: {packages}. Install them now with pip?").format(packages=", ".join(missing))):
+                return False
+            slicer.util.pip_install(" ".join(missing))
+        return True
+
+    @staticmethod
+    def availableDevices() -> list:
+        """'auto', 'cpu' and each CUDA device (when PyTorch is installed)."""
+        devices = ["auto", "cpu"]
+        try:
+            import torch
+
+            devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        except ImportError:
+            pass
+        return devices
+
+    @staticmethod
+    def isOutOfMemory(error) -> bool:
+        try:
+            import torch
+
+            if isinstance(error, torch.cuda.OutOfMemoryError):
+                return True
+        except (ImportError, AttributeError):
+            pass
+        return "out of memory" in str(error).lower()
+
+    # --- model ---
+
+    @staticmethod
+    def readCard(checkpointPath):
+        from WSSSCamLib.training.checkpoint import card_path, read_card
+
+        return read_card(card_path(checkpointPath))
+
+    @staticmethod
+    def describeCard(card) -> str:
+        auc = (card.validation or {}).get("auc")
+        text = _("{architecture}, {spatial}D, channels {channels}, classes {classes}").format(
+            architecture=card.architecture, spatial=card.spatial_dims, channels=", ".join(card.channel_names),
+            classes=", ".join(card.class_names))
+        return text + (_(", validation AUC {auc:.3f}").format(auc=auc) if isinstance(auc, (int, float)) else "")
+
+    @staticmethod
+    def loadModels(checkpoints, device: str = "auto") -> dict:
+        """Checkpoint stem (made unique) -> (model, card), each loaded with weights_only=True."""
+        from WSSSCamLib.training.checkpoint import load_checkpoint
+
+        models = {}
+        for path in checkpoints:
+            name = Path(path).stem
+            while name in models:
+                name += "'"
+            models[name] = load_checkpoint(path, device=device)
+        return models
+
+    # --- the run: a generator, one batch per next() ---
+
+    def run(self, inputVolumes, checkpoints, methods, targetClassName="", layers="", device="auto", batchSize=16,
+            regionSegmentation=None, regionSegmentID="", regionROI=None, thresholdMode="fixed", thresholdValue=0.5,
+            ensembleRule="none", suppressNegatives=False, referenceSegmentation=None, referenceSegmentID="",
+            opacity=0.5, displayLevel=0.2, scene=None):
+        """Yield ``(model name, slices done, slices total)`` after each batch; return (StopIteration.value)
+        the ``WSSSCamLib.mrml.PublishedResults``. Nothing is added to the scene before the last batch, so
+        closing the generator (Cancel) leaves the scene unchanged."""
+        from WSSSCamLib.masks import Threshold
+        from WSSSCamLib.mrml import iter_cam_run, nodes_to_volume, publish_results, roi_to_mask, segment_to_mask
+
+        scene = scene or slicer.mrmlScene
+        volumeNode = inputVolumes[0]
+        threshold = Threshold(thresholdMode, None if thresholdMode in ("mean", "median", "otsu") else thresholdValue)
+        models = self.loadModels(checkpoints, device)
+        firstCard = next(iter(models.values()))[1]
+        targetClass = firstCard.class_names.index(targetClassName) if targetClassName in firstCard.class_names else None
+        region = None
+        if regionSegmentation is not None and regionSegmentID:
+            region = segment_to_mask(scene, regionSegmentation, regionSegmentID, volumeNode)
+        elif regionROI is not None:
+            region = roi_to_mask(regionROI, volumeNode)
+        volume = nodes_to_volume(inputVolumes)
+        layerList = [name.strip() for name in layers.split(",") if name.strip()] or None
+        cams = None
+        for label, done, total, result in iter_cam_run(volume, models, methods, targetClass, layerList, region, batchSize, device):
+            if result is None:
+                yield label, done, total
+            else:
+                cams = result
+        reference = (referenceSegmentation, referenceSegmentID) if referenceSegmentation is not None and referenceSegmentID else None
+        return publish_results(scene, volumeNode, cams, threshold, None if ensembleRule == "none" else ensembleRule,
+                               suppressNegatives, reference, opacity, displayLevel)
+
+    def process(self, **kwargs):
+        """Run to the end without a GUI (scripts, tests); returns the PublishedResults."""
+        generator = self.run(**kwargs)
+        while True:
+            try:
+                next(generator)
+            except StopIteration as finished:
+                return finished.value
+
+    # --- display and export ---
+
+    @staticmethod
+    def setForegroundOpacity(opacity: float) -> None:
+        from WSSSCamLib.mrml.display import set_foreground_opacity
+
+        set_foreground_opacity(slicer.mrmlScene, opacity)
+
+    @staticmethod
+    def setDisplayLevel(results, level: float) -> None:
+        for node in results.cam_nodes.values():
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetLowerThreshold(level)
+
+    @staticmethod
+    def showCam(camNode, backgroundNode, opacity: float) -> None:
+        from WSSSCamLib.mrml import show_as_foreground
+
+        show_as_foreground(slicer.mrmlScene, camNode, opacity, backgroundNode)
+
+    @staticmethod
+    def showTable(tableNode) -> None:
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+
+    @staticmethod
+    def dicomFiles(volumeNode) -> list:
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or database is None:
+            return []
+        return [f for f in (database.fileForInstance(uid) for uid in uids) if f]
+
+    def export(self, kind: str, results, volumeNode, directory, camNode=None) -> list:
+        """Write the results: 'seg.nrrd', 'nifti' (label map + label names), 'dicom' (DICOM SEG), or 'cam'
+        (the shown CAM volume as NRRD and NIfTI). Returns the files written."""
+        from WSSSCamLib.mrml import export_dicom_seg, export_segmentation_labelmap, export_segmentation_seg_nrrd, export_volume
+
+        directory = Path(directory)
+        segmentation = results.segmentation_node
+        base = slicer.app.ioManager().forceFileNameValidCharacters(volumeNode.GetName())
+        if kind == "seg.nrrd":
+            return [export_segmentation_seg_nrrd(segmentation, directory / f"{base} WSSSCam.seg.nrrd")]
+        if kind == "nifti":
+            path = directory / f"{base} WSSSCam labels.nii.gz"
+            export_segmentation_labelmap(slicer.mrmlScene, segmentation, path, volumeNode)
+            return [path, directory / f"{base} WSSSCam labels.labels.json"]
+        if kind == "dicom":
+            return [export_dicom_seg(slicer.mrmlScene, segmentation, volumeNode, directory / f"{base} WSSSCam SEG.dcm",
+                                     self.dicomFiles(volumeNode))]
+        if kind == "cam":
+            camNode = camNode or next(iter(results.cam_nodes.values()))
+            return [export_volume(camNode, directory / f"{camNode.GetName()}{suffix}") for suffix in (".nrrd", ".nii.gz")]
+        raise ValueError(f"unknown export kind {kind!r}")
+
+
+#
+# WSSSCamTest
+#
+
 
 class WSSSCamTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer: Slicer's Reload & Test, or the generic tests of the extension build."""
+    """Runs inside Slicer (Reload & Test, or the extension's generic tests): the logic end to end on
+    a generated phantom volume with an untrained small CNN saved as a checkpoint with its card."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_library_cam_on_tiny_network()
+        self.test_logic_end_to_end_on_generated_data()
 
-    def test_library_cam_on_tiny_network(self):
-        """Grad-CAM of a tiny network through WSSSCamLib: finite maps in [0, 1] on the input grid."""
-        self.delayDisplay("Computing a Grad-CAM on a tiny network")
+    def test_logic_end_to_end_on_generated_data(self):
+        self.delayDisplay("WSSSCam: CAMs, segments, tables and exports on a generated volume")
         try:
             import torch
         except ImportError:
-            logging.warning("PyTorch is not installed (install the PyTorch extension); test skipped")
+            logging.warning("PyTorch is not installed (install the PyTorch extension); WSSSCam test skipped")
             return
-        from WSSSCamLib.cams import CamEngine
+        import numpy as np
 
-        model = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2),
-        ).eval()
-        result = CamEngine(model, target_layer="1")(torch.rand(2, 1, 16, 16), target=1, methods="grad-cam")
-        heat = result["grad-cam"]
-        self.assertEqual(tuple(heat.shape), (2, 16, 16))
-        self.assertTrue(bool(torch.isfinite(heat).all()))
-        self.assertLessEqual(float(heat.max()), 1.0)
+        from WSSSCamLib.data.synthetic import synthetic_batch
+        from WSSSCamLib.data.volume import affine_from_geometry
+        from WSSSCamLib.mrml import array_to_volume_node, masks_to_segmentation, node_to_volume, segment_to_mask
+        from WSSSCamLib.models.zoo import build_model
+        from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
+
+        batch = synthetic_batch(1, shape=(6, 32, 32), positive_fraction=1.0, seed=5)
+        affine = affine_from_geometry([0.9, 0.9, 3.0], [-14.0, -14.0, 0.0], np.eye(3))
+        volumeNode = array_to_volume_node(slicer.mrmlScene, batch.images[0, 0], affine, "Phantom FLAIR")
+        reference = masks_to_segmentation(slicer.mrmlScene, {"lesion": batch.masks[0].numpy()}, volumeNode, name="Reference")
+        folder = Path(slicer.util.tempDirectory("WSSSCamTest"))
+        checkpoints = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            card = ModelCard(architecture="small-cnn", in_channels=1, num_classes=2, class_names=["normal", "lesion"],
+                             channel_names=["FLAIR"], input_size=[32, 32], recipe={"size": 32, "axis": "K"})
+            checkpoints.append(str(save_checkpoint(build_model("small-cnn", 1, 2), card, folder / f"cnn{seed}.pt")))
+
+        logic = WSSSCamLogic()
+        steps = list(logic.run(inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam", "layer-cam"],
+                               targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed", thresholdValue=0.4,
+                               ensembleRule="and", referenceSegmentation=reference,
+                               referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0)))
+        self.assertEqual([s[1] for s in steps], [4, 6, 10, 12])
+        results = logic.process(inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam", "layer-cam"],
+                                targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed",
+                                thresholdValue=0.4, ensembleRule="and", referenceSegmentation=reference,
+                                referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0), opacity=0.6)
+        self.assertEqual(len(results.cam_nodes), 4)
+        camNode = results.cam_nodes["cnn0 grad-cam"]
+        np.testing.assert_allclose(node_to_volume(camNode).ijk_to_ras, affine, atol=1e-9)
+        self.assertEqual(camNode.GetDisplayNode().GetColorNode().GetName(), "WSSSCam cnn0 grad-cam CAM heat")
+        red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
+        self.assertEqual(red.GetForegroundVolumeID(), camNode.GetID())
+        self.assertAlmostEqual(red.GetForegroundOpacity(), 0.6)
+        self.assertEqual(results.segmentation_node.GetSegmentation().GetNumberOfSegments(), 5)
+        mask = segment_to_mask(slicer.mrmlScene, results.segmentation_node, "and ensemble t=0.40", volumeNode)
+        np.testing.assert_array_equal(mask, results.masks["and ensemble t=0.40"].numpy())
+        self.assertEqual(results.metrics_table.GetTable().GetNumberOfRows(), 5)
+        self.assertEqual(results.agreement_table.GetTable().GetNumberOfRows(), 4)
+        written = logic.export("seg.nrrd", results, volumeNode, folder) + logic.export("cam", results, volumeNode, folder, camNode)
+        self.assertTrue(all(Path(p).is_file() for p in written))
+        loaded = slicer.util.loadSegmentation(str(written[0]))
+        self.assertEqual(loaded.GetSegmentation().GetNumberOfSegments(), 5)
         self.delayDisplay("Test passed")

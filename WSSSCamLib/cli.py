@@ -1,4 +1,4 @@
-"""Command line: ``wssscam demo``, ``wssscam train``, ``wssscam methods``."""
+"""Command line: ``wssscam demo | train | study | merge | methods``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import print_summary, run_demo
 
     summary = run_demo(args.out, device=args.device, seed=args.seed, epochs=args.epochs)
-    print_summary(summary, args.out)
+    print_summary(summary)
     return 0
 
 
@@ -45,6 +45,44 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard expects i/n (e.g. 0/4), got '{text}'") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text}: expected 0 <= i < n")
+    return index, count
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import ConfigError, load_config, run_study
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        raise SystemExit(f"wssscam study: {error}") from None
+    if args.out:
+        from pathlib import Path
+
+        config.output = Path(args.out)
+    if args.device:
+        config.device = args.device
+    stages = args.stages.split(",") if args.stages else (["train", "cams"] if args.shard[1] > 1 else ["train", "cams", "report"])
+    report = run_study(config, args.shard, stages, progress=not args.quiet)
+    if report is None:
+        print(f"shard {args.shard[0]}/{args.shard[1]} done; when every shard has finished: wssscam study {args.config} --stages report")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .study import merge_outputs
+
+    copied = merge_outputs(args.out, args.shards)
+    print(f"{copied} units gathered into {args.out}; now: wssscam study CONFIG --out {args.out} --stages report")
+    return 0
+
+
 def _methods(_: argparse.Namespace) -> int:
     from .cams import METHODS
 
@@ -60,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="wssscam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=int, default=12)
+    demo.add_argument("--epochs", type=int, default=8)
     demo.set_defaults(run=_demo)
     train = sub.add_parser("train", help="k-fold case-level cross-validation of a slice classifier on a dataset")
     train.add_argument("dataset", help="Decathlon/nnU-Net folder (dataset.json), or a folder of volumes with --csv")
@@ -80,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     train.set_defaults(run=_train)
+    study = sub.add_parser("study", help="a full-dataset CAM study from a YAML/JSON configuration (resumable, shardable)")
+    study.add_argument("config", help="study configuration (.yaml, .yml or .json)")
+    study.add_argument("--out", help="output folder (default: the configuration's 'output')")
+    study.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: run only the i-th of n disjoint parts (default: all)")
+    study.add_argument("--stages", help="comma-separated subset of train,cams,report (default: all; with --shard: train,cams)")
+    study.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the configuration's)")
+    study.add_argument("--quiet", action="store_true", help="no progress bars")
+    study.set_defaults(run=_study)
+    merge = sub.add_parser("merge", help="gather the outputs of study shards run in separate folders")
+    merge.add_argument("shards", nargs="+", help="the shards' output folders")
+    merge.add_argument("--out", required=True, help="the merged output folder")
+    merge.set_defaults(run=_merge)
     methods = sub.add_parser("methods", help="list the CAM methods")
     methods.set_defaults(run=_methods)
     return parser

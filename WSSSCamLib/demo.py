@@ -1,127 +1,87 @@
-"""The README's main job (for now): CAMs of a small classifier on built-in synthetic phantoms.
+"""The README's main job: a complete CAM study on built-in generated data, no download.
 
-Generates phantoms with and without lesions, trains a small CNN on the image-level labels only,
-computes every CAM method for the held-out lesion images in one call of the engine, measures each
-method's IoU against the true lesion masks at threshold 0.5, and writes heat-coloured overlay PNGs.
+Writes a Decathlon-layout dataset of brain-like 3D phantoms (soft-boundary lesions, true masks, an
+external per-case measure), then runs :func:`WSSSCamLib.study.run_study` with two small
+classifiers trained per fold on slice labels only (3-fold case-level cross-validation), every
+classifier CAM method, the threshold grid plus percentile/mean/median/Otsu thresholds, the four
+ensembles of seed 004 (grid-searched on the training cases), Dice/IoU per slice, per case and
+pooled, agreement across methods and models, the correlation with the external measure, figures
+and the HTML report.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+import pandas as pd
 
 from .atomic import write_text
-from .cams import METHODS, CamEngine
-from .data.synthetic import synthetic_batch
-from .devices import resolve_device
-from .figures.overlays import overlay_rgb, write_png
-from .metrics.overlap import iou
-from .models import SmallCNN
+from .cams import METHODS
+from .data.synthetic import write_synthetic_dataset
+from .study import parse_config, run_study
 
-DEMO_METHODS = [name for name, method in METHODS.items() if not method.segmentation]
-
-
-@dataclass
-class DemoSummary:
-    """What the demo measured; ``mean_iou`` per method over held-out lesion images at threshold 0.5."""
-
-    device: str
-    train_images: int
-    test_images: int
-    test_accuracy: float
-    cam_seconds: float
-    target_layer: str
-    mean_iou: dict[str, float]
-    outputs: list[str]
+# Score-CAM scores every channel of the target layer: all 128 of the small CNN, but for ResNet-18
+# (512 channels) the demo uses Faster Score-CAM (its 10 most varying channels) to stay fast.
+CLASSIFIER_METHODS = [name for name, method in METHODS.items() if not method.segmentation]
+RESNET_METHODS = [name for name in CLASSIFIER_METHODS if name != "score-cam"]
 
 
-def _train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
-    device = next(model.parameters()).device
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=generator)
-        total, correct, loss_sum = 0, 0, 0.0
-        for start in range(0, len(order), 32):
-            index = order[start : start + 32]
-            batch = images[index]
-            flips = torch.rand(len(index), generator=generator) < 0.5
-            batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch).to(device)
-            target = labels[index].to(device)
-            logits = model(batch)
-            loss = loss_fn(logits, target)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            loss_sum += loss.item() * len(index)
-            correct += int((logits.argmax(1) == target).sum())
-            total += len(index)
-        print(f"  epoch {epoch + 1}/{epochs}: loss {loss_sum / total:.3f}, train accuracy {correct / total:.3f}")
-    model.eval()
+def demo_config(out_dir: Path, device: str = "auto", seed: int = 0, epochs: int = 8, size: int = 64) -> dict:
+    """The demo's study configuration (a plain dict, as it would be read from YAML)."""
+    train = {"epochs": epochs, "patience": 0, "batch_size": 32, "learning_rate": 3e-3}
+    return {
+        "dataset": str(out_dir / "data"), "measures": str(out_dir / "data" / "measures.csv"), "output": str(out_dir / "study"),
+        "folds": 3, "seed": seed, "device": device, "recipe": {"size": size, "axis": "K"},
+        "models": [
+            {"name": "small-cnn", "architecture": "small-cnn", "train": train},
+            {"name": "resnet18", "architecture": "resnet18", "train": train, "methods": RESNET_METHODS},
+        ],
+        "methods": CLASSIFIER_METHODS,
+        "thresholds": ["grid", "p95", "mean", "median", "otsu"],
+        "ensembles": [{"rule": rule, "members": ["small-cnn/grad-cam", "resnet18/grad-cam"]} for rule in ("and", "or", "<", ">")],
+        "overlays": 3,
+    }
 
 
-def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: int = 0, epochs: int = 12, size: int = 64) -> DemoSummary:
-    """Run the demo, write PNGs and ``summary.json`` into ``out_dir``, and return the summary."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    run_device = resolve_device(device)
-    print(f"Generating synthetic phantoms ({size} x {size}) ...")
-    train = synthetic_batch(320, (size, size), seed=seed)
-    test = synthetic_batch(64, (size, size), seed=seed + 1)
-    print(f"Training a small CNN on image-level labels only, on {run_device} ...")
-    model = SmallCNN(in_channels=1, num_classes=2).to(run_device)
-    _train(model, train.images, train.labels, epochs, seed)
-    with torch.no_grad():
-        accuracy = float((model(test.images.to(run_device)).argmax(1).cpu() == test.labels).float().mean())
-    print(f"  held-out accuracy: {accuracy:.3f}")
-
-    positives = test.labels == 1
-    images, masks = test.images[positives], test.masks[positives]
-    engine = CamEngine(model)
+def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: int = 0, epochs: int = 8, cases: int = 12,
+             shape: tuple[int, int, int] = (16, 64, 64), progress: bool = True) -> dict:
+    """Generate the data (``cases`` phantom volumes of ``shape`` K x J x I), run the study, write
+    ``summary.json`` and return the summary (paths and headline numbers)."""
+    out_dir = Path(out_dir)
     started = time.perf_counter()
-    result = engine(images, target=1, methods=DEMO_METHODS)
-    cam_seconds = time.perf_counter() - started
-    truth = masks.to(run_device)
-    mean_iou = {name: float(iou(cam >= 0.5, truth).mean()) for name, cam in result.items()}
-
-    outputs = [str(_write_grid(out / "cam_grid.png", images, masks, result.maps, rows=6))]
-    for case in range(min(4, len(images))):
-        for name, cam in result.items():
-            png = overlay_rgb(images[case, 0].numpy(), cam[case].cpu().numpy(), outline=masks[case].numpy())
-            outputs.append(str(write_png(out / "overlays" / f"case{case:02d}_{name.replace('+', 'p')}.png", png)))
-    summary = DemoSummary(str(run_device), len(train.labels), len(test.labels), accuracy, cam_seconds,
-                          result.target_layer, mean_iou, outputs)
-    write_text(out / "summary.json", json.dumps(asdict(summary), indent=2))
+    if not (out_dir / "data" / "dataset.json").exists():
+        write_synthetic_dataset(out_dir / "data", cases=cases, shape=shape, seed=seed)
+    config = parse_config(demo_config(out_dir, device, seed, epochs, size=shape[-1]), "demo", out_dir)
+    report = run_study(config, progress=progress)
+    results = pd.read_parquet(config.output / "results.parquet")
+    summary = summarise(results, report, time.perf_counter() - started)
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
-def _write_grid(path: Path, images: torch.Tensor, masks: torch.Tensor, maps: dict[str, torch.Tensor], rows: int) -> Path:
-    """Rows = cases; columns = the image with the true mask outline, then one overlay per method."""
-    rows = min(rows, len(images))
-    tiles = []
-    for case in range(rows):
-        image = images[case, 0].numpy()
-        outline = masks[case].numpy()
-        row = [overlay_rgb(image, np.zeros_like(image), outline=outline)]
-        row += [overlay_rgb(image, cam[case].cpu().numpy(), outline=outline) for cam in maps.values()]
-        tiles.append(np.concatenate(row, axis=1))
-    return write_png(path, np.concatenate(tiles, axis=0))
+def summarise(results: pd.DataFrame, report: Path, seconds: float, metric: str = "pooled_dsc_seed004") -> dict:
+    """Headline numbers: Empty baseline, best single configuration, best ensemble, under ``metric``."""
+    pooled = results[(results["case"] == "ALL") & (results["metric"] == metric)]
+    empty = float(pooled.loc[pooled["kind"] == "empty", "value"].iloc[0])
+    single = pooled[pooled["kind"] == "threshold"].sort_values("value", ascending=False).iloc[0]
+    summary = {"report": str(report), "seconds": round(seconds, 1), "metric": metric, "empty": empty,
+               "best_single": {"model": single["model"], "method": single["method"], "result": single["result"], "value": float(single["value"])}}
+    ensembles = pooled[pooled["kind"] == "ensemble"].sort_values("value", ascending=False)
+    if not ensembles.empty:
+        summary["best_ensemble"] = {"name": ensembles.iloc[0]["model"], "value": float(ensembles.iloc[0]["value"])}
+    fg = results[(results["case"] == "ALL") & (results["metric"] == "dice_mean_abnormal_slices")]
+    match = fg[(fg["model"] == single["model"]) & (fg["method"] == single["method"]) & (fg["result"] == single["result"])]
+    summary["best_single"]["dice_mean_abnormal_slices"] = float(match["value"].iloc[0]) if not match.empty else float("nan")
+    return summary
 
 
-def print_summary(summary: DemoSummary, out_dir: str | Path) -> None:
-    print(f"\nCAMs of {sum(1 for _ in summary.mean_iou)} methods for the held-out lesion images in "
-          f"{summary.cam_seconds:.2f} s (target layer '{summary.target_layer}', {summary.device}).")
-    print(f"{'method':<20} IoU@0.5 vs true lesion mask")
-    for name, value in sorted(summary.mean_iou.items(), key=lambda item: -item[1]):
-        print(f"{name:<20} {value:.3f}")
-    print(f"\nOverlay grid: {Path(out_dir) / 'cam_grid.png'} (columns: image, {', '.join(summary.mean_iou)})")
-    print(f"Summary: {Path(out_dir) / 'summary.json'}")
+def print_summary(summary: dict) -> None:
+    best = summary["best_single"]
+    print(f"\nWSSSCam demo finished in {summary['seconds']:.0f} s")
+    print(f"  {summary['metric']}: Empty baseline {summary['empty']:.3f}; best single {best['model']} / {best['method']} "
+          f"at {best['result']}: {best['value']:.3f} (mean Dice on slices with lesion {best['dice_mean_abnormal_slices']:.3f})")
+    if "best_ensemble" in summary:
+        print(f"  best ensemble {summary['best_ensemble']['name']} (thresholds chosen on training cases): {summary['best_ensemble']['value']:.3f}")
+    print(f"  report: {summary['report']}")

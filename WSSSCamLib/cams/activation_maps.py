@@ -25,17 +25,20 @@ def eigen_cam(activations: torch.Tensor) -> torch.Tensor:
 
     Per sample, the activations are read as P positions x C channels, centred over positions, and
     projected on the leading right singular vector (the top eigenvector of the C x C scatter
-    matrix, computed in float64). SVD leaves the sign free; it is fixed so that the largest
+    matrix, computed in float64; with fewer positions than channels the same projection comes from
+    the P x P Gram matrix: sqrt(lambda_1) u_1). SVD leaves the sign free; it is fixed so that the largest
     absolute value of the projection is positive (Seg-Eigen-CAM, Chung & Ying 2025, eq. 13).
     """
     n, c = activations.shape[:2]
     spatial = activations.shape[2:]
     positions = activations.reshape(n, c, -1).transpose(1, 2).to(torch.float64)
     centred = positions - positions.mean(dim=1, keepdim=True)
-    scatter = centred.transpose(1, 2) @ centred
-    _, eigenvectors = torch.linalg.eigh(scatter)
-    leading = eigenvectors[:, :, -1:]
-    projection = (centred @ leading).squeeze(-1)
+    if centred.shape[1] < c:
+        eigenvalues, eigenvectors = torch.linalg.eigh(centred @ centred.transpose(1, 2))
+        projection = eigenvectors[:, :, -1] * eigenvalues[:, -1:].clamp(min=0).sqrt()
+    else:
+        _, eigenvectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+        projection = (centred @ eigenvectors[:, :, -1:]).squeeze(-1)
     flip = projection.amin(dim=1).abs() > projection.amax(dim=1).abs()
     projection = torch.where(flip[:, None], -projection, projection)
     return projection.reshape(n, *spatial).to(activations.dtype)

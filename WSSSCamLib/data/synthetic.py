@@ -9,7 +9,9 @@ inside (d < 1). Works in 2D (H x W) and 3D (D x H x W) alike; arrays are in tens
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,3 +84,43 @@ def synthetic_batch(count: int, shape: tuple[int, ...] = (64, 64), positive_frac
     images = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
     masks = torch.from_numpy(np.stack([p[1] for p in pairs]))
     return SyntheticBatch(images=images, masks=masks, labels=torch.from_numpy(labels))
+
+
+def write_synthetic_dataset(root: str | Path, cases: int = 10, shape: tuple[int, int, int] = (16, 64, 64),
+                            spacing_mm: tuple[float, float, float] = (1.0, 1.0, 3.0), positive_fraction: float = 0.7,
+                            seed: int = 0) -> Path:
+    """Write a Decathlon-layout dataset of 3D phantoms (K x J x I = ``shape``) under ``root``.
+
+    ``imagesTr/<case>_0000.nii.gz`` (one channel, "phantom"), ``labelsTr/<case>.nii.gz`` (true lesion
+    masks), ``dataset.json``, and ``measures.csv`` with a per-case external measure
+    (``lesion_ml_reported``: the lesion volume in ml with 10 % multiplicative noise, like a clinical
+    report). ``spacing_mm`` is along I, J, K; the geometry is RAS with that spacing and the origin
+    at the volume's centre. Every file is written atomically.
+    """
+    from ..atomic import write_text
+    from .readers import write_nifti
+    from .volume import Volume
+
+    root = Path(root)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(cases, dtype=np.int64)
+    labels[: int(round(cases * positive_fraction))] = 1
+    rng.shuffle(labels)
+    affine = np.diag([*spacing_mm, 1.0])
+    affine[:3, 3] = -0.5 * (np.asarray(shape[::-1]) - 1) * np.asarray(spacing_mm)
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    entries, rows = [], ["case,lesion_ml_reported"]
+    for index, label in enumerate(labels):
+        case_id = f"phantom_{index:03d}"
+        image, mask = phantom(tuple(shape), bool(label), rng)
+        write_nifti(Volume(image, affine, case_id), root / "imagesTr" / f"{case_id}_0000.nii.gz")
+        write_nifti(Volume(mask.astype(np.float32), affine, case_id), root / "labelsTr" / f"{case_id}.nii.gz", dtype=np.uint8)
+        entries.append({"image": f"./imagesTr/{case_id}.nii.gz", "label": f"./labelsTr/{case_id}.nii.gz"})
+        rows.append(f"{case_id},{mask.sum() * voxel_ml * rng.uniform(0.9, 1.1):.4f}")
+    description = {"name": "WSSSCam phantoms", "description": "Generated brain-like phantoms with soft-boundary lesions (WSSSCamLib.data.synthetic)",
+                   "modality": {"0": "phantom"}, "labels": {"0": "background", "1": "lesion"}, "numTraining": cases, "training": entries}
+    write_text(root / "measures.csv", "\n".join(rows) + "\n")
+    write_text(root / "dataset.json", json.dumps(description, indent=1))
+    return root

@@ -1,6 +1,24 @@
-"""Metrics: overlap of binary masks (Dice, IoU) and classification (ROC AUC, accuracy)."""
+"""Metrics: overlap of binary masks (Dice, IoU), confusion counts with per-case and pooled (seed 004)
+scores, agreement across CAM methods/models (seed 000), statistics, and classification (ROC AUC, accuracy)."""
 
+from .agreement import pairwise_iou_agreement
 from .classification import accuracy, roc_auc
+from .confusion import PooledScores, confusion_counts, dice_from_counts, iou_from_counts, pooled_scores
 from .overlap import dice, iou
+from .statistics import kruskal_wallis, shapiro_wilk, spearman
 
-__all__ = ["accuracy", "dice", "iou", "roc_auc"]
+__all__ = [
+    "PooledScores",
+    "accuracy",
+    "confusion_counts",
+    "dice",
+    "dice_from_counts",
+    "iou",
+    "iou_from_counts",
+    "kruskal_wallis",
+    "pairwise_iou_agreement",
+    "pooled_scores",
+    "roc_auc",
+    "shapiro_wilk",
+    "spearman",
+]

@@ -39,6 +39,7 @@ class ModelCard:
     spacing_mm: list[float] = field(default_factory=list)
     slice_axis: str = "K"
     normalisation: str = ""
+    recipe: dict = field(default_factory=dict)
     target_layer: str = ""
     fusion_layers: list[str] = field(default_factory=list)
     split: dict = field(default_factory=dict)

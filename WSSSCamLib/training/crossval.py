@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,10 +43,23 @@ class SliceRecipe:
         low, high = self.clip_percentiles
         return f"per case and channel: clip to [{low}, {high}] percentiles of non-zero voxels, then z-score of non-zero voxels"
 
+    @classmethod
+    def from_card(cls, card) -> SliceRecipe:
+        """The recipe a model card records (cards without one: its input size and slice axis, defaults otherwise)."""
+        if card.recipe:
+            values = dict(card.recipe)
+            values["clip_percentiles"] = tuple(values.get("clip_percentiles", (0.5, 99.5)))
+            return cls(**values)
+        return cls(size=card.input_size[0] if card.input_size else 96, axis=card.slice_axis)
+
+    def preprocess(self) -> Compose:
+        """The intensity transforms of this recipe (per case and channel)."""
+        return Compose([PercentileClip(*self.clip_percentiles), ZScore()])
+
 
 def dataset_slices(dataset: Dataset, recipe: SliceRecipe, progress: bool = True) -> SliceSet:
     """Read, normalise and slice every case of ``dataset`` (labels from masks, else case labels)."""
-    preprocess = Compose([PercentileClip(*recipe.clip_percentiles), ZScore()])
+    preprocess = recipe.preprocess()
     parts = []
     cases = dataset.cases
     if progress:
@@ -107,8 +121,12 @@ def _inner_split(cases: list[str], k: int, seed: int) -> tuple[list[str], list[s
 
 
 def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "small-cnn", recipe: SliceRecipe | None = None,
-                   config: TrainConfig | None = None, k: int = 5, seed: int = 0, slices: SliceSet | None = None) -> CrossValidationReport:
-    """Run (or resume) k-fold case-level cross-validation and write results under ``out_dir``."""
+                   config: TrainConfig | None = None, k: int = 5, seed: int = 0, slices: SliceSet | None = None,
+                   folds: Folds | None = None, only_folds: Sequence[int] | None = None) -> CrossValidationReport:
+    """Run (or resume) k-fold case-level cross-validation and write results under ``out_dir``.
+
+    ``folds``: use these case folds (default: seeded, stratified by whether a case has positive
+    slices, saved as ``folds.json``); ``only_folds``: train just these folds (a shard of the work)."""
     recipe = recipe or SliceRecipe()
     config = config or TrainConfig(seed=seed)
     out = Path(out_dir)
@@ -117,7 +135,10 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
     case_ids = [c.case_id for c in dataset.cases]
     case_positive = [int(bool(slices.of_cases([c]).labels.any())) for c in case_ids]
     folds_file = out / "folds.json"
-    folds = Folds.load(folds_file) if folds_file.exists() else case_folds(case_ids, k, seed, labels=case_positive)
+    if folds is None:
+        folds = Folds.load(folds_file) if folds_file.exists() else case_folds(case_ids, k, seed, labels=case_positive)
+    elif folds_file.exists() and Folds.load(folds_file).folds != folds.folds:
+        raise ValueError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
     folds.save(folds_file)
     channel_names = list(dataset.channel_names)
     if recipe.context_channel is not None:
@@ -125,6 +146,8 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
         channel_names += [f"{name} (previous slice)", f"{name} (next slice)"]
     report = CrossValidationReport(architecture)
     for fold in range(len(folds.folds)):
+        if only_folds is not None and fold not in only_folds:
+            continue
         fold_dir = out / f"fold{fold}"
         result_file = fold_dir / "result.json"
         if result_file.exists():
@@ -143,7 +166,7 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
         auc, acc = evaluate(model, test, device=config.device, flip_averaging=config.flip_averaging)
         result = FoldResult(fold, folds.held_out(fold), len(test), int(test.labels.sum()), auc, acc, trained.best_epoch, time.perf_counter() - started)
         card = ModelCard(architecture, slices.images.shape[1], max(2, len(dataset.class_names)), list(dataset.class_names), channel_names,
-                         input_size=[recipe.size, recipe.size], slice_axis=recipe.axis, normalisation=recipe.normalisation(),
+                         input_size=[recipe.size, recipe.size], slice_axis=recipe.axis, normalisation=recipe.normalisation(), recipe=asdict(recipe),
                          split={"k": k, "seed": folds.seed, "fold": fold, "train": train_cases, "validation": validation_cases, "test": folds.held_out(fold)},
                          data_fingerprint=data_fingerprint(dataset), training={**asdict(fold_config), "history": [asdict(h) for h in trained.history]},
                          validation={"inner_val_auc": trained.val_auc, "test_auc": auc, "test_accuracy": acc})
@@ -152,7 +175,8 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
         report.folds.append(result)
         if config.progress:
             print(f"fold {fold}: ROC AUC {auc:.3f}, accuracy {acc:.3f}, {result.seconds:.0f} s", flush=True)
-    _write_report(out, report)
+    if only_folds is None:
+        _write_report(out, report)
     return report
 
 

@@ -155,3 +155,12 @@ def test_seg_grad_cam_targets_the_logits_summed_over_the_region(dims, kind):
     a, g, _ = ref.activations_and_gradients(features, model.decoder, x, classes, region=mask)
     close(result["seg-grad-cam"], ref.grad_cam(a, g))
     close(result["seg-hires-grad-cam"], ref.hires_cam(a, g))
+
+
+@pytest.mark.parametrize("positions", [(3, 3), (6, 6)])
+def test_eigen_cam_with_fewer_or_more_positions_than_channels(positions):
+    """The P x P Gram route (P < C) and the C x C scatter route give the reference projection."""
+    from WSSSCamLib.cams.activation_maps import eigen_cam
+
+    activations = torch.randn(3, 20, *positions, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    close(torch.relu(eigen_cam(activations)), ref.eigen_cam(activations))  # the reference includes the ReLU

@@ -1,0 +1,84 @@
+"""Wall time of a study split by stage (training excluded), and slices per second.
+
+    python Testing/benchmarks/bench_study.py                       # generated data (the demo's study)
+    python Testing/benchmarks/bench_study.py --config study.yaml   # any study; its models are trained first if missing
+    python Testing/benchmarks/bench_study.py --device cuda
+
+The models are trained (or found) first and not timed. Then the 'cams' and 'report' stages run
+from scratch in a fresh copy of the output folder (models and folds only), and the script prints
+the seconds of each unit stage summed over all units (read+preprocess, transfer, cams,
+masks+metrics, agreement, write), the report stage, the wall time, and held-out slices per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="study configuration (default: the demo's study on generated data)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--work", help="folder for the generated data and trained models (default: a temporary folder)")
+    args = parser.parse_args(argv)
+
+    from WSSSCamLib.demo import demo_config
+    from WSSSCamLib.data.synthetic import write_synthetic_dataset
+    from WSSSCamLib.study import load_config, parse_config, run_study
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="wssscam-bench-"))
+    if args.config:
+        config = load_config(args.config)
+    else:
+        if not (work / "data" / "dataset.json").exists():
+            write_synthetic_dataset(work / "data", cases=12)
+        config = parse_config(demo_config(work), "demo", work)
+    if args.device:
+        config.device = args.device
+    run_study(config, stages=["train"], progress=False)  # not timed
+
+    timed = config.output.parent / (config.output.name + "-bench")
+    shutil.rmtree(timed, ignore_errors=True)
+    timed.mkdir(parents=True)
+    shutil.copy2(config.output / "folds.json", timed / "folds.json")
+    if (config.output / "models").exists():
+        shutil.copytree(config.output / "models", timed / "models")
+    config.output = timed
+    started = time.perf_counter()
+    run_study(config, stages=["cams"], progress=False)
+    cams_wall = time.perf_counter() - started
+    started = time.perf_counter()
+    run_study(config, stages=["report"], progress=False)
+    report_wall = time.perf_counter() - started
+
+    markers = [json.loads(p.read_text()) for p in (timed / "units").glob("*/fold*.json")]
+    stages: dict[str, float] = {}
+    for marker in markers:
+        for stage, seconds in marker["seconds"].items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
+    test_slices = sum(m["slices"] for m in markers if m["role"] == "test")
+    import torch
+
+    from WSSSCamLib.devices import resolve_device
+
+    device = resolve_device(config.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"study: {config.source}; device: {name}; units: {len(markers)} ({test_slices} held-out slices)")
+    print("| stage | seconds | share |\n|---|--:|--:|")
+    total = sum(stages.values())
+    for stage, seconds in sorted(stages.items(), key=lambda item: -item[1]):
+        print(f"| {stage} | {seconds:.1f} | {seconds / total:.0%} |")
+    print(f"| cams stage wall time | {cams_wall:.1f} | |")
+    print(f"| report stage wall time | {report_wall:.1f} | |")
+    print(f"held-out slices per second (cams stage, all models, methods, thresholds, ensembles, agreement): {test_slices / cams_wall:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""CAMs of a trained slice classifier over whole volumes, returned on the volume's own voxel grid.
+
+The stage between "volume" and "maps" of the data flow: a volume (C x K x J x I, RAS geometry)
+is normalised and cut into slices by the recipe its model card records, the slices go through
+the :class:`~WSSSCamLib.cams.CamEngine` in batches, and each slice's maps are resized back from
+the network's input size to the slice's own size, so the result lines up voxel for voxel with the
+input volume (same K x J x I array order, same ``ijk_to_ras``).
+
+:func:`iter_volume_cams` yields after every batch so that a GUI (the Slicer module) can show
+progress, stay responsive and cancel between batches; :func:`volume_cams` runs it to the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cams import CamEngine, Region, resolve_methods
+from ..data.slices import _AXES, extract_slices
+from ..data.volume import Volume
+from ..devices import resolve_device
+from ..training.checkpoint import ModelCard
+from ..training.crossval import SliceRecipe
+
+
+@dataclass
+class VolumeCams:
+    """``maps``: method -> K x J x I float32 in [0, 1] on the CPU, on the input volume's voxel grid.
+    ``probabilities``: the target class's softmax probability per slice (along the recipe's axis)."""
+
+    maps: dict[str, torch.Tensor]
+    probabilities: torch.Tensor
+    target_class: int
+    axis: str
+
+
+def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of N x h x w maps to N x ``size`` (H, W), clamped back into [0, 1]."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0].clamp_(0.0, 1.0)
+
+
+def cam_engine_for(model: nn.Module, card: ModelCard, layers: Sequence[str] | None = None) -> CamEngine:
+    """A CAM engine at ``layers[0]`` (default: the card's target layer), fusing ``layers`` (default: the card's)."""
+    target = layers[0] if layers else (card.target_layer or None)
+    fusion = list(layers) if layers and len(layers) > 1 else (card.fusion_layers or None)
+    return CamEngine(model, target_layer=target, fusion_layers=fusion)
+
+
+def slice_cams(engine: CamEngine, images: torch.Tensor, methods: Sequence[str], target_class: int, size: Sequence[int],
+               region: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Maps (method -> N x H x W at ``size``, on the images' device) and target-class probabilities (N)
+    of one batch of classifier input ``images`` (N x C x h x w). ``region``: N x h x w pixel set M
+    for the Seg- methods."""
+    result = engine(images, target_class, methods, Region.from_mask(region) if region is not None else None)
+    probabilities = torch.softmax(result.logits.float(), dim=1)[:, target_class]
+    return {name: resize_maps(m, size) for name, m in result.maps.items()}, probabilities
+
+
+def iter_volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods: Sequence[str], target_class: int | None = None,
+                     layers: Sequence[str] | None = None, region: np.ndarray | None = None, batch_size: int = 32,
+                     device: str | torch.device = "auto") -> Iterator[tuple[int, int, VolumeCams | None]]:
+    """CAMs of every slice of ``volume``; yields ``(done, total, None)`` after each batch and finally
+    ``(total, total, VolumeCams)``.
+
+    ``volume``: C x K x J x I (or K x J x I) with the card's channels in order. ``target_class``:
+    default the card's last class (the "abnormal" class of a binary classifier). ``region``: a
+    K x J x I boolean pixel set M (Seg- methods), resized per slice like the images.
+    """
+    recipe = SliceRecipe.from_card(card)
+    if volume.channels + (2 if recipe.context_channel is not None else 0) != card.in_channels:
+        raise ValueError(f"{volume.source or 'volume'}: {volume.channels} channel(s), but the model "
+                         f"{card.architecture} was trained on {card.channel_names}")
+    target_class = card.num_classes - 1 if target_class is None else int(target_class)
+    if not 0 <= target_class < card.num_classes:
+        raise ValueError(f"target class {target_class} is outside the model's classes {card.class_names}")
+    methods = [m.name for m in resolve_methods(methods)]
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    image, _ = recipe.preprocess()(volume, None)
+    slices = extract_slices(volume.source or "volume", image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel)
+    axis = _AXES[recipe.axis]
+    native = [n for i, n in enumerate(volume.shape_kji) if i != axis]
+    regions = None
+    if region is not None:
+        regions = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(region, dtype=bool), axis, 0)))
+        regions = F.interpolate(regions[:, None].float(), size=(recipe.size, recipe.size), mode="nearest")[:, 0] > 0
+    engine = cam_engine_for(model, card, layers)
+    total = len(slices)
+    parts: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    probabilities = []
+    for start in range(0, total, batch_size):
+        batch = slices.images[start : start + batch_size].to(device)
+        batch_region = regions[start : start + batch_size].to(device) if regions is not None else None
+        maps, p = slice_cams(engine, batch, methods, target_class, native, batch_region)
+        for name in methods:
+            parts[name].append(maps[name].float().cpu())
+        probabilities.append(p.cpu())
+        yield min(start + batch_size, total), total, None
+    stacked = {name: torch.movedim(torch.cat(parts[name]), 0, axis).contiguous() for name in methods}
+    yield total, total, VolumeCams(stacked, torch.cat(probabilities), target_class, recipe.axis)
+
+
+def volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods: Sequence[str], target_class: int | None = None,
+                layers: Sequence[str] | None = None, region: np.ndarray | None = None, batch_size: int = 32,
+                device: str | torch.device = "auto") -> VolumeCams:
+    """:func:`iter_volume_cams` run to the end."""
+    *_, (_, _, result) = iter_volume_cams(volume, model, card, methods, target_class, layers, region, batch_size, device)
+    return result

@@ -1,0 +1,31 @@
+"""From CAM maps to masks: thresholds (fixed, percentile, mean, median, Otsu, adaptive), seed 003's
+mean Dice over thresholds, negative suppression, and seed 004's ensembles with threshold grid search."""
+
+from .ensembles import RULES, combine_masks, ensemble_combinations, ensemble_counts, grid_search, mean_map_mask
+from .thresholds import (
+    MODES,
+    THRESHOLD_GRID,
+    Threshold,
+    apply_threshold,
+    fixed_threshold_counts,
+    mean_dice_over_thresholds,
+    suppress_negatives,
+    threshold_cuts,
+)
+
+__all__ = [
+    "MODES",
+    "RULES",
+    "THRESHOLD_GRID",
+    "Threshold",
+    "apply_threshold",
+    "combine_masks",
+    "ensemble_combinations",
+    "ensemble_counts",
+    "fixed_threshold_counts",
+    "grid_search",
+    "mean_dice_over_thresholds",
+    "mean_map_mask",
+    "suppress_negatives",
+    "threshold_cuts",
+]

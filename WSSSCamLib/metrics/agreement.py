@@ -1,0 +1,41 @@
+"""Agreement between the masks of several CAM methods or models (seed 000, eqs. 17 and 18).
+
+Seed 000 (Sun et al.), eq. 17: for a fixed model m the agreement of one slice is the mean IoU over
+all unique pairs i < j of CAM methods, phi_m = 1 / C(|C|, 2) * sum_{i<j} IoU(c_i m, c_j m); eq. 18 is
+the same across models for a fixed CAM method. Which of the two it is depends only on what the caller
+passes as members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import torch
+
+
+def pairwise_iou_agreement(masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean pairwise IoU of the member masks, per sample (seed 000 eq. 17 / eq. 18).
+
+    masks: M >= 2 binary masks, each N x *spatial, all of one shape and device.
+    Returns float64 N: mean over the M (M - 1) / 2 unordered pairs of IoU(member i, member j).
+    Convention: a pair whose two masks are both empty has IoU 1 (they agree on "nothing there").
+    """
+    members = list(masks)
+    if len(members) < 2:
+        raise ValueError(f"pairwise_iou_agreement: needs at least 2 member masks, got {len(members)}")
+    shape = members[0].shape
+    for index, member in enumerate(members):
+        if member.shape != shape:
+            raise ValueError(
+                f"pairwise_iou_agreement: member 0 has shape {tuple(shape)} but member {index} has shape {tuple(member.shape)}"
+            )
+    # All pairwise intersections at once: per sample, the Gram matrix of the flattened masks
+    # (exact: counts stay below 2^24 in float32, float64 beyond).
+    flat = torch.stack([m.reshape(m.shape[0], -1) for m in members], dim=1)  # N x M x V
+    dtype = torch.float32 if flat.shape[-1] < 2**24 else torch.float64
+    flat = flat.to(dtype)
+    intersection = (flat @ flat.transpose(1, 2)).double()  # N x M x M
+    sizes = torch.diagonal(intersection, dim1=1, dim2=2)
+    union = sizes[:, :, None] + sizes[:, None, :] - intersection
+    iou = torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+    upper = torch.triu_indices(len(members), len(members), offset=1, device=iou.device)
+    return iou[:, upper[0], upper[1]].mean(dim=1)

@@ -1,0 +1,145 @@
+"""From CAM volumes to what the Slicer panel shows: CAM volume nodes with heat tables (foreground of
+the slice views), thresholded and ensembled masks as named segments, a metrics table against a
+reference segment and an agreement table across methods and models.
+
+:func:`iter_cam_run` computes the CAMs of several models in batches (yielding progress so a GUI can
+stay responsive and cancel); :func:`publish_results` turns them into MRML nodes in the input
+volume's geometry. The Slicer module's Logic only calls these two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data.volume import Volume
+from ..masks import Threshold, apply_threshold, combine_masks, mean_map_mask, suppress_negatives
+from .colour import heat_colour_table, setup_cam_display
+from .display import show_as_foreground
+from .measurements import agreement_rows, measure_masks
+from .segmentations import masks_to_segmentation, segment_to_mask
+from .tables import table_node_from_rows
+from .volumes import array_to_volume_node, world_ijk_to_ras
+
+METRIC_UNITS = {"volume_cc": "cc", "reference_cc": "cc", "voxels": "voxels", "reference_voxels": "voxels"}
+
+
+@dataclass
+class PublishedResults:
+    """The nodes :func:`publish_results` made or refilled, and the masks behind the segments."""
+
+    cam_nodes: dict[str, object] = field(default_factory=dict)
+    segmentation_node: object = None
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics_table: object = None
+    agreement_table: object = None
+    metrics: list[dict] = field(default_factory=list)
+    agreement: list[dict] = field(default_factory=list)
+
+
+def iter_cam_run(volume: Volume, models: Mapping[str, tuple], methods: Sequence[str], target_class: int | None = None,
+                 layers: Sequence[str] | None = None, region: np.ndarray | None = None, batch_size: int = 16,
+                 device: str = "auto") -> Iterator[tuple[str, int, int, dict | None]]:
+    """CAMs of every model (name -> ``(model, card)``) on ``volume``: yields ``(model name, done,
+    total, None)`` after each batch and finally ``("", total, total, {model name: VolumeCams})``.
+    ``layers`` apply when there is one model (layer names differ between architectures)."""
+    from ..inference import iter_volume_cams
+
+    cams = {}
+    done_before, grand_total = 0, 0
+    for name, (model, card) in models.items():
+        use_layers = layers if len(models) == 1 else None
+        for done, total, result in iter_volume_cams(volume, model, card, methods, target_class, use_layers, region, batch_size, device):
+            grand_total = max(grand_total, done_before + total)
+            if result is None:
+                yield name, done_before + done, len(models) * total, None
+            else:
+                cams[name] = result
+        done_before += total
+    yield "", grand_total, grand_total, cams
+
+
+def result_key(model: str, method: str, several_models: bool) -> str:
+    """Display name of one model's method: 'grad-cam', or 'resnet18 grad-cam' with several models."""
+    return f"{model} {method}" if several_models else method
+
+
+def _volume_masks(maps: torch.Tensor, threshold: Threshold, probabilities: torch.Tensor | None, axis: str | None) -> torch.Tensor:
+    """Threshold one K x J x I map as one 3D sample; optionally empty the slices (along ``axis``)
+    whose positive-class probability is below 0.5."""
+    mask = apply_threshold(maps[None].float(), threshold)[0]
+    if probabilities is not None:
+        dim = "KJI".index(axis)
+        mask = torch.movedim(suppress_negatives(torch.movedim(mask, dim, 0), probabilities.to(mask.device) >= 0.5), 0, dim)
+    return mask
+
+
+def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: Threshold, ensemble: str | None = None,
+                    suppress_negative_slices: bool = False, reference: tuple | None = None, opacity: float = 0.5,
+                    display_level: float = 0.2, segmentation_node=None, prefix: str = "WSSSCam") -> PublishedResults:
+    """Put the CAMs (model name -> ``VolumeCams`` on ``volume_node``'s grid) into ``scene``.
+
+    * each (model, method) map becomes a scalar volume node "<prefix> <key> CAM" (refilled when it
+      exists) in the volume's geometry, with its own heat table, window/level 0..1 and voxels below
+      ``display_level`` transparent; the first is shown as foreground (``opacity``) over the volume;
+    * each map thresholded by ``threshold`` (and, with ``suppress_negative_slices``, emptied on
+      slices the classifier calls negative) becomes a segment "<key> <threshold>"; with two or more
+      members and an ``ensemble`` rule ('and', 'or', '<', '>', 'majority', or 'mean' = mean map
+      with the fixed threshold) one more segment "<rule> ensemble <threshold>";
+    * ``reference = (segmentation node, segment)``: table "<prefix> metrics" of Dice, IoU, volumes (cc);
+    * two or more methods or models: table "<prefix> agreement" of mean pairwise IoU.
+    """
+    if not cams:
+        raise ValueError("publish_results: no CAMs to publish")
+    several = len(cams) > 1
+    affine = world_ijk_to_ras(volume_node)
+    out = PublishedResults()
+    members: dict[tuple[str, str], torch.Tensor] = {}
+    maps_in_order: list[torch.Tensor] = []
+    for model, result in cams.items():
+        for method, maps in result.maps.items():
+            key = result_key(model, method, several)
+            name = f"{prefix} {key} CAM"
+            existing = scene.GetFirstNodeByName(name)
+            node = existing if existing is not None and existing.IsA("vtkMRMLScalarVolumeNode") else None
+            node = array_to_volume_node(scene, maps.float(), affine, name, node=node)
+            table_name = f"{name} heat"
+            table = scene.GetFirstNodeByName(table_name)
+            table = heat_colour_table(scene, table_name, node=table if table is not None and table.IsA("vtkMRMLColorTableNode") else None)
+            setup_cam_display(scene, node, level=display_level, colour_node=table)
+            node.SetAttribute("WSSSCam.method", method)
+            node.SetAttribute("WSSSCam.model", model)
+            out.cam_nodes[key] = node
+            probabilities = result.probabilities if suppress_negative_slices else None
+            mask = _volume_masks(maps, threshold, probabilities, result.axis)
+            members[(model, method)] = mask
+            maps_in_order.append(maps.float())
+            out.masks[f"{key} {threshold.name}"] = mask
+    first = next(iter(out.cam_nodes.values()))
+    show_as_foreground(scene, first, opacity=opacity, background_node=volume_node)
+    if ensemble and len(members) >= 2:
+        if ensemble == "mean":
+            if threshold.mode != "fixed":
+                raise ValueError(f"the 'mean' ensemble thresholds the mean map with a fixed t; got threshold {threshold.name}")
+            combined = mean_map_mask([m[None] for m in maps_in_order], threshold.value)[0]
+        else:
+            combined = combine_masks([m[None] for m in members.values()], ensemble)[0]
+        out.masks[f"{ensemble} ensemble {threshold.name}"] = combined
+    out.segmentation_node = masks_to_segmentation(scene, out.masks, volume_node, name=f"{prefix} results", node=segmentation_node)
+    if reference is not None and reference[0] is not None and reference[1]:
+        reference_mask = segment_to_mask(scene, reference[0], reference[1], volume_node)
+        out.metrics = measure_masks(out.masks, reference_mask, affine)
+        out.metrics_table = _table(scene, out.metrics, f"{prefix} metrics", METRIC_UNITS)
+    out.agreement = agreement_rows(members)
+    if out.agreement:
+        out.agreement_table = _table(scene, out.agreement, f"{prefix} agreement", {})
+    return out
+
+
+def _table(scene, rows: list[dict], name: str, units: Mapping[str, str]):
+    existing = scene.GetFirstNodeByName(name)
+    node = existing if existing is not None and existing.IsA("vtkMRMLTableNode") else None
+    return table_node_from_rows(scene, rows, name, node=node, units=units)

@@ -1,0 +1,33 @@
+"""Reporting: tables (seed 004 Table 1 form, threshold matrix, agreement, correlations), PNG figures
+and a self-contained HTML report, all built from the study tables (slices, results, agreement,
+threshold_grid, cases, provenance)."""
+
+from .figures import agreement_boxplots, correlation_heatmap, threshold_curves, threshold_grid_heatmap
+from .html import summary_sentence, write_report
+from .tables import (
+    agreement_summary,
+    chosen_thresholds,
+    config_label,
+    correlation_matrix,
+    correlation_table,
+    main_table,
+    markdown_table,
+    threshold_table,
+)
+
+__all__ = [
+    "agreement_boxplots",
+    "agreement_summary",
+    "chosen_thresholds",
+    "config_label",
+    "correlation_heatmap",
+    "correlation_matrix",
+    "correlation_table",
+    "main_table",
+    "markdown_table",
+    "summary_sentence",
+    "threshold_curves",
+    "threshold_grid_heatmap",
+    "threshold_table",
+    "write_report",
+]

@@ -1,0 +1,160 @@
+"""From the units' per-slice counts to the study's tables (see ``docs``: the study table schema).
+
+* The ensemble threshold grid search: for each fold and ensemble, the counts of the fold's
+  training cases (role ``train``) are pooled per threshold combination, scored by seed 004's
+  DSC = 2 mIoU / (1 + mIoU), and the best combination (ties: the first, i.e. lowest thresholds)
+  is applied unchanged to the fold's held-out cases.
+* ``results``: per case and pooled over all held-out slices ('ALL'), one row per metric.
+
+Conventions: a slice "with abnormality" has at least one reference voxel; per-slice Dice/IoU of
+two empty masks is 1 ("dice_mean_all_slices"); averages over slices with abnormality never meet
+an empty reference. Pooled metrics sum TP/FP/FN/TN over every held-out slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..metrics import pooled_scores
+
+KEYS = ["model", "method", "result", "kind"]
+
+
+def _dice(tp, fp, fn):
+    total = 2 * tp + fp + fn
+    return np.where(total > 0, 2 * tp / np.maximum(total, 1), 1.0)
+
+
+def _iou(tp, fp, fn):
+    union = tp + fp + fn
+    return np.where(union > 0, tp / np.maximum(union, 1), 1.0)
+
+
+def grid_search_table(slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per fold x ensemble x threshold combination with its training-split score; ``chosen`` marks the best."""
+    train = slices[slices["role"] == "train"]
+    if train.empty:
+        return pd.DataFrame(columns=["fold", "ensemble", "rule", "t1", "t2", "result", "score", "chosen"])
+    pooled = train.groupby(["fold", "model", "result"], sort=False)[["tp", "fp", "fn", "tn"]].sum().reset_index()
+    rows = []
+    for (fold, ensemble), group in pooled.groupby(["fold", "model"], sort=True):
+        group = group.assign(order=group["result"].map(_combo_key)).sort_values("order")
+        scores = [pooled_scores(torch.tensor(c, dtype=torch.float64)).dsc_seed004 for c in group[["tp", "fp", "fn", "tn"]].to_numpy()]
+        scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+        best = int(np.argmax(scores))
+        for index, (result, score) in enumerate(zip(group["result"], scores)):
+            thresholds = _combo_key(result)
+            rows.append({"fold": int(fold), "ensemble": ensemble, "rule": ensemble.split("(", 1)[0], "t1": thresholds[0],
+                         "t2": thresholds[1] if len(thresholds) > 1 else np.nan, "result": result, "score": float(score),
+                         "chosen": index == best})
+    return pd.DataFrame(rows)
+
+
+def _combo_key(result: str) -> tuple[float, ...]:
+    return tuple(float(part.split("=", 1)[1]) for part in result.split("|"))
+
+
+def test_rows(slices: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """Held-out slice rows; for ensembles only each fold's chosen combination (result renamed 'grid:<thresholds>')."""
+    test = slices[slices["role"] == "test"]
+    single = test[test["kind"] != "ensemble"]
+    ensembles = test[test["kind"] == "ensemble"]
+    if ensembles.empty or grid.empty:
+        return single.reset_index(drop=True)
+    chosen = grid[grid["chosen"]][["fold", "ensemble", "result"]].rename(columns={"ensemble": "model"})
+    picked = ensembles.merge(chosen, on=["fold", "model", "result"], how="inner")
+    picked = picked.assign(result="train-grid")
+    return pd.concat([single, picked], ignore_index=True)
+
+
+def results_table(test: pd.DataFrame) -> pd.DataFrame:
+    """Tidy metrics: per case (averaged over slices and whole-volume) and 'ALL' (pooled and averaged)."""
+    counted = test[test["kind"] != "threshold-free"].copy()
+    tp, fp, fn = (counted[c].to_numpy(np.float64) for c in ("tp", "fp", "fn"))
+    counted["dice"], counted["iou"] = _dice(tp, fp, fn), _iou(tp, fp, fn)
+    counted["abnormal"] = (counted["tp"] + counted["fn"]) > 0
+    frames = []
+    per_case = counted.groupby(["case", "fold", *KEYS], sort=False)
+    sums = per_case[["tp", "fp", "fn", "tn"]].sum()
+    abnormal = counted[counted["abnormal"]].groupby(["case", "fold", *KEYS], sort=False)[["dice", "iou"]].mean()
+    case_metrics = pd.DataFrame({
+        "dice_mean_abnormal_slices": abnormal["dice"], "iou_mean_abnormal_slices": abnormal["iou"],
+        "dice_volume": _dice(sums["tp"], sums["fp"], sums["fn"]), "iou_volume": _iou(sums["tp"], sums["fp"], sums["fn"]),
+        "area_voxels": (sums["tp"] + sums["fp"]).astype(np.float64),
+    }, index=sums.index)
+    frames.append(case_metrics.reset_index().melt(id_vars=["case", "fold", *KEYS], var_name="metric", value_name="value"))
+
+    pooled_rows = []
+    for key, group in counted.groupby(KEYS, sort=False):
+        totals = torch.tensor(group[["tp", "fp", "fn", "tn"]].sum().to_numpy(np.float64))
+        scores = pooled_scores(totals)
+        values = {"pooled_fg_dice": scores.fg_dice, "pooled_fg_iou": scores.fg_iou, "pooled_miou": scores.miou,
+                  "pooled_dsc_seed004": scores.dsc_seed004,
+                  "dice_mean_abnormal_slices": group.loc[group["abnormal"], "dice"].mean(),
+                  "iou_mean_abnormal_slices": group.loc[group["abnormal"], "iou"].mean(),
+                  "dice_mean_all_slices": group["dice"].mean(), "slices": float(len(group)),
+                  "abnormal_slices": float(group["abnormal"].sum())}
+        pooled_rows += [dict(zip(KEYS, key), case="ALL", fold=-1, metric=k, value=float(v)) for k, v in values.items()]
+    free = test[test["kind"] == "threshold-free"]
+    for key, group in free.groupby(KEYS, sort=False):
+        abnormal_free = group[(group["tp"] + group["fn"]) > 0]
+        pooled_rows.append(dict(zip(KEYS, key), case="ALL", fold=-1, metric="mean_dice_256_abnormal_slices", value=float(abnormal_free["score"].mean())))
+        pooled_rows.append(dict(zip(KEYS, key), case="ALL", fold=-1, metric="mean_dice_256_all_slices", value=float(group["score"].mean())))
+    frames.append(pd.DataFrame(pooled_rows))
+    columns = ["case", "fold", *KEYS, "metric", "value"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def statistics_table(results: pd.DataFrame, cases: pd.DataFrame, measure: str | None, result: str) -> pd.DataFrame:
+    """The study's tests at one threshold ``result`` (scipy.stats):
+
+    * per model x method: Shapiro-Wilk W and p of the per-case CAM areas (is a rank correlation
+      warranted?) and, with an external ``measure``, Spearman rho and p of area against it;
+    * Kruskal-Wallis H and p of the per-case volume Dice across the methods of each model, and
+      across the models for each method.
+    """
+    import warnings
+
+    from ..metrics.statistics import kruskal_wallis, shapiro_wilk, spearman
+
+    with warnings.catch_warnings():  # constant inputs give NaN, stated in the table, not a warning
+        warnings.simplefilter("ignore")
+        return _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wilk, spearman)
+
+
+def _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wilk, spearman) -> pd.DataFrame:
+    per_case = results[(results["case"] != "ALL") & (results["result"] == result)]
+    rows = []
+    areas = per_case[per_case["metric"] == "area_voxels"]
+    for (model, method), group in areas.groupby(["model", "method"], sort=False):
+        values = group.set_index("case")["value"]
+        row = {"test": "Shapiro-Wilk of CAM area per case", "model": model, "method": method, "n": len(values)}
+        try:
+            row["statistic"], row["p"] = shapiro_wilk(values.to_numpy())
+        except ValueError:
+            row["statistic"], row["p"] = np.nan, np.nan
+        rows.append(row)
+        if measure is not None:
+            joined = cases.set_index("case")[measure].reindex(values.index)
+            row = {"test": f"Spearman of CAM area vs {measure}", "model": model, "method": method, "n": int(joined.notna().sum())}
+            try:
+                row["statistic"], row["p"] = spearman(values.to_numpy(), joined.to_numpy(np.float64))
+            except ValueError:
+                row["statistic"], row["p"] = np.nan, np.nan
+            rows.append(row)
+    dice = per_case[per_case["metric"] == "dice_volume"]
+    for fixed, across in (("model", "method"), ("method", "model")):
+        for name, group in dice.groupby(fixed, sort=False):
+            groups = {str(k): g["value"].to_numpy() for k, g in group.groupby(across, sort=False)}
+            if len(groups) < 2:
+                continue
+            row = {"test": f"Kruskal-Wallis of volume Dice across {across}s", "model": name if fixed == "model" else "",
+                   "method": name if fixed == "method" else "", "n": int(sum(len(v) for v in groups.values()))}
+            try:
+                row["statistic"], row["p"] = kruskal_wallis(groups)
+            except ValueError:
+                row["statistic"], row["p"] = np.nan, np.nan
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["test", "model", "method", "n", "statistic", "p"])

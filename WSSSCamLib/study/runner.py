@@ -1,0 +1,322 @@
+"""Running a study: train (per fold), map (per case and fold), report — resumable and shardable.
+
+Stages, each safe to stop at any point and to run again:
+
+1. ``train``: every model with ``train`` options is cross-validated on the study's case folds
+   (``models/<name>/fold<k>/model.pt`` + model card); a finished fold is not retrained.
+2. ``cams``: every (case, fold) unit (see :mod:`WSSSCamLib.study.units`); a unit whose marker
+   exists is skipped, so a killed run continues where it stopped without duplicating rows.
+3. ``report``: the units are gathered into the study tables, figures and ``report.html``.
+
+``shard=(i, n)`` restricts ``train`` to folds ``k`` with ``k % n == i`` and ``cams`` to cases whose
+position in the dataset is ``i`` modulo ``n``; the ``report`` stage reads every unit present, so
+after all shards finished (in one output folder, or gathered by :func:`merge_outputs`) it gives
+the same tables as one unsharded run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..atomic import write_text
+from ..data.datasets import Dataset, read_csv_dataset, read_decathlon
+from ..data.splits import Folds, case_folds
+from ..devices import resolve_device
+from ..inference.volume_cams import cam_engine_for
+from ..training.checkpoint import library_versions, load_checkpoint
+from ..training.crossval import SliceRecipe, cross_validate, dataset_slices
+from ..training.trainer import TrainConfig
+from . import aggregate
+from .config import ModelSpec, StudyConfig
+from .units import FoldModel, Timings, read_case_slices, test_unit, train_unit, unit_done, write_parquet, write_unit
+
+STAGES = ("train", "cams", "report")
+
+
+def read_dataset(config: StudyConfig) -> Dataset:
+    """The study's dataset, with external measures merged from ``config.measures`` (CSV: case, measures...)."""
+    dataset = read_csv_dataset(config.dataset, config.csv) if config.csv else read_decathlon(config.dataset)
+    if config.measures is not None:
+        try:
+            table = pd.read_csv(config.measures)
+        except (OSError, pd.errors.ParserError) as error:
+            raise ValueError(f"{config.measures}: cannot read the measures table ({error})") from None
+        if "case" not in table.columns:
+            raise ValueError(f"{config.measures}: needs a 'case' column, has {list(table.columns)}")
+        rows = table.set_index(table["case"].astype(str))
+        for case in dataset.cases:
+            if case.case_id in rows.index:
+                case.measures.update({k: float(v) for k, v in rows.loc[case.case_id].drop("case").items()})
+    return dataset
+
+
+def recipe_of(config: StudyConfig, dataset: Dataset) -> SliceRecipe:
+    values = dict(config.recipe)
+    channel = values.get("context_channel")
+    if isinstance(channel, str):
+        if channel not in dataset.channel_names:
+            raise ValueError(f"{config.source}: recipe.context_channel '{channel}' is not a channel of {dataset.channel_names}")
+        values["context_channel"] = dataset.channel_names.index(channel)
+    if "clip_percentiles" in values:
+        values["clip_percentiles"] = tuple(values["clip_percentiles"])
+    return SliceRecipe(**values)
+
+
+def study_folds(config: StudyConfig, dataset: Dataset) -> Folds:
+    """The study's case folds: loaded from ``output/folds.json`` when present (checked), else seeded and saved."""
+    case_ids = [c.case_id for c in dataset.cases]
+    path = config.output / "folds.json"
+    if path.exists():
+        folds = Folds.load(path)
+        if sorted(c for f in folds.folds for c in f) != sorted(case_ids):
+            raise ValueError(f"{path}: its folds hold other cases than {config.dataset}; use a new output folder")
+        return folds
+    folds = case_folds(case_ids, config.folds, config.seed)
+    config.output.mkdir(parents=True, exist_ok=True)
+    folds.save(path)
+    return folds
+
+
+def checkpoint_path(config: StudyConfig, spec: ModelSpec, fold: int) -> Path:
+    if spec.checkpoints:
+        return Path(spec.checkpoints.format(fold=fold))
+    return config.output / "models" / spec.name / f"fold{fold}" / "model.pt"
+
+
+def _in_shard(index: int, shard: tuple[int, int]) -> bool:
+    return index % shard[1] == shard[0]
+
+
+def train_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: SliceRecipe, shard: tuple[int, int], progress: bool) -> None:
+    """Cross-validate every model that has ``train`` options (only this shard's folds)."""
+    wanted = [f for f in range(len(folds.folds)) if _in_shard(f, shard)]
+    slices = None
+    for spec in config.models:
+        if spec.checkpoints:
+            continue
+        missing = [f for f in wanted if not checkpoint_path(config, spec, f).exists()]
+        if not missing:
+            continue
+        slices = slices if slices is not None else dataset_slices(dataset, recipe, progress)
+        options = {"device": config.device, "seed": config.seed, "progress": progress, **spec.train}
+        if progress:
+            print(f"training {spec.name} ({spec.architecture}) for folds {missing}", flush=True)
+        cross_validate(dataset, config.output / "models" / spec.name, spec.architecture, recipe, TrainConfig(**options),
+                       k=len(folds.folds), seed=config.seed, slices=slices, folds=folds, only_folds=missing)
+
+
+def _fold_models(config: StudyConfig, fold: int, device: torch.device) -> list[FoldModel]:
+    models = []
+    for spec in config.models:
+        path = checkpoint_path(config, spec, fold)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
+        model, card = load_checkpoint(path, device=device)
+        models.append(FoldModel(spec.name, model.eval(), card, cam_engine_for(model, card), config.methods_of(spec)))
+    return models
+
+
+def cams_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: SliceRecipe, shard: tuple[int, int], progress: bool) -> int:
+    """Compute every unfinished unit of this shard's cases; returns the number of units computed."""
+    device = resolve_device(config.device)
+    fold_of = {case_id: f for f, cases in enumerate(folds.folds) for case_id in cases}
+    cases = [c for i, c in enumerate(dataset.cases) if _in_shard(i, shard)]
+    todo = []
+    for case in cases:
+        for fold in range(len(folds.folds)):
+            role = "test" if fold_of[case.case_id] == fold else "train"
+            if (role == "test" or config.ensembles) and not unit_done(config.output, case.case_id, fold):
+                todo.append((case, fold, role))
+    models: dict[int, list[FoldModel]] = {}
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="cams", unit="unit")
+    current = None
+    for case, fold, role in todo:
+        timings = Timings()
+        with timings.stage("read+preprocess"):
+            if current is None or current.case_id != case.case_id:
+                current = read_case_slices(case, recipe)
+        if fold not in models:
+            models[fold] = _fold_models(config, fold, device)
+        if role == "test":
+            slices, agreement = test_unit(current, fold, models[fold], config, device, timings)
+        else:
+            slices, agreement = train_unit(current, fold, models[fold], config, device, timings), None
+        with timings.stage("write"):
+            write_unit(config.output, case.case_id, fold, role, slices, agreement, timings, len(current.inputs))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return len(todo)
+
+
+def gather_units(output: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """All finished units' slice rows, agreement rows and markers (units without a marker are ignored)."""
+    slices, agreement, markers = [], [], []
+    for marker_path in sorted((output / "units").glob("*/fold*.json")):
+        marker = json.loads(marker_path.read_text())
+        stem = marker_path.name[: -len(".json")]
+        slices.append(pd.read_parquet(marker_path.with_name(f"{stem}.slices.parquet")))
+        if marker["role"] == "test":
+            agreement.append(pd.read_parquet(marker_path.with_name(f"{stem}.agreement.parquet")))
+        markers.append(marker)
+    if not slices:
+        raise FileNotFoundError(f"{output}: no finished units; run the 'cams' stage first")
+    return pd.concat(slices, ignore_index=True), (pd.concat(agreement, ignore_index=True) if agreement else pd.DataFrame()), markers
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cases_table(dataset: Dataset, folds: Folds, slices: pd.DataFrame) -> pd.DataFrame:
+    fold_of = {case_id: f for f, cases in enumerate(folds.folds) for case_id in cases}
+    empty = slices[(slices["kind"] == "empty") & (slices["role"] == "test")]
+    abnormal = empty.assign(abnormal=empty["fn"] > 0).groupby("case")["abnormal"].agg(["size", "sum"])
+    rows = []
+    for case in dataset.cases:
+        row = {"case": case.case_id, "fold": fold_of[case.case_id], "label": case.label, "has_mask": case.mask is not None,
+               "slices": int(abnormal["size"].get(case.case_id, 0)), "abnormal_slices": int(abnormal["sum"].get(case.case_id, 0))}
+        rows.append({**row, **case.measures})
+    return pd.DataFrame(rows)
+
+
+def report_stage(config: StudyConfig, dataset: Dataset, folds: Folds, started: float, progress: bool) -> Path:
+    """Gather the units into the study tables, figures, overlays and ``report.html``; returns the report's path."""
+    from .. import report
+    from .overlays import example_overlays
+
+    output = config.output
+    slices, agreement, markers = gather_units(output)
+    expected = {(c, f) for f, cases in enumerate(folds.folds) for c in cases}
+    missing = sorted(expected - {(m["case"], m["fold"]) for m in markers if m["role"] == "test"})
+    if missing:
+        raise RuntimeError(f"{output}: {len(missing)} held-out units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
+                           "run the 'cams' stage of every shard first")
+    grid = aggregate.grid_search_table(slices)
+    test = aggregate.test_rows(slices, grid)
+    results = aggregate.results_table(test)
+    cases = cases_table(dataset, folds, slices)
+    write_parquet(test, output / "slices.parquet")
+    write_parquet(results, output / "results.parquet")
+    write_text(output / "results.csv", results.to_csv(index=False))
+    write_parquet(agreement, output / "agreement.parquet")
+    write_parquet(grid, output / "threshold_grid.parquet")
+    write_parquet(cases, output / "cases.parquet")
+    figures_dir = output / "figures"
+    figures = {}
+    fixed = sorted(r for r in results["result"].unique() if r.startswith("t="))
+    shown = "t=0.50" if "t=0.50" in fixed else (fixed[len(fixed) // 2] if fixed else "t=0.50")
+    if not agreement.empty and (agreement["result"] == shown).any():
+        figures["agreement"] = report.agreement_boxplots(agreement, figures_dir / "agreement.png", result=shown)
+    if not grid.empty:
+        figures["threshold grid"] = report.threshold_grid_heatmap(grid, figures_dir / "threshold_grid.png")
+    measure = next((c for c in cases.columns if c not in ("case", "fold", "label", "has_mask", "slices", "abnormal_slices")), None)
+    correlation = report.correlation_table(results, cases, measure, result=shown)
+    if not correlation.empty:
+        figures["correlation"] = report.correlation_heatmap(correlation, figures_dir / "correlation.png")
+    figures["thresholds"] = report.threshold_curves(results, figures_dir / "thresholds.png")
+    overlays = example_overlays(config, dataset, folds, results, figures_dir, config.overlays) if config.overlays else []
+    provenance = {
+        "config": config.as_dict(), "command": " ".join(sys.argv), "versions": {**library_versions(), "platform": platform.platform()},
+        "checkpoints": {f"{spec.name}/fold{f}": _sha256(checkpoint_path(config, spec, f)) for spec in config.models for f in range(len(folds.folds))
+                        if checkpoint_path(config, spec, f).exists()},
+        "seeds": {"study": config.seed, "folds": folds.seed}, "folds": folds.folds,
+        "units": len(markers), "unit_seconds": _stage_seconds(markers),
+        "report_written": time.strftime("%Y-%m-%d %H:%M:%S"), "report_seconds": round(time.perf_counter() - started, 1),
+    }
+    write_text(output / "provenance.json", json.dumps(provenance, indent=1, default=str))
+    statistics = aggregate.statistics_table(results, cases, measure, shown)
+    write_text(output / "statistics.csv", statistics.to_csv(index=False))
+    path = report.write_report(output, results, agreement, grid, cases, provenance, figures, overlays,
+                               tables={f"Statistical tests at {shown}": statistics}, correlation_result=shown)
+    if progress:
+        print(f"report: {path}", flush=True)
+    return path
+
+
+def _stage_seconds(markers: list[dict]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for marker in markers:
+        for stage, seconds in marker["seconds"].items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    return {k: round(v, 2) for k, v in totals.items()}
+
+
+def run_study(config: StudyConfig, shard: tuple[int, int] = (0, 1), stages=STAGES, progress: bool = True) -> Path | None:
+    """Run the given stages of the study; returns the report's path when the report stage ran."""
+    if not (0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard {shard[0]}/{shard[1]}: expected i/n with 0 <= i < n")
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; stages are {list(STAGES)}")
+    started = time.perf_counter()
+    dataset = read_dataset(config)
+    recipe = recipe_of(config, dataset)
+    folds = study_folds(config, dataset)
+    write_text(config.output / "config.json", json.dumps(config.as_dict(), indent=1))
+    if "train" in stages:
+        train_stage(config, dataset, folds, recipe, shard, progress)
+    if "cams" in stages:
+        cams_stage(config, dataset, folds, recipe, shard, progress)
+    if "report" in stages:
+        return report_stage(config, dataset, folds, started, progress)
+    return None
+
+
+def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
+    """Copy the finished units (and models, folds) of shard output folders into ``target``; returns units copied.
+
+    Refuses sources whose ``folds.json`` differs (different studies). Then run the ``report`` stage on ``target``.
+    """
+    target = Path(target)
+    folds_text = None
+    copied = 0
+    for source in map(Path, sources):
+        folds_file = source / "folds.json"
+        if not folds_file.exists():
+            raise FileNotFoundError(f"{folds_file}: missing; {source} is not a study output folder")
+        text = json.dumps(json.loads(folds_file.read_text()), sort_keys=True)
+        if folds_text is not None and text != folds_text:
+            raise ValueError(f"{folds_file}: other folds than the first shard's; these outputs are not shards of one study")
+        folds_text = text
+        target.mkdir(parents=True, exist_ok=True)
+        if not (target / "folds.json").exists():
+            shutil.copy2(folds_file, target / "folds.json")
+        for marker in sorted((source / "units").glob("*/fold*.json")):
+            stem = marker.name[: -len(".json")]
+            destination = target / "units" / marker.parent.name
+            destination.mkdir(parents=True, exist_ok=True)
+            for part in sorted(marker.parent.glob(f"{stem}.*.parquet")):
+                shutil.copy2(part, destination / part.name)
+            shutil.copy2(marker, destination / marker.name)  # the marker last: the unit is complete
+            copied += 1
+        models = source / "models"
+        if models.exists():
+            for checkpoint in models.rglob("*"):
+                if checkpoint.is_file():
+                    destination = target / checkpoint.relative_to(source)
+                    if not destination.exists():
+                        destination.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(checkpoint, destination)
+    return copied
+
+
+__all__ = ["STAGES", "merge_outputs", "read_dataset", "run_study"]

@@ -1,0 +1,254 @@
+"""One unit of study work: one case under one fold's models, from slices to per-slice count rows.
+
+A unit is (case, fold). When the case is held out by the fold (role ``test``) the unit computes
+every model x method map, thresholds them every configured way, combines ensemble members at
+every threshold combination, and counts TP/FP/FN/TN per slice against the reference; it also
+measures the agreement across methods and across models per slice. When the case trains the fold
+(role ``train``) only the ensemble members are mapped, and their counts summed over the case's
+slices feed the fold's threshold grid search.
+
+Maps are compared with the reference at the slice's own (native) resolution: the network sees
+``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly.
+
+Each unit is written as ``units/<case>/fold<k>.slices.parquet`` (+ ``.agreement.parquet``) and
+committed by ``fold<k>.json`` (timings), written last: a unit whose marker exists is finished.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..atomic import atomic_path, write_text
+from ..cams import CamEngine
+from ..data.datasets import Case, load_case
+from ..data.slices import _AXES, SliceSet, extract_slices
+from ..inference.volume_cams import slice_cams
+from ..masks import apply_threshold, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
+from ..metrics import confusion_counts, pairwise_iou_agreement
+from ..training.checkpoint import ModelCard
+from ..training.crossval import SliceRecipe
+from .config import StudyConfig
+
+SLICE_COLUMNS = ["case", "slice", "fold", "role", "model", "method", "result", "kind", "tp", "fp", "fn", "tn", "probability", "score"]
+AGREEMENT_COLUMNS = ["case", "slice", "fold", "kind", "group", "result", "value"]
+
+
+@dataclass
+class CaseSlices:
+    """A case ready for the models: classifier input slices (N x C x size x size) and the reference
+    masks along the same axis at native resolution (N x H x W bool, or None without a mask)."""
+
+    case_id: str
+    inputs: SliceSet
+    reference: torch.Tensor | None
+    label: int | None
+
+
+@dataclass
+class FoldModel:
+    name: str
+    model: nn.Module
+    card: ModelCard
+    engine: CamEngine
+    methods: list[str]
+
+
+@dataclass
+class Timings:
+    """Seconds per stage of a unit."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextmanager
+    def stage(self, name: str, device: torch.device | None = None) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.seconds[name] += time.perf_counter() - started
+
+
+def read_case_slices(case: Case, recipe: SliceRecipe) -> CaseSlices:
+    """Read, normalise and slice one case; the reference stays at native resolution."""
+    loaded = load_case(case)
+    image, _ = recipe.preprocess()(loaded.image, None)
+    inputs = extract_slices(case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel)
+    reference = None
+    if loaded.mask is not None:
+        reference = torch.from_numpy(np.ascontiguousarray(np.moveaxis(loaded.mask.array, _AXES[recipe.axis], 0)) > 0)
+    return CaseSlices(case.case_id, inputs, reference, case.label)
+
+
+class _Rows:
+    """Column-wise collector of slice rows (one block = one model x method x result over N slices)."""
+
+    def __init__(self, case_id: str, fold: int, role: str, slice_index: np.ndarray) -> None:
+        self.case_id, self.fold, self.role, self.slice_index = case_id, fold, role, slice_index
+        self.blocks: list[pd.DataFrame] = []
+
+    def add(self, model: str, method: str, result: str, kind: str, counts: torch.Tensor,
+            probability: torch.Tensor | None = None, score: torch.Tensor | None = None, summed: bool = False) -> None:
+        counts_np = counts.cpu().numpy().astype(np.int64)
+        if summed:
+            counts_np = counts_np.sum(0, keepdims=True)
+        n = len(counts_np)
+        block = {
+            "case": self.case_id, "slice": np.full(n, -1) if summed else self.slice_index, "fold": self.fold, "role": self.role,
+            "model": model, "method": method, "result": result, "kind": kind,
+            "tp": counts_np[:, 0], "fp": counts_np[:, 1], "fn": counts_np[:, 2], "tn": counts_np[:, 3],
+            "probability": probability.double().cpu().numpy() if probability is not None else np.full(n, np.nan),
+            "score": score.double().cpu().numpy() if score is not None else np.full(n, np.nan),
+        }
+        self.blocks.append(pd.DataFrame(block))
+
+    def frame(self) -> pd.DataFrame:
+        if not self.blocks:
+            return pd.DataFrame({c: [] for c in SLICE_COLUMNS})
+        return pd.concat(self.blocks, ignore_index=True)[SLICE_COLUMNS]
+
+
+def empty_counts(reference: torch.Tensor) -> torch.Tensor:
+    """Counts (N x 4) of an empty prediction: TP = FP = 0, FN = reference voxels, TN = the rest."""
+    positives = reference.flatten(1).sum(1)
+    total = reference[0].numel()
+    zeros = torch.zeros_like(positives)
+    return torch.stack([zeros, zeros, positives, total - positives], dim=-1).long()
+
+
+def _negative_to_empty(counts: torch.Tensor, positive: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    """Counts where slices the classifier calls negative (``positive`` False) get the empty prediction's counts."""
+    return torch.where(positive[..., None], counts, empty)
+
+
+def compute_maps(case: CaseSlices, models: list[FoldModel], batch_size: int, device: torch.device, timings: Timings,
+                 only: set[tuple[str, str]] | None = None) -> tuple[dict[tuple[str, str], torch.Tensor], dict[str, torch.Tensor]]:
+    """Maps ((model, method) -> N x H x W on ``device``, native size) and positive-class probabilities per model."""
+    size = tuple(case.reference.shape[1:]) if case.reference is not None else tuple(case.inputs.images.shape[2:])
+    maps: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
+    probabilities: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for fold_model in models:
+        methods = [m for m in fold_model.methods if only is None or (fold_model.name, m) in only]
+        if not methods:
+            continue
+        target = fold_model.card.num_classes - 1
+        for start in range(0, len(case.inputs), batch_size):
+            with timings.stage("transfer", device):
+                batch = case.inputs.images[start : start + batch_size].to(device, non_blocking=True)
+            with timings.stage("cams", device):
+                batch_maps, p = slice_cams(fold_model.engine, batch, methods, target, size)
+            for method in methods:
+                maps[(fold_model.name, method)].append(batch_maps[method])
+            probabilities[fold_model.name].append(p)
+    return {k: torch.cat(v) for k, v in maps.items()}, {k: torch.cat(v) for k, v in probabilities.items()}
+
+
+def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
+              timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Slice rows and agreement rows of a held-out case (see the module docstring)."""
+    if case.reference is None:
+        raise ValueError(f"case '{case.case_id}' has no reference mask: a study measures maps against masks")
+    maps, probabilities = compute_maps(case, models, config.batch_size, device, timings)
+    reference = case.reference.to(device)
+    slice_index = case.inputs.slice_index.numpy()
+    rows = _Rows(case.case_id, fold, "test", slice_index)
+    empty = empty_counts(reference)
+    fixed = config.fixed_thresholds()
+    with timings.stage("masks+metrics", device):
+        rows.add("", "empty", "empty", "empty", empty)
+        for (model, method), m in maps.items():
+            probability = probabilities[model]
+            positive = probability > 0.5
+            if fixed:
+                counts = fixed_threshold_counts(m, reference, fixed)
+                for t, c in zip(fixed, counts):
+                    c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
+                    rows.add(model, method, f"t={t:.2f}", "threshold", c, probability)
+            for threshold in config.other_thresholds():
+                c = confusion_counts(apply_threshold(m, threshold), reference)
+                c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
+                rows.add(model, method, threshold.name, "threshold", c, probability)
+            # threshold-free score per slice; its counts are the reference's (those of an empty prediction)
+            rows.add(model, method, "mean-dice-256", "threshold-free", empty, probability, mean_dice_over_thresholds(m, reference))
+        for ensemble in config.ensembles:
+            combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
+            for combo, c in zip(combos, counts):
+                rows.add(ensemble.name, "ensemble", "|".join(f"t={t:.2f}" for t in combo), "ensemble", c)
+    with timings.stage("agreement", device):
+        agreement = _agreement(case.case_id, fold, slice_index, maps, fixed or [0.5])
+    return rows.frame(), agreement
+
+
+def train_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
+               timings: Timings) -> pd.DataFrame:
+    """Case-summed ensemble counts at every threshold combination, for the fold's grid search."""
+    members = {member for ensemble in config.ensembles for member in ensemble.members}
+    maps, _ = compute_maps(case, models, config.batch_size, device, timings, only=members)
+    reference = case.reference.to(device)
+    rows = _Rows(case.case_id, fold, "train", case.inputs.slice_index.numpy())
+    with timings.stage("masks+metrics", device):
+        for ensemble in config.ensembles:
+            combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
+            for combo, c in zip(combos, counts):
+                rows.add(ensemble.name, "ensemble", "|".join(f"t={t:.2f}" for t in combo), "ensemble", c, summed=True)
+    return rows.frame()
+
+
+def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tuple[str, str], torch.Tensor],
+               thresholds: list[float]) -> pd.DataFrame:
+    """Per-slice mean pairwise IoU across methods (per model) and across models (per method)."""
+    by_model: dict[str, list[str]] = defaultdict(list)
+    by_method: dict[str, list[str]] = defaultdict(list)
+    for model, method in maps:
+        by_model[model].append(method)
+        by_method[method].append(model)
+    blocks = []
+    for t in thresholds:
+        groups = [("methods", model, [(model, k) for k in methods]) for model, methods in by_model.items()]
+        groups += [("models", method, [(m, method) for m in models]) for method, models in by_method.items()]
+        for kind, group, members in groups:
+            if len(members) < 2:
+                continue
+            values = pairwise_iou_agreement([maps[member] > t for member in members]).cpu().numpy()
+            blocks.append(pd.DataFrame({"case": case_id, "slice": slice_index, "fold": fold, "kind": kind, "group": group,
+                                        "result": f"t={t:.2f}", "value": values}))
+    return pd.concat(blocks, ignore_index=True)[AGREEMENT_COLUMNS] if blocks else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS})
+
+
+def unit_paths(output: Path, case_id: str, fold: int) -> dict[str, Path]:
+    folder = output / "units" / case_id
+    return {"slices": folder / f"fold{fold}.slices.parquet", "agreement": folder / f"fold{fold}.agreement.parquet",
+            "marker": folder / f"fold{fold}.json"}
+
+
+def unit_done(output: Path, case_id: str, fold: int) -> bool:
+    return unit_paths(output, case_id, fold)["marker"].exists()
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as Parquet atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        frame.to_parquet(temporary, index=False)
+    return path
+
+
+def write_unit(output: Path, case_id: str, fold: int, role: str, slices: pd.DataFrame, agreement: pd.DataFrame | None,
+               timings: Timings, slice_count: int) -> None:
+    """Write a unit's tables, then its marker (the unit counts as done only once the marker exists)."""
+    paths = unit_paths(output, case_id, fold)
+    write_parquet(slices, paths["slices"])
+    if agreement is not None:
+        write_parquet(agreement, paths["agreement"])
+    marker = {"case": case_id, "fold": fold, "role": role, "slices": slice_count, "seconds": dict(timings.seconds)}
+    write_text(paths["marker"], json.dumps(marker, indent=1))
