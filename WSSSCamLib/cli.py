@@ -68,8 +68,12 @@ def _study(args: argparse.Namespace) -> int:
         config.output = Path(args.out)
     if args.device:
         config.device = args.device
-    stages = args.stages.split(",") if args.stages else (["train", "cams"] if args.shard[1] > 1 else ["train", "cams", "report"])
-    report = run_study(config, args.shard, stages, progress=not args.quiet)
+    # A shard maps its cases under every fold's models: train first (--stages train, sharded by fold), then cams.
+    stages = args.stages.split(",") if args.stages else (["cams"] if args.shard[1] > 1 else ["train", "cams", "report"])
+    try:
+        report = run_study(config, args.shard, stages, progress=not args.quiet)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        raise SystemExit(f"wssscam study: {error}") from None
     if report is None:
         print(f"shard {args.shard[0]}/{args.shard[1]} done; when every shard has finished: wssscam study {args.config} --stages report")
     return 0
@@ -122,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("config", help="study configuration (.yaml, .yml or .json)")
     study.add_argument("--out", help="output folder (default: the configuration's 'output')")
     study.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: run only the i-th of n disjoint parts (default: all)")
-    study.add_argument("--stages", help="comma-separated subset of train,cams,report (default: all; with --shard: train,cams)")
+    study.add_argument("--stages", help="comma-separated subset of train,cams,report (default: all; with --shard: cams)")
     study.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the configuration's)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(run=_study)

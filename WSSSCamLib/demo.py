@@ -49,7 +49,7 @@ def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: i
              shape: tuple[int, int, int] = (16, 64, 64), progress: bool = True) -> dict:
     """Generate the data (``cases`` phantom volumes of ``shape`` K x J x I), run the study, write
     ``summary.json`` and return the summary (paths and headline numbers)."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     started = time.perf_counter()
     if not (out_dir / "data" / "dataset.json").exists():
         write_synthetic_dataset(out_dir / "data", cases=cases, shape=shape, seed=seed)

@@ -47,7 +47,7 @@ class PercentileClip:
 
     def __call__(self, image: Volume, mask: Volume | None = None) -> Pair:
         out = image.array.copy()
-        for channel in out:
+        for channel in out if out.ndim == 4 else out[None]:  # a K x J x I volume is one channel
             values = channel[channel != 0] if self.nonzero_only else channel
             if values.size:
                 lo, hi = np.percentile(values, [self.low, self.high])
@@ -64,7 +64,7 @@ class ZScore:
 
     def __call__(self, image: Volume, mask: Volume | None = None) -> Pair:
         out = image.array.copy()
-        for channel in out:
+        for channel in out if out.ndim == 4 else out[None]:  # a K x J x I volume is one channel
             foreground = channel != 0 if self.nonzero_only else np.ones_like(channel, dtype=bool)
             values = channel[foreground]
             if values.size:

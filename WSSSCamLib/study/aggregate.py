@@ -69,6 +69,29 @@ def test_rows(slices: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([single, picked], ignore_index=True)
 
 
+def with_cross_validated_thresholds(test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add, per single model x method, the result 'cv-threshold': for the held-out cases of fold k the
+    fixed threshold that maximises the pooled seed-004 DSC over the held-out cases of the *other*
+    folds (ties: the lowest threshold). Fold k's own cases never choose their threshold, unlike the
+    best of the threshold grid, which is chosen on the data it is reported on (an oracle, as the
+    seeds report). Returns the rows with the new result, and the chosen threshold per fold."""
+    fixed = test[(test["kind"] == "threshold") & test["result"].str.startswith("t=")]
+    if fixed.empty or fixed["fold"].nunique() < 2:
+        return test, pd.DataFrame(columns=["model", "method", "fold", "threshold", "score_other_folds"])
+    sums = fixed.groupby(["model", "method", "result", "fold"], sort=False)[["tp", "fp", "fn", "tn"]].sum().reset_index()
+    picked, chosen = [], []
+    for (model, method), group in sums.groupby(["model", "method"], sort=False):
+        for fold in sorted(group["fold"].unique()):
+            others = group[group["fold"] != fold].groupby("result", sort=False)[["tp", "fp", "fn", "tn"]].sum()
+            others = others.loc[sorted(others.index, key=lambda r: float(r.split("=", 1)[1]))]
+            scores = [pooled_scores(torch.tensor(row, dtype=torch.float64)).dsc_seed004 for row in others.to_numpy()]
+            best = others.index[int(np.argmax(scores))]
+            chosen.append({"model": model, "method": method, "fold": int(fold), "threshold": best, "score_other_folds": float(max(scores))})
+            rows = fixed[(fixed["model"] == model) & (fixed["method"] == method) & (fixed["fold"] == fold) & (fixed["result"] == best)]
+            picked.append(rows.assign(result="cv-threshold"))
+    return pd.concat([test, *picked], ignore_index=True), pd.DataFrame(chosen)
+
+
 def results_table(test: pd.DataFrame) -> pd.DataFrame:
     """Tidy metrics: per case (averaged over slices and whole-volume) and 'ALL' (pooled and averaged)."""
     counted = test[test["kind"] != "threshold-free"].copy()

@@ -6,6 +6,7 @@ Example (YAML)::
     measures: null                               # optional CSV: case, <external per-case measures>
     output: runs/lgg-study
     folds: 5
+    folds_file: null                             # optional folds.json to reuse (e.g. of `wssscam train` runs)
     seed: 0
     device: auto
     recipe: {size: 96, axis: K, context_channel: FLAIR}
@@ -15,7 +16,7 @@ Example (YAML)::
       - {name: mine, architecture: resnet34, checkpoints: "ckpt/fold{fold}/model.pt"}   # trained elsewhere
     methods: [grad-cam, grad-cam++, hires-cam, xgrad-cam, layer-cam, score-cam]
     thresholds: [grid, p95, mean, median, otsu]  # grid = t in 0.1..0.9
-    empty_when_negative: false                   # empty the mask where the classifier says negative
+    empty_when_negative: false                   # single configurations: empty the mask where the classifier says negative
     ensembles:                                   # members are model/method; thresholds grid-searched on training cases
       - {rule: and, members: [small-cnn/grad-cam, resnet18/grad-cam]}
     overlays: 4                                  # example overlay figures
@@ -82,6 +83,7 @@ class StudyConfig:
     csv: Path | None = None
     measures: Path | None = None
     folds: int = 5
+    folds_file: Path | None = None
     seed: int = 0
     device: str = "auto"
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -106,13 +108,13 @@ class StudyConfig:
         """JSON-ready form (paths as strings, thresholds by name) for provenance."""
         data = asdict(self)
         data["thresholds"] = [t.name for t in self.thresholds]
-        for key in ("dataset", "output", "csv", "measures"):
+        for key in ("dataset", "output", "csv", "measures", "folds_file"):
             data[key] = str(data[key]) if data[key] is not None else None
         data["ensembles"] = [{"rule": e.rule, "members": [f"{m}/{k}" for m, k in e.members]} for e in self.ensembles]
         return data
 
 
-_KNOWN_KEYS = {"dataset", "csv", "measures", "output", "folds", "seed", "device", "recipe", "models", "methods", "thresholds",
+_KNOWN_KEYS = {"dataset", "csv", "measures", "output", "folds", "folds_file", "seed", "device", "recipe", "models", "methods", "thresholds",
                "empty_when_negative", "ensembles", "overlays", "batch_size", "filtered_retraining"}
 
 
@@ -187,7 +189,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
             model_name, _, method = str(member).partition("/")
             if model_name not in model_names or not method:
                 raise ConfigError(f"{source}: ensembles[{index}]: member '{member}' is not <model>/<method> of a listed model")
-            method = resolve_methods(method)[0].name
+            try:
+                method = resolve_methods(method)[0].name
+            except (KeyError, ValueError) as error:
+                raise ConfigError(f"{source}: ensembles[{index}]: member '{member}': {error}") from None
             if method not in (model_names[model_name].methods or methods):
                 raise ConfigError(f"{source}: ensembles[{index}]: member '{member}': {model_name} does not compute {method}")
             members.append((model_name, method))
@@ -204,7 +209,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         raise ConfigError(f"{source}: folds must be at least 2, got {folds}")
     return StudyConfig(
         dataset=path("dataset"), output=path("output"), models=models, methods=methods, csv=path("csv"), measures=path("measures"),
-        folds=folds, seed=int(data.get("seed", 0)), device=str(data.get("device", "auto")), recipe=dict(data.get("recipe") or {}),
+        folds=folds, folds_file=path("folds_file"), seed=int(data.get("seed", 0)), device=str(data.get("device", "auto")), recipe=dict(data.get("recipe") or {}),
         thresholds=_parse_thresholds(list(data.get("thresholds") or ["grid", "p95", "mean", "median", "otsu"]), source),
         empty_when_negative=bool(data.get("empty_when_negative", False)), ensembles=ensembles, overlays=int(data.get("overlays", 4)),
         batch_size=int(data.get("batch_size", 32)), filtered_retraining=retraining, source=source,

@@ -47,7 +47,7 @@ def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, result
             break
         model, card = load_checkpoint(checkpoint_path(config, spec, fold), device=device)
         engine = cam_engine_for(model.eval(), card)
-        for case_id in held_out[:1]:
+        for case_id in held_out:  # the fold's first case with abnormality
             case = read_case_slices(dataset.case(case_id), recipe)
             if case.reference is None or not case.reference.any():
                 continue
@@ -63,6 +63,7 @@ def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, result
             path = folder / f"overlay_{case_id}.png"
             write_png(path, np.concatenate(panels, axis=1))
             paths.append(path)
+            break
     return paths
 
 

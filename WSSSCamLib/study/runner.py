@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..atomic import write_text
+from ..atomic import atomic_path, write_text
 from ..data.datasets import Dataset, read_csv_dataset, read_decathlon
 from ..data.splits import Folds, case_folds
 from ..devices import resolve_device
@@ -47,7 +47,7 @@ def read_dataset(config: StudyConfig) -> Dataset:
     dataset = read_csv_dataset(config.dataset, config.csv) if config.csv else read_decathlon(config.dataset)
     if config.measures is not None:
         try:
-            table = pd.read_csv(config.measures)
+            table = pd.read_csv(config.measures, dtype={"case": str})
         except (OSError, pd.errors.ParserError) as error:
             raise ValueError(f"{config.measures}: cannot read the measures table ({error})") from None
         if "case" not in table.columns:
@@ -55,7 +55,11 @@ def read_dataset(config: StudyConfig) -> Dataset:
         rows = table.set_index(table["case"].astype(str))
         for case in dataset.cases:
             if case.case_id in rows.index:
-                case.measures.update({k: float(v) for k, v in rows.loc[case.case_id].drop("case").items()})
+                values = rows.loc[case.case_id].drop("case")
+                try:
+                    case.measures.update({k: float(v) for k, v in values.items()})
+                except (TypeError, ValueError):
+                    raise ValueError(f"{config.measures}: case '{case.case_id}' has a non-numeric measure in {dict(values)}") from None
     return dataset
 
 
@@ -80,7 +84,14 @@ def study_folds(config: StudyConfig, dataset: Dataset) -> Folds:
         if sorted(c for f in folds.folds for c in f) != sorted(case_ids):
             raise ValueError(f"{path}: its folds hold other cases than {config.dataset}; use a new output folder")
         return folds
-    folds = case_folds(case_ids, config.folds, config.seed)
+    if config.folds_file is not None:
+        if not config.folds_file.exists():
+            raise FileNotFoundError(f"{config.folds_file}: folds_file of {config.source} does not exist")
+        folds = Folds.load(config.folds_file)
+        if sorted(c for f in folds.folds for c in f) != sorted(case_ids):
+            raise ValueError(f"{config.folds_file}: its folds hold other cases than {config.dataset}")
+    else:
+        folds = case_folds(case_ids, config.folds, config.seed)
     config.output.mkdir(parents=True, exist_ok=True)
     folds.save(path)
     return folds
@@ -103,7 +114,8 @@ def train_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: Sli
     for spec in config.models:
         if spec.checkpoints:
             continue
-        missing = [f for f in wanted if not checkpoint_path(config, spec, f).exists()]
+        # a fold is finished once cross_validate committed its result.json (written after the checkpoint and card)
+        missing = [f for f in wanted if not (checkpoint_path(config, spec, f).parent / "result.json").exists()]
         if not missing:
             continue
         slices = slices if slices is not None else dataset_slices(dataset, recipe, progress)
@@ -114,13 +126,20 @@ def train_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: Sli
                        k=len(folds.folds), seed=config.seed, slices=slices, folds=folds, only_folds=missing)
 
 
-def _fold_models(config: StudyConfig, fold: int, device: torch.device) -> list[FoldModel]:
+def _fold_models(config: StudyConfig, folds: Folds, fold: int, device: torch.device, recipe: SliceRecipe) -> list[FoldModel]:
+    """The fold's models; refuses a checkpoint whose model card says it was tested on other cases (leakage)."""
     models = []
     for spec in config.models:
         path = checkpoint_path(config, spec, fold)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
         model, card = load_checkpoint(path, device=device)
+        held_out = card.split.get("test") if card.split else None
+        if held_out is not None and sorted(held_out) != sorted(folds.held_out(fold)):
+            raise ValueError(f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
+                             "would leak into the evaluation (use the folds it was trained with: folds_file)")
+        if card.recipe and SliceRecipe.from_card(card) != recipe:
+            raise ValueError(f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) than the study's recipe ({recipe})")
         models.append(FoldModel(spec.name, model.eval(), card, cam_engine_for(model, card), config.methods_of(spec)))
     return models
 
@@ -149,7 +168,7 @@ def cams_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: Slic
             if current is None or current.case_id != case.case_id:
                 current = read_case_slices(case, recipe)
         if fold not in models:
-            models[fold] = _fold_models(config, fold, device)
+            models[fold] = _fold_models(config, folds, fold, device, recipe)
         if role == "test":
             slices, agreement = test_unit(current, fold, models[fold], config, device, timings)
         else:
@@ -205,13 +224,19 @@ def report_stage(config: StudyConfig, dataset: Dataset, folds: Folds, started: f
 
     output = config.output
     slices, agreement, markers = gather_units(output)
-    expected = {(c, f) for f, cases in enumerate(folds.folds) for c in cases}
-    missing = sorted(expected - {(m["case"], m["fold"]) for m in markers if m["role"] == "test"})
+    fold_count = len(folds.folds)
+    if config.ensembles:  # the grid search needs every training unit too
+        expected = {(c.case_id, f) for c in dataset.cases for f in range(fold_count)}
+    else:
+        expected = {(c, f) for f, cases in enumerate(folds.folds) for c in cases}
+    missing = sorted(expected - {(m["case"], m["fold"]) for m in markers})
     if missing:
-        raise RuntimeError(f"{output}: {len(missing)} held-out units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
+        raise RuntimeError(f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
                            "run the 'cams' stage of every shard first")
     grid = aggregate.grid_search_table(slices)
     test = aggregate.test_rows(slices, grid)
+    test, cv_thresholds = aggregate.with_cross_validated_thresholds(test)
+    write_text(output / "cv_thresholds.csv", cv_thresholds.to_csv(index=False))
     results = aggregate.results_table(test)
     cases = cases_table(dataset, folds, slices)
     write_parquet(test, output / "slices.parquet")
@@ -260,6 +285,24 @@ def _stage_seconds(markers: list[dict]) -> dict[str, float]:
     return {k: round(v, 2) for k, v in totals.items()}
 
 
+def config_fingerprint(config: StudyConfig) -> str:
+    """A hash of everything that decides what a unit computes (not the output folder, device, batch size or overlays)."""
+    data = {k: v for k, v in config.as_dict().items() if k not in ("output", "device", "batch_size", "overlays", "source")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_config_unchanged(config: StudyConfig) -> None:
+    """Write ``config.json``; refuse to mix units of another configuration into this output folder."""
+    path = config.output / "config.json"
+    fingerprint = config_fingerprint(config)
+    if path.exists() and any((config.output / "units").glob("*/fold*.json")):
+        previous = json.loads(path.read_text()).get("fingerprint")
+        if previous not in (None, fingerprint):
+            raise ValueError(f"{path}: the units in {config.output} were computed with another configuration "
+                             f"(fingerprint {previous}, now {fingerprint}); use a new output folder, or delete its units/ folder to recompute")
+    write_text(path, json.dumps({**config.as_dict(), "fingerprint": fingerprint}, indent=1))
+
+
 def run_study(config: StudyConfig, shard: tuple[int, int] = (0, 1), stages=STAGES, progress: bool = True) -> Path | None:
     """Run the given stages of the study; returns the report's path when the report stage ran."""
     if not (0 <= shard[0] < shard[1]):
@@ -271,7 +314,7 @@ def run_study(config: StudyConfig, shard: tuple[int, int] = (0, 1), stages=STAGE
     dataset = read_dataset(config)
     recipe = recipe_of(config, dataset)
     folds = study_folds(config, dataset)
-    write_text(config.output / "config.json", json.dumps(config.as_dict(), indent=1))
+    _check_config_unchanged(config)
     if "train" in stages:
         train_stage(config, dataset, folds, recipe, shard, progress)
     if "cams" in stages:
@@ -306,7 +349,8 @@ def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
             destination.mkdir(parents=True, exist_ok=True)
             for part in sorted(marker.parent.glob(f"{stem}.*.parquet")):
                 shutil.copy2(part, destination / part.name)
-            shutil.copy2(marker, destination / marker.name)  # the marker last: the unit is complete
+            with atomic_path(destination / marker.name) as temporary:  # the marker last and whole: the unit is complete
+                shutil.copyfile(marker, temporary)
             copied += 1
         models = source / "models"
         if models.exists():

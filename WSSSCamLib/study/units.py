@@ -34,7 +34,7 @@ from ..cams import CamEngine
 from ..data.datasets import Case, load_case
 from ..data.slices import _AXES, SliceSet, extract_slices
 from ..inference.volume_cams import slice_cams
-from ..masks import apply_threshold, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
+from ..masks import Threshold, apply_threshold, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
 from ..metrics import confusion_counts, pairwise_iou_agreement
 from ..training.checkpoint import ModelCard
 from ..training.crossval import SliceRecipe
@@ -173,7 +173,7 @@ def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stud
                 counts = fixed_threshold_counts(m, reference, fixed)
                 for t, c in zip(fixed, counts):
                     c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
-                    rows.add(model, method, f"t={t:.2f}", "threshold", c, probability)
+                    rows.add(model, method, Threshold("fixed", t).name, "threshold", c, probability)
             for threshold in config.other_thresholds():
                 c = confusion_counts(apply_threshold(m, threshold), reference)
                 c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
@@ -183,7 +183,7 @@ def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stud
         for ensemble in config.ensembles:
             combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
             for combo, c in zip(combos, counts):
-                rows.add(ensemble.name, "ensemble", "|".join(f"t={t:.2f}" for t in combo), "ensemble", c)
+                rows.add(ensemble.name, "ensemble", "|".join(Threshold("fixed", t).name for t in combo), "ensemble", c)
     with timings.stage("agreement", device):
         agreement = _agreement(case.case_id, fold, slice_index, maps, fixed or [0.5])
     return rows.frame(), agreement
@@ -200,7 +200,7 @@ def train_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stu
         for ensemble in config.ensembles:
             combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
             for combo, c in zip(combos, counts):
-                rows.add(ensemble.name, "ensemble", "|".join(f"t={t:.2f}" for t in combo), "ensemble", c, summed=True)
+                rows.add(ensemble.name, "ensemble", "|".join(Threshold("fixed", t).name for t in combo), "ensemble", c, summed=True)
     return rows.frame()
 
 
@@ -221,7 +221,7 @@ def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tupl
                 continue
             values = pairwise_iou_agreement([maps[member] > t for member in members]).cpu().numpy()
             blocks.append(pd.DataFrame({"case": case_id, "slice": slice_index, "fold": fold, "kind": kind, "group": group,
-                                        "result": f"t={t:.2f}", "value": values}))
+                                        "result": Threshold("fixed", t).name, "value": values}))
     return pd.concat(blocks, ignore_index=True)[AGREEMENT_COLUMNS] if blocks else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS})
 
 

@@ -140,7 +140,7 @@ def test_shards_merged_equal_a_single_run(trained, tmp_path, single_run):
 def test_report_refuses_to_run_before_every_shard_finished(trained, tmp_path):
     config = fresh(trained, tmp_path, "partial")
     run_study(config, shard=(0, 2), stages=["cams"], progress=False)
-    with pytest.raises(RuntimeError, match="held-out units are not finished"):
+    with pytest.raises(RuntimeError, match="units are not finished yet"):
         run_study(config, stages=["report"], progress=False)
 
 
@@ -179,3 +179,15 @@ def test_yaml_config_with_relative_paths(tmp_path):
     assert config.dataset == tmp_path / "data" and config.output == tmp_path / "out"
     assert [t.name for t in config.thresholds][:2] == ["t=0.10", "t=0.20"] and "otsu" in [t.name for t in config.thresholds]
     assert np.isclose(config.fixed_thresholds(), np.arange(1, 10) / 10).all()
+
+
+def test_checkpoints_tested_on_other_cases_are_refused(trained, tmp_path):
+    config = fresh(trained, tmp_path, "swapped")
+    folds = json.loads((config.output / "folds.json").read_text())
+    folds["folds"] = folds["folds"][::-1]  # the study's fold 0 is the models' fold 1: training cases would leak
+    swapped = tmp_path / "swapped_folds.json"
+    swapped.write_text(json.dumps(folds))
+    (config.output / "folds.json").unlink()
+    config.folds_file = swapped
+    with pytest.raises(ValueError, match="held out other cases than fold 0"):
+        run_study(config, stages=["cams"], progress=False)
