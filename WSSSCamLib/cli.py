@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="wssscam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=int, default=8)
+    demo.add_argument("--epochs", type=int, default=12)
     demo.set_defaults(run=_demo)
     train = sub.add_parser("train", help="k-fold case-level cross-validation of a slice classifier on a dataset")
     train.add_argument("dataset", help="Decathlon/nnU-Net folder (dataset.json), or a folder of volumes with --csv")

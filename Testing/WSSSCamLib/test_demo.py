@@ -7,7 +7,7 @@ import pandas as pd
 
 from WSSSCamLib.cams import METHODS
 from WSSSCamLib.cli import main
-from WSSSCamLib.demo import CLASSIFIER_METHODS, RESNET_METHODS, print_summary, run_demo
+from WSSSCamLib.demo import CLASSIFIER_METHODS, print_summary, run_demo
 
 
 def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
@@ -17,7 +17,7 @@ def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     results = pd.read_parquet(study / "results.parquet")
     assert set(results.loc[results["model"] == "small-cnn", "method"]) == set(CLASSIFIER_METHODS)
-    assert set(results.loc[results["model"] == "resnet18", "method"]) == set(RESNET_METHODS)
+    assert set(results.loc[results["model"] == "plain-cnn", "method"]) == set(CLASSIFIER_METHODS)
     assert results.loc[results["kind"] == "ensemble", "model"].nunique() == 4
     assert summary["empty"] > 0 and 0 <= summary["best_single"]["value"] <= 1
     for figure in ("agreement.png", "threshold_grid.png", "thresholds.png", "correlation.png"):

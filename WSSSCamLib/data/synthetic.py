@@ -45,8 +45,10 @@ def _ellipsoid_distance(coords: list[np.ndarray], centre: np.ndarray, radii: np.
     return np.sqrt(sum(((c - m) / r) ** 2 for c, m, r in zip(coords, centre, radii)))
 
 
-def phantom(shape: tuple[int, ...], lesion: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One phantom image (float32, ``shape``) and its lesion mask (bool; all False without lesion)."""
+def phantom(shape: tuple[int, ...], lesion: bool, rng: np.random.Generator,
+            lesion_radii: tuple[float, float] = (0.12, 0.25)) -> tuple[np.ndarray, np.ndarray]:
+    """One phantom image (float32, ``shape``) and its lesion mask (bool; all False without lesion).
+    ``lesion_radii``: range of the lesion's semi-axes as fractions of the half field of view."""
     coords = _grid(shape)
     ndim = len(shape)
     head_radii = rng.uniform(0.78, 0.9, size=ndim)
@@ -63,7 +65,7 @@ def phantom(shape: tuple[int, ...], lesion: bool, rng: np.random.Generator) -> t
     mask = np.zeros(shape, dtype=bool)
     if lesion:
         centre = rng.uniform(-0.45, 0.45, size=ndim)
-        radii = rng.uniform(0.12, 0.25, size=ndim)
+        radii = rng.uniform(*lesion_radii, size=ndim)
         distance = _ellipsoid_distance(coords, centre, radii) * (1.0 + 0.18 * _smooth_field(coords, rng, scale=5.0))
         softness = rng.uniform(0.08, 0.2)
         intensity = 1.0 / (1.0 + np.exp(-(1.0 - distance) / softness))
@@ -87,8 +89,8 @@ def synthetic_batch(count: int, shape: tuple[int, ...] = (64, 64), positive_frac
 
 
 def write_synthetic_dataset(root: str | Path, cases: int = 10, shape: tuple[int, int, int] = (16, 64, 64),
-                            spacing_mm: tuple[float, float, float] = (1.0, 1.0, 3.0), positive_fraction: float = 0.7,
-                            seed: int = 0) -> Path:
+                            spacing_mm: tuple[float, float, float] = (1.0, 1.0, 3.0), positive_fraction: float = 0.75,
+                            seed: int = 0, lesion_radii: tuple[float, float] = (0.25, 0.4)) -> Path:
     """Write a Decathlon-layout dataset of 3D phantoms (K x J x I = ``shape``) under ``root``.
 
     ``imagesTr/<case>_0000.nii.gz`` (one channel, "phantom"), ``labelsTr/<case>.nii.gz`` (true lesion
@@ -114,7 +116,7 @@ def write_synthetic_dataset(root: str | Path, cases: int = 10, shape: tuple[int,
     entries, rows = [], ["case,lesion_ml_reported"]
     for index, label in enumerate(labels):
         case_id = f"phantom_{index:03d}"
-        image, mask = phantom(tuple(shape), bool(label), rng)
+        image, mask = phantom(tuple(shape), bool(label), rng, lesion_radii)
         write_nifti(Volume(image, affine, case_id), root / "imagesTr" / f"{case_id}_0000.nii.gz")
         write_nifti(Volume(mask.astype(np.float32), affine, case_id), root / "labelsTr" / f"{case_id}.nii.gz", dtype=np.uint8)
         entries.append({"image": f"./imagesTr/{case_id}.nii.gz", "label": f"./labelsTr/{case_id}.nii.gz"})

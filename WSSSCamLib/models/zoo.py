@@ -5,7 +5,8 @@
   mobilenet_v2, efficientnet_b0;
 * MONAI classifiers, 2D or 3D: ``monai-densenet121``, ``monai-resnet10``, ``monai-resnet18``;
 * MONAI U-Net, 2D or 3D, for the Seg- CAM methods: ``monai-unet``;
-* ``small-cnn``: the built-in small 2D/3D CNN.
+* ``small-cnn``: the built-in small 2D/3D CNN (four stages of two 3x3 convolutions, 16..128 wide, dropout);
+* ``small-cnn-plain``: a plainer one (four single 3x3 convolutions, 32..256 wide, no dropout).
 
 :data:`CAM_LAYERS` gives each classifier's CAM target layer (the deepest feature map before
 global pooling) and its Layer-CAM fusion layers (the outputs of the three deepest resolution
@@ -43,6 +44,7 @@ CAM_LAYERS: dict[str, CamLayers] = {
     "mobilenet_v2": CamLayers("features", ("features.6", "features.13", "features")),
     "efficientnet_b0": CamLayers("features", ("features.3", "features.5", "features")),
     "small-cnn": CamLayers("features", ("features.1", "features.2", "features")),
+    "small-cnn-plain": CamLayers("features", ("features.1", "features.2", "features")),
     "monai-resnet10": CamLayers("layer4", ("layer2", "layer3", "layer4")),
     "monai-resnet18": CamLayers("layer4", ("layer2", "layer3", "layer4")),
     "monai-densenet121": CamLayers("class_layers.relu", ("features.transition2", "features.transition3", "class_layers.relu")),
@@ -90,6 +92,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     **{name: (lambda n: lambda c, k, d: _torchvision(n, c, k))(name) for name in TORCHVISION_2D},
     **{name: (lambda n: lambda c, k, d: _monai(n, c, k, d))(name) for name in ("monai-densenet121", "monai-resnet10", "monai-resnet18", "monai-unet")},
     "small-cnn": lambda c, k, d: SmallCNN(c, k, d, widths=(16, 32, 64, 128), convs_per_stage=2, dropout=0.2),
+    "small-cnn-plain": lambda c, k, d: SmallCNN(c, k, d, widths=(32, 64, 128, 256)),
 }
 
 

@@ -29,6 +29,16 @@ class ExportError(RuntimeError):
     """A result could not be exported; the message names the file and the problem."""
 
 
+
+def _segments_to_export(segmentation_node, segments, path: Path) -> list[str]:
+    """The given segments, or every segment of the node; ExportError naming ``path`` when there are none."""
+    segmentation = segmentation_node.GetSegmentation()
+    if segments is None:
+        segments = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+    if not segments:
+        raise ExportError(f"{path}: segmentation '{segmentation_node.GetName()}' has no segments")
+    return list(segments)
+
 def _suffix(path: Path) -> str:
     """The file's full extension as a writer sees it: '.seg.nrrd', '.nii.gz' or the last suffix."""
     name = path.name.lower()
@@ -110,10 +120,7 @@ def export_segmentation_labelmap(scene, segmentation_node, path: str | Path, vol
     if suffix not in VOLUME_SUFFIXES:
         raise ExportError(f"{path}: unsupported label-map file type; use one of {', '.join(VOLUME_SUFFIXES)}")
     segmentation = segmentation_node.GetSegmentation()
-    if segments is None:
-        segments = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
-    if not segments:
-        raise ExportError(f"{path}: segmentation '{segmentation_node.GetName()}' has no segments")
+    segments = _segments_to_export(segmentation_node, segments, path)
     ids = vtk.vtkStringArray()
     labels = {}
     for number, segment in enumerate(segments, start=1):
@@ -184,10 +191,7 @@ def export_dicom_seg(scene, segmentation_node, volume_node, path: str | Path, di
         raise ExportError(f"{path}: {len(missing)} source image(s) of '{volume_node.GetName()}' are not among the given DICOM files")
     datasets = [d for d in datasets if str(d.SOPInstanceUID) in set(uids)]
     segmentation = segmentation_node.GetSegmentation()
-    if segments is None:
-        segments = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
-    if not segments:
-        raise ExportError(f"{path}: segmentation '{segmentation_node.GetName()}' has no segments")
+    segments = _segments_to_export(segmentation_node, segments, path)
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     affine = numpy_matrix(matrix)
