@@ -14,17 +14,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _channel_index(channel: str | None, names) -> int | None:
-    """A channel given by index or by name (as in the dataset's channel names)."""
-    if channel is None:
-        return None
-    if channel.isdigit() and int(channel) < len(names):
-        return int(channel)
-    if channel in names:
-        return list(names).index(channel)
-    raise SystemExit(f"wssscam: no channel '{channel}'; the dataset's channels are {list(names)} (name or index 0..{len(names) - 1})")
-
-
 def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -34,7 +23,11 @@ def _train(args: argparse.Namespace) -> int:
 
     root = Path(args.dataset)
     dataset = read_csv_dataset(root, args.csv) if args.csv else read_decathlon(root)
-    recipe = SliceRecipe(size=args.size, axis=args.axis, context_channel=_channel_index(args.context_channel, dataset.channel_names))
+    try:
+        context = None if args.context_channel is None else dataset.channel_index(args.context_channel)
+    except KeyError as error:
+        raise SystemExit(f"wssscam: {error.args[0]}") from None
+    recipe = SliceRecipe(size=args.size, axis=args.axis, context_channel=context)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                          balance=args.balance, augment=not args.no_augment, seed=args.seed, device=args.device)
     print(f"{len(dataset.cases)} cases, channels {dataset.channel_names}, classes {dataset.class_names}; "

@@ -45,6 +45,16 @@ class Dataset:
     channel_names: list[str]
     class_names: list[str]
 
+    def channel_index(self, channel: int | str) -> int:
+        """A channel given by name (as in ``channel_names``) or by index; KeyError naming the choices."""
+        if isinstance(channel, int) or str(channel).isdigit():
+            if 0 <= int(channel) < len(self.channel_names):
+                return int(channel)
+        elif channel in self.channel_names:
+            return self.channel_names.index(channel)
+        raise KeyError(f"no channel '{channel}'; the channels of {self.root} are {self.channel_names} "
+                       f"(name or index 0..{len(self.channel_names) - 1})")
+
     def case(self, case_id: str) -> Case:
         for case in self.cases:
             if case.case_id == case_id:

@@ -17,19 +17,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..metrics import pooled_scores
+from ..masks import grid_search
+from ..metrics import dice_from_counts, iou_from_counts, pooled_scores
 
 KEYS = ["model", "method", "result", "kind"]
+COUNTS = ["tp", "fp", "fn", "tn"]
 
 
-def _dice(tp, fp, fn):
-    total = 2 * tp + fp + fn
-    return np.where(total > 0, 2 * tp / np.maximum(total, 1), 1.0)
+def _counts(frame: pd.DataFrame) -> torch.Tensor:
+    """The frame's TP/FP/FN/TN columns as an int64 tensor, rows x 4."""
+    return torch.from_numpy(frame[COUNTS].to_numpy(np.int64))
 
 
-def _iou(tp, fp, fn):
-    union = tp + fp + fn
-    return np.where(union > 0, tp / np.maximum(union, 1), 1.0)
+def _best_by_pooled_dsc(sums: pd.DataFrame) -> tuple[int, np.ndarray]:
+    """:func:`~WSSSCamLib.masks.grid_search` over rows of pooled counts (one per candidate, in order)."""
+    best, scores = grid_search(_counts(sums)[:, None, :], list(range(len(sums))))
+    return best, scores.numpy()
 
 
 def grid_search_table(slices: pd.DataFrame) -> pd.DataFrame:
@@ -37,13 +40,11 @@ def grid_search_table(slices: pd.DataFrame) -> pd.DataFrame:
     train = slices[slices["role"] == "train"]
     if train.empty:
         return pd.DataFrame(columns=["fold", "ensemble", "rule", "t1", "t2", "result", "score", "chosen"])
-    pooled = train.groupby(["fold", "model", "result"], sort=False)[["tp", "fp", "fn", "tn"]].sum().reset_index()
+    pooled = train.groupby(["fold", "model", "result"], sort=False)[COUNTS].sum().reset_index()
     rows = []
     for (fold, ensemble), group in pooled.groupby(["fold", "model"], sort=True):
         group = group.assign(order=group["result"].map(_combo_key)).sort_values("order")
-        scores = [pooled_scores(torch.tensor(c, dtype=torch.float64)).dsc_seed004 for c in group[["tp", "fp", "fn", "tn"]].to_numpy()]
-        scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
-        best = int(np.argmax(scores))
+        best, scores = _best_by_pooled_dsc(group)
         for index, (result, score) in enumerate(zip(group["result"], scores)):
             thresholds = _combo_key(result)
             rows.append({"fold": int(fold), "ensemble": ensemble, "rule": ensemble.split("(", 1)[0], "t1": thresholds[0],
@@ -78,15 +79,15 @@ def with_cross_validated_thresholds(test: pd.DataFrame) -> tuple[pd.DataFrame, p
     fixed = test[(test["kind"] == "threshold") & test["result"].str.startswith("t=")]
     if fixed.empty or fixed["fold"].nunique() < 2:
         return test, pd.DataFrame(columns=["model", "method", "fold", "threshold", "score_other_folds"])
-    sums = fixed.groupby(["model", "method", "result", "fold"], sort=False)[["tp", "fp", "fn", "tn"]].sum().reset_index()
+    sums = fixed.groupby(["model", "method", "result", "fold"], sort=False)[COUNTS].sum().reset_index()
     picked, chosen = [], []
     for (model, method), group in sums.groupby(["model", "method"], sort=False):
         for fold in sorted(group["fold"].unique()):
-            others = group[group["fold"] != fold].groupby("result", sort=False)[["tp", "fp", "fn", "tn"]].sum()
+            others = group[group["fold"] != fold].groupby("result", sort=False)[COUNTS].sum()
             others = others.loc[sorted(others.index, key=lambda r: float(r.split("=", 1)[1]))]
-            scores = [pooled_scores(torch.tensor(row, dtype=torch.float64)).dsc_seed004 for row in others.to_numpy()]
-            best = others.index[int(np.argmax(scores))]
-            chosen.append({"model": model, "method": method, "fold": int(fold), "threshold": best, "score_other_folds": float(max(scores))})
+            index, scores = _best_by_pooled_dsc(others)
+            best = others.index[index]
+            chosen.append({"model": model, "method": method, "fold": int(fold), "threshold": best, "score_other_folds": float(scores[index])})
             rows = fixed[(fixed["model"] == model) & (fixed["method"] == method) & (fixed["fold"] == fold) & (fixed["result"] == best)]
             picked.append(rows.assign(result="cv-threshold"))
     return pd.concat([test, *picked], ignore_index=True), pd.DataFrame(chosen)
@@ -95,24 +96,23 @@ def with_cross_validated_thresholds(test: pd.DataFrame) -> tuple[pd.DataFrame, p
 def results_table(test: pd.DataFrame) -> pd.DataFrame:
     """Tidy metrics: per case (averaged over slices and whole-volume) and 'ALL' (pooled and averaged)."""
     counted = test[test["kind"] != "threshold-free"].copy()
-    tp, fp, fn = (counted[c].to_numpy(np.float64) for c in ("tp", "fp", "fn"))
-    counted["dice"], counted["iou"] = _dice(tp, fp, fn), _iou(tp, fp, fn)
+    counts = _counts(counted)
+    counted["dice"], counted["iou"] = dice_from_counts(counts).numpy(), iou_from_counts(counts).numpy()
     counted["abnormal"] = (counted["tp"] + counted["fn"]) > 0
     frames = []
     per_case = counted.groupby(["case", "fold", *KEYS], sort=False)
-    sums = per_case[["tp", "fp", "fn", "tn"]].sum()
+    sums = per_case[COUNTS].sum()
     abnormal = counted[counted["abnormal"]].groupby(["case", "fold", *KEYS], sort=False)[["dice", "iou"]].mean()
     case_metrics = pd.DataFrame({
         "dice_mean_abnormal_slices": abnormal["dice"], "iou_mean_abnormal_slices": abnormal["iou"],
-        "dice_volume": _dice(sums["tp"], sums["fp"], sums["fn"]), "iou_volume": _iou(sums["tp"], sums["fp"], sums["fn"]),
+        "dice_volume": dice_from_counts(_counts(sums)).numpy(), "iou_volume": iou_from_counts(_counts(sums)).numpy(),
         "area_voxels": (sums["tp"] + sums["fp"]).astype(np.float64),
     }, index=sums.index)
     frames.append(case_metrics.reset_index().melt(id_vars=["case", "fold", *KEYS], var_name="metric", value_name="value"))
 
     pooled_rows = []
     for key, group in counted.groupby(KEYS, sort=False):
-        totals = torch.tensor(group[["tp", "fp", "fn", "tn"]].sum().to_numpy(np.float64))
-        scores = pooled_scores(totals)
+        scores = pooled_scores(_counts(group))
         values = {"pooled_fg_dice": scores.fg_dice, "pooled_fg_iou": scores.fg_iou, "pooled_miou": scores.miou,
                   "pooled_dsc_seed004": scores.dsc_seed004,
                   "dice_mean_abnormal_slices": group.loc[group["abnormal"], "dice"].mean(),

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.datasets import Dataset
+from ..data.datasets import Dataset, load_case
+from ..data.slices import _AXES
 from ..data.splits import Folds
 from ..devices import resolve_device
 from ..figures.overlays import grey_rgb, overlay_rgb, write_png
@@ -31,7 +32,7 @@ def best_single(results: pd.DataFrame, metric: str = "pooled_dsc_seed004") -> tu
 def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, results: pd.DataFrame, folder: Path, count: int) -> list[Path]:
     """Write up to ``count`` overlay PNGs under ``folder`` and return their paths."""
     from .runner import checkpoint_path, recipe_of
-    from .units import read_case_slices
+    from .units import case_slices
 
     best = best_single(results)
     if best is None:
@@ -48,7 +49,8 @@ def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, result
         model, card = load_checkpoint(checkpoint_path(config, spec, fold), device=device)
         engine = cam_engine_for(model.eval(), card)
         for case_id in held_out:  # the fold's first case with abnormality
-            case = read_case_slices(dataset.case(case_id), recipe)
+            loaded = load_case(dataset.case(case_id))
+            case = case_slices(dataset.case(case_id), loaded, recipe)
             if case.reference is None or not case.reference.any():
                 continue
             index = int(case.reference.flatten(1).sum(1).argmax())
@@ -56,7 +58,7 @@ def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, result
                                            tuple(case.reference.shape[1:]))
             cam = maps[method]
             mask = apply_threshold(cam, threshold)[0].cpu().numpy()
-            raw = _native_slice(dataset, case_id, recipe, index)
+            raw = _native_slice(loaded.image.array, recipe, index)
             reference = case.reference[index].numpy()
             panels = [grey_rgb(raw), overlay_rgb(raw, cam[0].float().cpu().numpy(), outline=reference),
                       overlay_rgb(raw, mask.astype(np.float32), opacity=0.5, outline=reference)]
@@ -67,15 +69,11 @@ def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, result
     return paths
 
 
-def _native_slice(dataset: Dataset, case_id: str, recipe, index: int) -> np.ndarray:
-    """The displayed channel (the context channel, else the first) of slice ``index`` at native resolution."""
-    from ..data.datasets import load_case
-    from ..data.slices import _AXES
-
-    image = load_case(dataset.case(case_id)).image.array
+def _native_slice(image: np.ndarray, recipe, index: int) -> np.ndarray:
+    """The displayed channel (the context channel, else the first) of slice ``index`` of a
+    (C x) K x J x I image, at native resolution."""
     image = image if image.ndim == 4 else image[None]
-    channel = recipe.context_channel or 0
-    return np.take(image[channel], index, axis=_AXES[recipe.axis])
+    return np.take(image[recipe.context_channel or 0], index, axis=_AXES[recipe.axis])
 
 
 __all__ = ["best_single", "example_overlays"]

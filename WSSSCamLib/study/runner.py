@@ -65,11 +65,11 @@ def read_dataset(config: StudyConfig) -> Dataset:
 
 def recipe_of(config: StudyConfig, dataset: Dataset) -> SliceRecipe:
     values = dict(config.recipe)
-    channel = values.get("context_channel")
-    if isinstance(channel, str):
-        if channel not in dataset.channel_names:
-            raise ValueError(f"{config.source}: recipe.context_channel '{channel}' is not a channel of {dataset.channel_names}")
-        values["context_channel"] = dataset.channel_names.index(channel)
+    if values.get("context_channel") is not None:
+        try:
+            values["context_channel"] = dataset.channel_index(values["context_channel"])
+        except KeyError as error:
+            raise ValueError(f"{config.source}: recipe.context_channel: {error.args[0]}") from None
     if "clip_percentiles" in values:
         values["clip_percentiles"] = tuple(values["clip_percentiles"])
     return SliceRecipe(**values)

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..atomic import atomic_path, write_text
 from ..cams import CamEngine
-from ..data.datasets import Case, load_case
+from ..data.datasets import Case, LoadedCase, load_case
 from ..data.slices import _AXES, SliceSet, extract_slices
 from ..inference.volume_cams import slice_cams
 from ..masks import Threshold, apply_threshold, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
@@ -81,7 +81,11 @@ class Timings:
 
 def read_case_slices(case: Case, recipe: SliceRecipe) -> CaseSlices:
     """Read, normalise and slice one case; the reference stays at native resolution."""
-    loaded = load_case(case)
+    return case_slices(case, load_case(case), recipe)
+
+
+def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlices:
+    """Normalise and slice an already loaded case; the reference stays at native resolution."""
     image, _ = recipe.preprocess()(loaded.image, None)
     inputs = extract_slices(case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel)
     reference = None
