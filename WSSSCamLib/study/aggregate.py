@@ -26,7 +26,7 @@ COUNTS = ["tp", "fp", "fn", "tn"]
 
 def _counts(frame: pd.DataFrame) -> torch.Tensor:
     """The frame's TP/FP/FN/TN columns as an int64 tensor, rows x 4."""
-    return torch.from_numpy(frame[COUNTS].to_numpy(np.int64))
+    return torch.tensor(frame[COUNTS].to_numpy(np.int64))
 
 
 def _best_by_pooled_dsc(sums: pd.DataFrame) -> tuple[int, np.ndarray]:
