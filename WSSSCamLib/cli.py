@@ -50,6 +50,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _study(args: argparse.Namespace) -> int:
     from .study import ConfigError, load_config, run_study
+    from .study.runner import STAGES
 
     try:
         config = load_config(args.config)
@@ -61,8 +62,8 @@ def _study(args: argparse.Namespace) -> int:
         config.output = Path(args.out)
     if args.device:
         config.device = args.device
-    # A shard maps its cases under every fold's models: train first (--stages train, sharded by fold), then cams.
-    stages = args.stages.split(",") if args.stages else (["cams"] if args.shard[1] > 1 else ["train", "cams", "report"])
+    # A shard maps its cases under every fold's models: train first (--stages train, sharded by fold), then cams (by case) and retrain (by fold).
+    stages = args.stages.split(",") if args.stages else (["cams", "retrain"] if args.shard[1] > 1 else list(STAGES))
     try:
         report = run_study(config, args.shard, stages, progress=not args.quiet)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("config", help="study configuration (.yaml, .yml or .json)")
     study.add_argument("--out", help="output folder (default: the configuration's 'output')")
     study.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: run only the i-th of n disjoint parts (default: all)")
-    study.add_argument("--stages", help="comma-separated subset of train,cams,report (default: all; with --shard: cams)")
+    study.add_argument("--stages", help="comma-separated subset of train,cams,retrain,report (default: all; with --shard: cams,retrain)")
     study.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the configuration's)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(run=_study)

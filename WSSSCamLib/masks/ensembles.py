@@ -146,7 +146,7 @@ def _voxelwise_counts(flats, ref, rule, grid, combo_index, chunk) -> torch.Tenso
     buckets = torch.stack(buckets, dim=1)  # Bu x M: bucket id of each member in each occupied bin
     all_used = hist_all[:, used].double()
     ref_used = hist_ref[:, used].double()
-    actual = ref.sum(1, dtype=torch.int64)[None, :]
+    actual = ref.sum(1)[None, :]  # int64 (sum of bool)
     members = len(flats)
     parts = []
     for start in range(0, combo_index.shape[0], chunk):

@@ -223,9 +223,18 @@ def _bucketize(flat: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tens
     """
     cast = thresholds.to(device=flat.device, dtype=flat.dtype)
     unique, inverse = torch.unique(cast, sorted=True, return_inverse=True)
-    values = torch.where(torch.isnan(flat), torch.full_like(flat, -math.inf), flat)
-    ids = torch.bucketize(values, unique, right=False)
-    return ids, inverse, unique.numel() + 1
+    values = torch.nan_to_num(flat, nan=-math.inf)
+    return torch.bucketize(values, unique, right=False), inverse, unique.numel() + 1
+
+
+def _per_sample_above(ids: torch.Tensor, inverse: torch.Tensor, buckets: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """m x T int64: per sample (row of the m x V bucket ids from ``_bucketize``), how many voxels (only
+    where ``keep``, m x V bool, if given) lie above threshold t, i.e. have ids > inverse[t]: a
+    per-sample histogram of the ids and its reverse cumulative sum (values > unique[j] fill buckets j+1..U)."""
+    m = ids.shape[0]
+    offset = ids + buckets * torch.arange(m, device=ids.device)[:, None]
+    hist = torch.bincount(offset[keep] if keep is not None else offset.reshape(-1), minlength=m * buckets).view(m, buckets)
+    return hist.flip(1).cumsum(1).flip(1)[:, 1:][:, inverse]
 
 
 def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, thresholds: Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -248,15 +257,10 @@ def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, threshol
     parts = []
     for start in range(0, n, step):
         chunk, chunk_ref = flat[start : start + step], ref[start : start + step]
-        m = chunk.shape[0]
         ids, inverse, buckets = _bucketize(chunk, values)
-        ids = ids + buckets * torch.arange(m, device=ids.device)[:, None]
-        hist_all = torch.bincount(ids.reshape(-1), minlength=m * buckets).view(m, buckets)
-        hist_ref = torch.bincount(ids[chunk_ref], minlength=m * buckets).view(m, buckets)
-        # count of values > unique[j] = sum of buckets j+1 .. U
-        above_all = hist_all.flip(1).cumsum(1).flip(1)[:, 1:][:, inverse]  # m x T
-        tp = hist_ref.flip(1).cumsum(1).flip(1)[:, 1:][:, inverse]
-        actual = chunk_ref.sum(1, dtype=torch.int64)[:, None]
+        above_all = _per_sample_above(ids, inverse, buckets)  # m x T
+        tp = _per_sample_above(ids, inverse, buckets, chunk_ref)
+        actual = chunk_ref.sum(1)[:, None]  # int64 (sum of bool)
         fp = above_all - tp
         fn = actual - tp
         tn = voxels - tp - fp - fn

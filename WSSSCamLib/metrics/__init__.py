@@ -1,7 +1,7 @@
 """Metrics: overlap of binary masks (Dice, IoU), confusion counts with per-case and pooled (seed 004)
 scores, agreement across CAM methods/models (seed 000), statistics, and classification (ROC AUC, accuracy)."""
 
-from .agreement import pairwise_iou_agreement
+from .agreement import pairwise_iou_agreement, pairwise_iou_agreement_at_thresholds
 from .classification import accuracy, roc_auc
 from .confusion import PooledScores, confusion_counts, dice_from_counts, iou_from_counts, pooled_scores
 from .overlap import dice, iou
@@ -17,6 +17,7 @@ __all__ = [
     "iou_from_counts",
     "kruskal_wallis",
     "pairwise_iou_agreement",
+    "pairwise_iou_agreement_at_thresholds",
     "pooled_scores",
     "roc_auc",
     "shapiro_wilk",

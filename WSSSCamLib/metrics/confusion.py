@@ -42,9 +42,10 @@ def confusion_counts(prediction: torch.Tensor, reference: torch.Tensor) -> torch
     p = prediction.reshape(prediction.shape[0], -1).bool()
     r = reference.reshape(reference.shape[0], -1).bool()
     voxels = p.shape[1]
-    tp = (p & r).sum(1, dtype=torch.int64)
-    predicted = p.sum(1, dtype=torch.int64)
-    actual = r.sum(1, dtype=torch.int64)
+    # (the sum of a bool tensor is int64 already; asking for dtype=int64 takes a 3x slower path on the CPU)
+    tp = (p & r).sum(1)
+    predicted = p.sum(1)
+    actual = r.sum(1)
     fp = predicted - tp
     fn = actual - tp
     tn = voxels - tp - fp - fn

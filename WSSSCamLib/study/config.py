@@ -20,7 +20,7 @@ Example (YAML)::
     ensembles:                                   # members are model/method; thresholds grid-searched on training cases
       - {rule: and, members: [small-cnn/grad-cam, resnet18/grad-cam]}
     overlays: 4                                  # example overlay figures
-    filtered_retraining: {model: small-cnn, method: grad-cam, threshold: t=0.50, epochs: 10}
+    filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # seed 003
 
 Relative paths are resolved against the configuration file's folder. Every error names the file
 and the key.
@@ -66,10 +66,12 @@ class EnsembleSpec:
 
 @dataclass
 class FilteredRetrainingSpec:
-    """Seed 003's check: retrain ``model``'s architecture on CAM-filtered and on mask-filtered images."""
+    """Seed 003's check: retrain ``model``'s architecture on CAM-filtered and on mask-filtered images
+    (variants: see :mod:`WSSSCamLib.study.retraining`; ``threshold`` is used by ``cam-mask`` only)."""
 
     model: str
     method: str = "grad-cam"
+    variants: list[str] = field(default_factory=lambda: ["cam", "mask"])
     threshold: str = "t=0.50"
     epochs: int = 10
 
@@ -199,11 +201,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         if len(members) < 2:
             raise ConfigError(f"{source}: ensembles[{index}] needs at least two members")
         ensembles.append(EnsembleSpec(rule, members))
-    retraining = data.get("filtered_retraining")
-    if retraining is not None:
-        if not isinstance(retraining, dict) or retraining.get("model") not in model_names:
-            raise ConfigError(f"{source}: filtered_retraining.model must name a listed model")
-        retraining = FilteredRetrainingSpec(**retraining)
+    retraining = _parse_retraining(data.get("filtered_retraining"), model_names, methods, source)
     folds = int(data.get("folds", 5))
     if folds < 2:
         raise ConfigError(f"{source}: folds must be at least 2, got {folds}")
@@ -214,6 +212,40 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         empty_when_negative=bool(data.get("empty_when_negative", False)), ensembles=ensembles, overlays=int(data.get("overlays", 4)),
         batch_size=int(data.get("batch_size", 32)), filtered_retraining=retraining, source=source,
     )
+
+
+def _parse_retraining(data: Any, model_names: dict[str, ModelSpec], methods: list[str], source: str) -> FilteredRetrainingSpec | None:
+    from .retraining import VARIANTS
+
+    if data is None:
+        return None
+    where = f"{source}: filtered_retraining"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping (model, method, variants, threshold, epochs)")
+    unknown = set(data) - {f for f in FilteredRetrainingSpec.__dataclass_fields__}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    if data.get("model") not in model_names:
+        raise ConfigError(f"{where}.model must name a listed model ({sorted(model_names)}), got {data.get('model')!r}")
+    spec = FilteredRetrainingSpec(**data)
+    try:
+        spec.method = resolve_methods([spec.method])[0].name
+    except (ValueError, KeyError) as error:
+        raise ConfigError(f"{where}.method: {error}") from None
+    if spec.method not in (model_names[spec.model].methods or methods):
+        raise ConfigError(f"{where}.method: {spec.model} does not compute {spec.method!r}")
+    variants = spec.variants if isinstance(spec.variants, list) else [spec.variants]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise ConfigError(f"{where}.variants: {bad or variants} not among {list(VARIANTS)}")
+    spec.variants = [str(v) for v in variants]
+    try:
+        Threshold.parse(spec.threshold)
+    except ValueError as error:
+        raise ConfigError(f"{where}.threshold: {error}") from None
+    if not isinstance(spec.epochs, int) or spec.epochs < 1:
+        raise ConfigError(f"{where}.epochs must be a positive integer, got {spec.epochs!r}")
+    return spec
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -8,7 +8,10 @@ Stages, each safe to stop at any point and to run again:
    exists is skipped, so a killed run continues where it stopped without duplicating rows.
 3. ``report``: the units are gathered into the study tables, figures and ``report.html``.
 
-``shard=(i, n)`` restricts ``train`` to folds ``k`` with ``k % n == i`` and ``cams`` to cases whose
+3b. ``retrain`` (with ``filtered_retraining``): seed 003's retraining on CAM- and mask-filtered
+   slices, one result file per variant x fold (:mod:`WSSSCamLib.study.retraining`).
+
+``shard=(i, n)`` restricts ``train`` and ``retrain`` to folds ``k`` with ``k % n == i`` and ``cams`` to cases whose
 position in the dataset is ``i`` modulo ``n``; the ``report`` stage reads every unit present, so
 after all shards finished (in one output folder, or gathered by :func:`merge_outputs`) it gives
 the same tables as one unsharded run.
@@ -32,14 +35,14 @@ from ..data.datasets import Dataset, read_csv_dataset, read_decathlon
 from ..data.splits import Folds, case_folds
 from ..devices import resolve_device
 from ..inference.volume_cams import cam_engine_for
-from ..training.checkpoint import library_versions, load_checkpoint
+from ..training.checkpoint import card_path, library_versions, load_checkpoint, read_card
 from ..training.crossval import SliceRecipe, cross_validate, dataset_slices
 from ..training.trainer import TrainConfig
-from . import aggregate
+from . import aggregate, retraining
 from .config import ModelSpec, StudyConfig
 from .units import FoldModel, Timings, read_case_slices, test_unit, train_unit, unit_done, write_parquet, write_unit
 
-STAGES = ("train", "cams", "report")
+STAGES = ("train", "cams", "retrain", "report")
 
 
 def read_dataset(config: StudyConfig) -> Dataset:
@@ -126,20 +129,27 @@ def train_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: Sli
                        k=len(folds.folds), seed=config.seed, slices=slices, folds=folds, only_folds=missing)
 
 
+def _checked_checkpoint(config: StudyConfig, spec: ModelSpec, folds: Folds, fold: int, device: torch.device, recipe: SliceRecipe):
+    """(model, card) of ``spec``'s fold checkpoint; refuses one whose model card says it was tested on
+    other cases than the fold's (leakage) or trained on slices made another way."""
+    path = checkpoint_path(config, spec, fold)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
+    model, card = load_checkpoint(path, device=device)
+    held_out = card.split.get("test") if card.split else None
+    if held_out is not None and sorted(held_out) != sorted(folds.held_out(fold)):
+        raise ValueError(f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
+                         "would leak into the evaluation (use the folds it was trained with: folds_file)")
+    if card.recipe and SliceRecipe.from_card(card) != recipe:
+        raise ValueError(f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) than the study's recipe ({recipe})")
+    return model, card
+
+
 def _fold_models(config: StudyConfig, folds: Folds, fold: int, device: torch.device, recipe: SliceRecipe) -> list[FoldModel]:
-    """The fold's models; refuses a checkpoint whose model card says it was tested on other cases (leakage)."""
+    """The fold's models, each checked by ``_checked_checkpoint``."""
     models = []
     for spec in config.models:
-        path = checkpoint_path(config, spec, fold)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
-        model, card = load_checkpoint(path, device=device)
-        held_out = card.split.get("test") if card.split else None
-        if held_out is not None and sorted(held_out) != sorted(folds.held_out(fold)):
-            raise ValueError(f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
-                             "would leak into the evaluation (use the folds it was trained with: folds_file)")
-        if card.recipe and SliceRecipe.from_card(card) != recipe:
-            raise ValueError(f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) than the study's recipe ({recipe})")
+        model, card = _checked_checkpoint(config, spec, folds, fold, device, recipe)
         models.append(FoldModel(spec.name, model.eval(), card, cam_engine_for(model, card), config.methods_of(spec)))
     return models
 
@@ -180,6 +190,51 @@ def cams_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: Slic
     if bar is not None:
         bar.close()
     return len(todo)
+
+
+def retrain_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: SliceRecipe, shard: tuple[int, int], progress: bool) -> int:
+    """Seed 003's filtered retraining (``config.filtered_retraining``) for this shard's folds; returns trainings run."""
+    spec = config.filtered_retraining
+    if spec is None:
+        return 0
+    model_spec = next(m for m in config.models if m.name == spec.model)
+    todo = [(variant, fold) for fold in range(len(folds.folds)) if _in_shard(fold, shard) for variant in spec.variants
+            if not retraining.result_path(config.output, variant, fold).exists()]
+    if not todo:
+        return 0
+    slices = dataset_slices(dataset, recipe, progress)
+    for variant, fold in todo:
+        _, card = _checked_checkpoint(config, model_spec, folds, fold, torch.device("cpu"), recipe)
+        options = {**{k: v for k, v in (card.training or {}).items() if k != "history"}, **model_spec.train}
+        if progress:
+            print(f"filtered retraining: {spec.model} on {variant}-filtered slices, fold {fold} ({spec.epochs} epochs)", flush=True)
+        result = retraining.retrain_fold(slices, folds, fold, card.architecture, checkpoint_path(config, model_spec, fold), spec, variant,
+                                         options, config.seed, config.batch_size, config.device)
+        retraining.write_result(config.output, result)
+        if progress:
+            print(f"  ROC AUC {result['auc']:.3f}, accuracy {result['accuracy']:.3f}, {result['seconds']:.0f} s", flush=True)
+    return len(todo)
+
+
+def retraining_tables(config: StudyConfig, folds: Folds) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per fold, summary) of the filtered retraining, with the model's own checkpoints as variant
+    ``checkpoint`` (test AUC/accuracy from their model cards, trained as they were)."""
+    spec = config.filtered_retraining
+    table = retraining.retraining_table(config.output)
+    model_spec = next(m for m in config.models if m.name == spec.model)
+    rows = []
+    for fold in range(len(folds.folds)):
+        path = card_path(checkpoint_path(config, model_spec, fold))
+        if path.exists():
+            card = read_card(path)
+            validation, training = card.validation or {}, card.training or {}
+            if "test_accuracy" in validation:
+                rows.append({"variant": "checkpoint", "fold": fold, "test_slices": None, "test_positive_slices": None,
+                             "auc": validation.get("test_auc"), "accuracy": validation["test_accuracy"],
+                             "epochs": training.get("epochs"), "seconds": None})
+    if rows:
+        table = pd.concat([pd.DataFrame(rows), table], ignore_index=True)
+    return table, retraining.retraining_summary(table)
 
 
 def gather_units(output: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
@@ -233,6 +288,11 @@ def report_stage(config: StudyConfig, dataset: Dataset, folds: Folds, started: f
     if missing:
         raise RuntimeError(f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
                            "run the 'cams' stage of every shard first")
+    spec = config.filtered_retraining
+    if spec is not None:
+        absent = [f"{v}/fold{f}" for f in range(fold_count) for v in spec.variants if not retraining.result_path(output, v, f).exists()]
+        if absent:
+            raise RuntimeError(f"{output}: filtered retraining {', '.join(absent)} not finished; run the 'retrain' stage (of every shard) first")
     grid = aggregate.grid_search_table(slices)
     test = aggregate.test_rows(slices, grid)
     test, cv_thresholds = aggregate.with_cross_validated_thresholds(test)
@@ -270,8 +330,15 @@ def report_stage(config: StudyConfig, dataset: Dataset, folds: Folds, started: f
     write_text(output / "provenance.json", json.dumps(provenance, indent=1, default=str))
     statistics = aggregate.statistics_table(results, cases, measure, shown)
     write_text(output / "statistics.csv", statistics.to_csv(index=False))
+    tables = {f"Statistical tests at {shown}": statistics}
+    if config.filtered_retraining is not None:
+        per_fold, summary = retraining_tables(config, folds)
+        write_text(output / "retraining.csv", per_fold.to_csv(index=False))
+        spec = config.filtered_retraining
+        tables[f"Retraining {spec.model} on filtered slices (seed 003; cam = {spec.method} map, {spec.epochs} epochs; "
+               "checkpoint = the model as trained)"] = summary
     path = report.write_report(output, results, agreement, grid, cases, provenance, figures, overlays,
-                               tables={f"Statistical tests at {shown}": statistics}, correlation_result=shown)
+                               tables=tables, correlation_result=shown)
     if progress:
         print(f"report: {path}", flush=True)
     return path
@@ -287,7 +354,8 @@ def _stage_seconds(markers: list[dict]) -> dict[str, float]:
 
 def config_fingerprint(config: StudyConfig) -> str:
     """A hash of everything that decides what a unit computes (not the output folder, device, batch size or overlays)."""
-    data = {k: v for k, v in config.as_dict().items() if k not in ("output", "device", "batch_size", "overlays", "source")}
+    ignored = ("output", "device", "batch_size", "overlays", "source", "filtered_retraining")  # retraining results are kept apart
+    data = {k: v for k, v in config.as_dict().items() if k not in ignored}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -319,6 +387,8 @@ def run_study(config: StudyConfig, shard: tuple[int, int] = (0, 1), stages=STAGE
         train_stage(config, dataset, folds, recipe, shard, progress)
     if "cams" in stages:
         cams_stage(config, dataset, folds, recipe, shard, progress)
+    if "retrain" in stages:
+        retrain_stage(config, dataset, folds, recipe, shard, progress)
     if "report" in stages:
         return report_stage(config, dataset, folds, started, progress)
     return None
@@ -352,6 +422,11 @@ def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
             with atomic_path(destination / marker.name) as temporary:  # the marker last and whole: the unit is complete
                 shutil.copyfile(marker, temporary)
             copied += 1
+        for result in sorted((source / "retraining").glob("*/fold*.json")):  # filtered retraining, one file per variant x fold
+            destination = target / result.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(destination) as temporary:
+                shutil.copyfile(result, temporary)
         models = source / "models"
         if models.exists():
             for checkpoint in models.rglob("*"):

@@ -35,7 +35,7 @@ from ..data.datasets import Case, LoadedCase, load_case
 from ..data.slices import _AXES, SliceSet, extract_slices
 from ..inference.volume_cams import slice_cams
 from ..masks import Threshold, apply_threshold, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
-from ..metrics import confusion_counts, pairwise_iou_agreement
+from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
 from ..training.checkpoint import ModelCard
 from ..training.crossval import SliceRecipe
 from .config import StudyConfig
@@ -95,11 +95,17 @@ def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlic
 
 
 class _Rows:
-    """Column-wise collector of slice rows (one block = one model x method x result over N slices)."""
+    """Column-wise collector of slice rows (one block = one model x method x result over N slices);
+    blocks are kept as NumPy columns and become one DataFrame at the end (a DataFrame per block
+    costs more than the counting itself)."""
 
     def __init__(self, case_id: str, fold: int, role: str, slice_index: np.ndarray) -> None:
         self.case_id, self.fold, self.role, self.slice_index = case_id, fold, role, slice_index
-        self.blocks: list[pd.DataFrame] = []
+        self.labels: list[tuple[str, str, str, str, int]] = []
+        self.counts: list[np.ndarray] = []
+        self.slices: list[np.ndarray] = []
+        self.probability: list[np.ndarray] = []
+        self.score: list[np.ndarray] = []
 
     def add(self, model: str, method: str, result: str, kind: str, counts: torch.Tensor,
             probability: torch.Tensor | None = None, score: torch.Tensor | None = None, summed: bool = False) -> None:
@@ -107,19 +113,27 @@ class _Rows:
         if summed:
             counts_np = counts_np.sum(0, keepdims=True)
         n = len(counts_np)
-        block = {
-            "case": self.case_id, "slice": np.full(n, -1) if summed else self.slice_index, "fold": self.fold, "role": self.role,
-            "model": model, "method": method, "result": result, "kind": kind,
-            "tp": counts_np[:, 0], "fp": counts_np[:, 1], "fn": counts_np[:, 2], "tn": counts_np[:, 3],
-            "probability": probability.double().cpu().numpy() if probability is not None else np.full(n, np.nan),
-            "score": score.double().cpu().numpy() if score is not None else np.full(n, np.nan),
-        }
-        self.blocks.append(pd.DataFrame(block))
+        self.labels.append((model, method, result, kind, n))
+        self.counts.append(counts_np)
+        self.slices.append(np.full(n, -1) if summed else self.slice_index)
+        self.probability.append(probability.double().cpu().numpy() if probability is not None else np.full(n, np.nan))
+        self.score.append(score.double().cpu().numpy() if score is not None else np.full(n, np.nan))
 
     def frame(self) -> pd.DataFrame:
-        if not self.blocks:
+        if not self.labels:
             return pd.DataFrame({c: [] for c in SLICE_COLUMNS})
-        return pd.concat(self.blocks, ignore_index=True)[SLICE_COLUMNS]
+        sizes = [label[4] for label in self.labels]
+        counts = np.concatenate(self.counts)
+        total = len(counts)
+        columns = {"case": np.full(total, self.case_id, dtype=object), "slice": np.concatenate(self.slices).astype(np.int64),
+                   "fold": np.full(total, self.fold, dtype=np.int64), "role": np.full(total, self.role, dtype=object)}
+        for position, name in enumerate(("model", "method", "result", "kind")):
+            columns[name] = np.repeat(np.array([label[position] for label in self.labels], dtype=object), sizes)
+        for position, name in enumerate(("tp", "fp", "fn", "tn")):
+            columns[name] = counts[:, position]
+        columns["probability"] = np.concatenate(self.probability)
+        columns["score"] = np.concatenate(self.score)
+        return pd.DataFrame(columns)[SLICE_COLUMNS]
 
 
 def empty_counts(reference: torch.Tensor) -> torch.Tensor:
@@ -210,22 +224,22 @@ def train_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stu
 
 def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tuple[str, str], torch.Tensor],
                thresholds: list[float]) -> pd.DataFrame:
-    """Per-slice mean pairwise IoU across methods (per model) and across models (per method)."""
+    """Per-slice mean pairwise IoU across methods (per model) and across models (per method), at every threshold."""
     by_model: dict[str, list[str]] = defaultdict(list)
     by_method: dict[str, list[str]] = defaultdict(list)
     for model, method in maps:
         by_model[model].append(method)
         by_method[method].append(model)
+    groups = [("methods", model, [(model, k) for k in methods]) for model, methods in by_model.items()]
+    groups += [("models", method, [(m, method) for m in models]) for method, models in by_method.items()]
     blocks = []
-    for t in thresholds:
-        groups = [("methods", model, [(model, k) for k in methods]) for model, methods in by_model.items()]
-        groups += [("models", method, [(m, method) for m in models]) for method, models in by_method.items()]
-        for kind, group, members in groups:
-            if len(members) < 2:
-                continue
-            values = pairwise_iou_agreement([maps[member] > t for member in members]).cpu().numpy()
+    for kind, group, members in groups:
+        if len(members) < 2:
+            continue
+        values = pairwise_iou_agreement_at_thresholds([maps[member] for member in members], thresholds).cpu().numpy()  # T x N
+        for t, row in zip(thresholds, values):
             blocks.append(pd.DataFrame({"case": case_id, "slice": slice_index, "fold": fold, "kind": kind, "group": group,
-                                        "result": Threshold("fixed", t).name, "value": values}))
+                                        "result": Threshold("fixed", t).name, "value": row}))
     return pd.concat(blocks, ignore_index=True)[AGREEMENT_COLUMNS] if blocks else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS})
 
 
