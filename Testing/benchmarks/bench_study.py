@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_split(output: Path, cams_wall: float | None, report_wall: float | None) -> None:
     """The unit stages summed over every unit marker of ``output``, as a Markdown table, and slices per second."""
     markers = [json.loads(p.read_text()) for p in (output / "units").glob("*/fold*.json")]
+    if not markers:
+        raise SystemExit(f"{output}: no finished units (units/<case>/fold<k>.json); is this a study output folder?")
     stages: dict[str, float] = {}
     for marker in markers:
         for stage, seconds in marker["seconds"].items():

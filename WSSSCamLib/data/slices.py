@@ -58,8 +58,8 @@ def extract_slices(case_id: str, image: Volume, mask: Volume | None = None, axis
     """All slices of ``image`` (C x K x J x I) along ``axis``.
 
     Slice labels: 1 where the slice of ``mask`` holds any foreground voxel, else 0; without a
-    mask, every slice gets ``case_label``. ``size`` (H, W) resizes slices bilinearly (masks by
-    nearest neighbour) for the classifier. ``context_channel`` (2.5D input): appends that
+    mask, every slice gets ``case_label``. ``size`` (H, W) resizes slices bilinearly for the classifier
+    and masks so that an output pixel is foreground when any voxel under it is (labels stay true). ``context_channel`` (2.5D input): appends that
     channel's previous and next slice (the edge slice repeated at the ends) as two more channels.
     """
     if axis not in _AXES:
@@ -83,5 +83,7 @@ def extract_slices(case_id: str, image: Volume, mask: Volume | None = None, axis
     if size is not None and tuple(images.shape[2:]) != tuple(size):
         images = F.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False)
         if masks is not None:
-            masks = F.interpolate(masks[:, None].float(), size=tuple(size), mode="nearest")[:, 0] > 0
+            # 'area' (a mean over each output pixel's input window) > 0: an output pixel is foreground when
+            # any voxel under it is, so a slice labelled abnormal never loses its whole lesion when shrunk
+            masks = F.interpolate(masks[:, None].float(), size=tuple(size), mode="area")[:, 0] > 0
     return SliceSet(images.float(), labels, masks, [case_id] * images.shape[0], torch.arange(images.shape[0]))

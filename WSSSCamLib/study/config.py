@@ -225,6 +225,9 @@ def _parse_retraining(data: Any, model_names: dict[str, ModelSpec], methods: lis
     unknown = set(data) - {f for f in FilteredRetrainingSpec.__dataclass_fields__}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    for key in ("model", "method", "threshold"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{where}.{key} must be a string, got {data[key]!r}")
     if data.get("model") not in model_names:
         raise ConfigError(f"{where}.model must name a listed model ({sorted(model_names)}), got {data.get('model')!r}")
     spec = FilteredRetrainingSpec(**data)
@@ -238,12 +241,14 @@ def _parse_retraining(data: Any, model_names: dict[str, ModelSpec], methods: lis
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise ConfigError(f"{where}.variants: {bad or variants} not among {list(VARIANTS)}")
+    if len(set(variants)) != len(variants):
+        raise ConfigError(f"{where}.variants: {variants} names a variant twice")
     spec.variants = [str(v) for v in variants]
     try:
         Threshold.parse(spec.threshold)
     except ValueError as error:
         raise ConfigError(f"{where}.threshold: {error}") from None
-    if not isinstance(spec.epochs, int) or spec.epochs < 1:
+    if isinstance(spec.epochs, bool) or not isinstance(spec.epochs, int) or spec.epochs < 1:
         raise ConfigError(f"{where}.epochs must be a positive integer, got {spec.epochs!r}")
     return spec
 

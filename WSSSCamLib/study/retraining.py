@@ -29,6 +29,7 @@ accuracy, seconds) written by the report.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, fields
@@ -63,11 +64,12 @@ def filter_slices(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def borrowed_masks(slices: SliceSet, seed: int) -> torch.Tensor:
     """Masks N x H x W (float): a slice's own mask when it is abnormal, else the mask of an abnormal
-    slice of the same set drawn at random (seeded); all zero when the set has no abnormal slice."""
+    slice of the same set drawn at random (seeded); all zero when the set has no abnormal slice with
+    a non-empty mask."""
     if slices.masks is None:
         raise ValueError("filtered retraining with a mask variant needs reference masks for every case")
     masks = slices.masks.float()
-    abnormal = torch.nonzero(slices.labels > 0).squeeze(1)
+    abnormal = torch.nonzero((slices.labels > 0) & slices.masks.flatten(1).any(1)).squeeze(1)  # lenders: a non-empty mask
     normal = torch.nonzero(slices.labels == 0).squeeze(1)
     if len(abnormal) and len(normal):
         generator = torch.Generator().manual_seed(seed)
@@ -112,9 +114,30 @@ def result_path(output: Path, variant: str, fold: int) -> Path:
     return output / "retraining" / variant / f"fold{fold}.json"
 
 
-def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, checkpoint: Path, spec: FilteredRetrainingSpec,
-                 variant: str, train_options: dict, seed: int, batch_size: int, device: str) -> dict:
-    """Train ``architecture`` from scratch on the fold's training cases filtered by ``variant``; test on its held-out cases."""
+def result_fingerprint(spec: FilteredRetrainingSpec, variant: str, seed: int, train_options: dict, checkpoint_sha256: str) -> str:
+    """A hash of everything that decides one variant x fold result: the retraining settings that the
+    variant uses, the study seed, the training options and the fold checkpoint (its maps)."""
+    settings = {"model": spec.model, "epochs": spec.epochs, "variant": variant, "seed": seed, "train": train_options,
+                "method": spec.method if variant.startswith("cam") else None,
+                "threshold": spec.threshold if variant == "cam-mask" else None,
+                "checkpoint": checkpoint_sha256 if variant.startswith("cam") else None}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stored_fingerprint(output: Path, variant: str, fold: int) -> str | None:
+    """The fingerprint of a finished result, or None when there is none (or it cannot be read)."""
+    path = result_path(output, variant, fold)
+    try:
+        return json.loads(path.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, classes: int, checkpoint: Path,
+                 spec: FilteredRetrainingSpec, variant: str, train_options: dict, seed: int, batch_size: int, device: str,
+                 fingerprint: str = "") -> dict:
+    """Train ``architecture`` (``classes`` outputs, as the fold checkpoint) from scratch on the fold's
+    training cases filtered by ``variant``; test on its held-out cases filtered the same way."""
     started = time.perf_counter()
     torch_device = resolve_device(device)
     train, test = slices.of_cases(folds.training(fold)), slices.of_cases(folds.held_out(fold))
@@ -128,12 +151,13 @@ def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, c
     options = {k: v for k, v in train_options.items() if k in known}
     config = TrainConfig(**{**options, "epochs": spec.epochs, "patience": 0, "seed": split_seed, "device": device, "progress": False})
     torch.manual_seed(split_seed)
-    model = build_model(architecture, slices.images.shape[1], max(2, int(slices.labels.max()) + 1))
+    model = build_model(architecture, slices.images.shape[1], classes)
     train_classifier(model, filtered[0], None, config)
     auc, accuracy = evaluate(model, filtered[1], device=device, flip_averaging=config.flip_averaging)
     return {"variant": variant, "fold": fold, "test_slices": len(test), "test_positive_slices": int(test.labels.sum()),
             "auc": auc, "accuracy": accuracy, "epochs": spec.epochs, "seconds": time.perf_counter() - started,
-            "model": spec.model, "method": spec.method if variant.startswith("cam") else None, "train": asdict(config)}
+            "model": spec.model, "method": spec.method if variant.startswith("cam") else None, "train": asdict(config),
+            "fingerprint": fingerprint}
 
 
 def write_result(output: Path, result: dict) -> Path:
@@ -143,9 +167,11 @@ def write_result(output: Path, result: dict) -> Path:
     return path
 
 
-def retraining_table(output: Path) -> pd.DataFrame:
-    """Every finished retraining result under ``output/retraining`` (one row per variant x fold)."""
+def retraining_table(output: Path, variants: list[str] | None = None, folds: int | None = None) -> pd.DataFrame:
+    """The finished retraining results under ``output/retraining`` (one row per variant x fold), only
+    of ``variants`` and folds below ``folds`` when given."""
     rows = [json.loads(p.read_text()) for p in sorted((output / "retraining").glob("*/fold*.json"))]
+    rows = [r for r in rows if (variants is None or r["variant"] in variants) and (folds is None or r["fold"] < folds)]
     if not rows:
         return pd.DataFrame({c: [] for c in RETRAINING_COLUMNS})
     return pd.DataFrame(rows)[RETRAINING_COLUMNS].sort_values(["variant", "fold"], ignore_index=True)

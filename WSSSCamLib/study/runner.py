@@ -198,29 +198,58 @@ def retrain_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: S
     if spec is None:
         return 0
     model_spec = next(m for m in config.models if m.name == spec.model)
-    todo = [(variant, fold) for fold in range(len(folds.folds)) if _in_shard(fold, shard) for variant in spec.variants
-            if not retraining.result_path(config.output, variant, fold).exists()]
-    if not todo:
-        return 0
-    slices = dataset_slices(dataset, recipe, progress)
+    todo = [(variant, fold) for fold in range(len(folds.folds)) if _in_shard(fold, shard) for variant in spec.variants]
+    slices = None
+    done = 0
     for variant, fold in todo:
         _, card = _checked_checkpoint(config, model_spec, folds, fold, torch.device("cpu"), recipe)
-        options = {**{k: v for k, v in (card.training or {}).items() if k != "history"}, **model_spec.train}
+        options = _retraining_options(card, model_spec)
+        fingerprint = _retraining_fingerprint(config, model_spec, card, fold, variant)
+        if retraining.stored_fingerprint(config.output, variant, fold) == fingerprint:
+            continue  # finished with these settings
+        slices = slices if slices is not None else dataset_slices(dataset, recipe, progress)
         if progress:
             print(f"filtered retraining: {spec.model} on {variant}-filtered slices, fold {fold} ({spec.epochs} epochs)", flush=True)
-        result = retraining.retrain_fold(slices, folds, fold, card.architecture, checkpoint_path(config, model_spec, fold), spec, variant,
-                                         options, config.seed, config.batch_size, config.device)
+        result = retraining.retrain_fold(slices, folds, fold, card.architecture, card.num_classes, checkpoint_path(config, model_spec, fold),
+                                         spec, variant, options, config.seed, config.batch_size, config.device, fingerprint)
         retraining.write_result(config.output, result)
+        done += 1
         if progress:
             print(f"  ROC AUC {result['auc']:.3f}, accuracy {result['accuracy']:.3f}, {result['seconds']:.0f} s", flush=True)
-    return len(todo)
+    return done
+
+
+def _retraining_options(card, model_spec: ModelSpec) -> dict:
+    """Training options of the retraining: the checkpoint's own (from its card), overridden by the model's ``train``."""
+    return {**{k: v for k, v in (card.training or {}).items() if k != "history"}, **model_spec.train}
+
+
+def _retraining_fingerprint(config: StudyConfig, model_spec: ModelSpec, card, fold: int, variant: str) -> str:
+    checkpoint = checkpoint_path(config, model_spec, fold)
+    return retraining.result_fingerprint(config.filtered_retraining, variant, config.seed, _retraining_options(card, model_spec),
+                                         _sha256(checkpoint))
+
+
+def _stale_retraining(config: StudyConfig, folds: Folds) -> list[str]:
+    """Variant/fold results missing, or computed with other settings or another checkpoint."""
+    spec = config.filtered_retraining
+    model_spec = next(m for m in config.models if m.name == spec.model)
+    stale = []
+    for fold in range(len(folds.folds)):
+        path = checkpoint_path(config, model_spec, fold)
+        card = read_card(card_path(path)) if card_path(path).exists() else None
+        for variant in spec.variants:
+            stored = retraining.stored_fingerprint(config.output, variant, fold)
+            if card is None or stored != _retraining_fingerprint(config, model_spec, card, fold, variant):
+                stale.append(f"{variant}/fold{fold}")
+    return stale
 
 
 def retraining_tables(config: StudyConfig, folds: Folds) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per fold, summary) of the filtered retraining, with the model's own checkpoints as variant
     ``checkpoint`` (test AUC/accuracy from their model cards, trained as they were)."""
     spec = config.filtered_retraining
-    table = retraining.retraining_table(config.output)
+    table = retraining.retraining_table(config.output, spec.variants, len(folds.folds))
     model_spec = next(m for m in config.models if m.name == spec.model)
     rows = []
     for fold in range(len(folds.folds)):
@@ -288,11 +317,11 @@ def report_stage(config: StudyConfig, dataset: Dataset, folds: Folds, started: f
     if missing:
         raise RuntimeError(f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
                            "run the 'cams' stage of every shard first")
-    spec = config.filtered_retraining
-    if spec is not None:
-        absent = [f"{v}/fold{f}" for f in range(fold_count) for v in spec.variants if not retraining.result_path(output, v, f).exists()]
+    if config.filtered_retraining is not None:
+        absent = _stale_retraining(config, folds)
         if absent:
-            raise RuntimeError(f"{output}: filtered retraining {', '.join(absent)} not finished; run the 'retrain' stage (of every shard) first")
+            raise RuntimeError(f"{output}: filtered retraining {', '.join(absent)} not finished (or done with other settings); "
+                               "run the 'retrain' stage (of every shard) first")
     grid = aggregate.grid_search_table(slices)
     test = aggregate.test_rows(slices, grid)
     test, cv_thresholds = aggregate.with_cross_validated_thresholds(test)
@@ -354,8 +383,8 @@ def _stage_seconds(markers: list[dict]) -> dict[str, float]:
 
 def config_fingerprint(config: StudyConfig) -> str:
     """A hash of everything that decides what a unit computes (not the output folder, device, batch size or overlays)."""
-    ignored = ("output", "device", "batch_size", "overlays", "source", "filtered_retraining")  # retraining results are kept apart
-    data = {k: v for k, v in config.as_dict().items() if k not in ignored}
+    data = {k: v for k, v in config.as_dict().items() if k not in ("output", "device", "batch_size", "overlays", "source")}
+    data["filtered_retraining"] = None  # retraining results carry their own fingerprint (retraining.result_fingerprint)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

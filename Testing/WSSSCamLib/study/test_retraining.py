@@ -120,9 +120,38 @@ def test_report_waits_for_every_retraining(study_root, tmp_path):
     ({"epochs": 0}, "epochs must be a positive integer"),
     ({"threshold": "t=x"}, "filtered_retraining.threshold"),
     ({"colour": 1}, "unknown key"),
+    ({"model": ["a"]}, "filtered_retraining.model must be a string"),
+    ({"method": None}, "filtered_retraining.method must be a string"),
+    ({"epochs": True}, "epochs must be a positive integer"),
+    ({"variants": ["cam", "cam"]}, "names a variant twice"),
 ])
 def test_retraining_config_errors_name_the_key(tmp_path, change, message):
     data = config_dict(tmp_path)
     data["filtered_retraining"] = {**data["filtered_retraining"], **change}
     with pytest.raises(ConfigError, match=message):
         parse_config(data, "study.yaml")
+
+
+def test_changed_settings_retrain_and_the_study_fingerprint_ignores_them(study_root, monkeypatch):
+    from WSSSCamLib.data.splits import Folds
+    from WSSSCamLib.study.runner import _stale_retraining, config_fingerprint
+
+    config = parse_config(config_dict(study_root, ("original",)), "test")
+    run_study(config, stages=["retrain"], progress=False)
+    trained = []
+    real_train = retraining.train_classifier
+    monkeypatch.setattr(retraining, "train_classifier", lambda *a: trained.append(a[3]) or real_train(*a))
+    run_study(config, stages=["retrain"], progress=False)
+    assert trained == []  # same settings: nothing to do
+    data = config_dict(study_root, ("original",))
+    data["filtered_retraining"]["epochs"] = 2
+    changed = parse_config(data, "test")
+    folds = Folds.load(changed.output / "folds.json")
+    assert _stale_retraining(config, folds) == []
+    assert _stale_retraining(changed, folds) == ["original/fold0", "original/fold1"]  # the report refuses these
+    run_study(changed, stages=["retrain"], progress=False)
+    assert _stale_retraining(changed, folds) == []
+    assert len(trained) == 2 and all(c.epochs == 2 for c in trained)  # both folds again, with the new epochs
+    assert (retraining.retraining_table(changed.output, ["original"], 2)["epochs"] == 2).all()
+    # the units' fingerprint does not depend on the retraining settings (units stay valid)
+    assert config_fingerprint(changed) == config_fingerprint(config) == config_fingerprint(parse_config({**data, "filtered_retraining": None}, "t"))
