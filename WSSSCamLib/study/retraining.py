@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -39,6 +40,7 @@ import pandas as pd
 import torch
 
 from ..atomic import write_text
+from ..cams import CamEngine
 from ..data.slices import SliceSet
 from ..data.splits import Folds
 from ..devices import resolve_device
@@ -78,35 +80,34 @@ def borrowed_masks(slices: SliceSet, seed: int) -> torch.Tensor:
     return masks
 
 
-def cam_weights(slices: SliceSet, checkpoint: Path, method: str, batch_size: int, device: torch.device,
+def cam_weights(slices: SliceSet, engine: CamEngine, target_class: int, method: str, batch_size: int, device: torch.device,
                 threshold: Threshold | None = None) -> torch.Tensor:
-    """``method`` maps (N x H x W on the CPU, [0, 1]) of the positive class from the fold's checkpoint,
+    """``method`` maps (N x H x W on the CPU, [0, 1]) of ``target_class`` from the fold model's ``engine``,
     at the slices' own size; binary (map > cut) when ``threshold`` is given."""
-    model, card = load_checkpoint(checkpoint, device=device)
-    engine = cam_engine_for(model.eval(), card)
     size = tuple(slices.images.shape[2:])
     parts = []
     for start in range(0, len(slices), batch_size):
         batch = slices.images[start : start + batch_size].to(device)
-        maps, _ = slice_cams(engine, batch, [method], card.num_classes - 1, size)
+        maps, _ = slice_cams(engine, batch, [method], target_class, size)
         m = maps[method]
         parts.append((apply_threshold(m, threshold).float() if threshold is not None else m.clamp(0, 1)).cpu())
     return torch.cat(parts) if parts else torch.empty(0, *size)
 
 
-def variant_weights(variant: str, slices: SliceSet, checkpoint: Path, spec: FilteredRetrainingSpec, batch_size: int,
-                    device: torch.device, seed: int) -> torch.Tensor | None:
-    """The weights w of ``variant`` for ``slices`` (None for ``original``)."""
-    if variant == "cam":
-        return cam_weights(slices, checkpoint, spec.method, batch_size, device)
-    if variant == "cam-mask":
-        return cam_weights(slices, checkpoint, spec.method, batch_size, device, Threshold.parse(spec.threshold))
+def variant_weights(variant: str, checkpoint: Path, spec: FilteredRetrainingSpec, batch_size: int, device: torch.device) -> Callable[[SliceSet, int], torch.Tensor | None]:
+    """The weight function of ``variant``: (slices, draw seed) -> weights w (None for ``original``).
+    The CAM variants load the fold checkpoint once, here, for both splits."""
+    if variant in ("cam", "cam-mask"):
+        model, card = load_checkpoint(checkpoint, device=device)
+        engine = cam_engine_for(model.eval(), card)
+        threshold = Threshold.parse(spec.threshold) if variant == "cam-mask" else None
+        return lambda part, _: cam_weights(part, engine, card.num_classes - 1, spec.method, batch_size, device, threshold)
     if variant == "mask":
-        return borrowed_masks(slices, seed)
+        return borrowed_masks
     if variant == "inverse-mask":
-        return 1 - borrowed_masks(slices, seed)
+        return lambda part, draw: 1 - borrowed_masks(part, draw)
     if variant == "original":
-        return None
+        return lambda part, draw: None
     raise ValueError(f"unknown filtered-retraining variant '{variant}'; choose from {list(VARIANTS)}")
 
 
@@ -142,9 +143,10 @@ def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, c
     torch_device = resolve_device(device)
     train, test = slices.of_cases(folds.training(fold)), slices.of_cases(folds.held_out(fold))
     split_seed = seed + fold
+    weigh = variant_weights(variant, checkpoint, spec, batch_size, torch_device)
     filtered = []
     for part, offset in ((train, 0), (test, 1)):
-        weights = variant_weights(variant, part, checkpoint, spec, batch_size, torch_device, split_seed * 2 + offset)
+        weights = weigh(part, split_seed * 2 + offset)
         images = part.images if weights is None else filter_slices(part.images, weights)
         filtered.append(SliceSet(images, part.labels, part.masks, part.case_ids, part.slice_index))
     known = {f.name for f in fields(TrainConfig)}

@@ -129,20 +129,26 @@ def train_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: Sli
                        k=len(folds.folds), seed=config.seed, slices=slices, folds=folds, only_folds=missing)
 
 
-def _checked_checkpoint(config: StudyConfig, spec: ModelSpec, folds: Folds, fold: int, device: torch.device, recipe: SliceRecipe):
-    """(model, card) of ``spec``'s fold checkpoint; refuses one whose model card says it was tested on
-    other cases than the fold's (leakage) or trained on slices made another way."""
+def _checked_card(config: StudyConfig, spec: ModelSpec, folds: Folds, fold: int, recipe: SliceRecipe):
+    """The model card of ``spec``'s fold checkpoint (weights not read); refuses one whose card says it
+    was tested on other cases than the fold's (leakage) or trained on slices made another way."""
     path = checkpoint_path(config, spec, fold)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
-    model, card = load_checkpoint(path, device=device)
+    card = read_card(card_path(path))
     held_out = card.split.get("test") if card.split else None
     if held_out is not None and sorted(held_out) != sorted(folds.held_out(fold)):
         raise ValueError(f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
                          "would leak into the evaluation (use the folds it was trained with: folds_file)")
     if card.recipe and SliceRecipe.from_card(card) != recipe:
         raise ValueError(f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) than the study's recipe ({recipe})")
-    return model, card
+    return card
+
+
+def _checked_checkpoint(config: StudyConfig, spec: ModelSpec, folds: Folds, fold: int, device: torch.device, recipe: SliceRecipe):
+    """(model, card) of ``spec``'s fold checkpoint, its card checked by ``_checked_card``."""
+    card = _checked_card(config, spec, folds, fold, recipe)
+    return load_checkpoint(checkpoint_path(config, spec, fold), card=card, device=device)
 
 
 def _fold_models(config: StudyConfig, folds: Folds, fold: int, device: torch.device, recipe: SliceRecipe) -> list[FoldModel]:
@@ -202,7 +208,7 @@ def retrain_stage(config: StudyConfig, dataset: Dataset, folds: Folds, recipe: S
     slices = None
     done = 0
     for variant, fold in todo:
-        _, card = _checked_checkpoint(config, model_spec, folds, fold, torch.device("cpu"), recipe)
+        card = _checked_card(config, model_spec, folds, fold, recipe)
         options = _retraining_options(card, model_spec)
         fingerprint = _retraining_fingerprint(config, model_spec, card, fold, variant)
         if retraining.stored_fingerprint(config.output, variant, fold) == fingerprint:
