@@ -1,4 +1,4 @@
-"""Command line: ``wssscam demo | train | study | merge | methods``."""
+"""Command line: ``wssscam demo | train | study | merge | predict | methods``."""
 
 from __future__ import annotations
 
@@ -81,6 +81,62 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(text: str, kind=float) -> tuple:
+    try:
+        return tuple(kind(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .data.datasets import DatasetError
+    from .data.readers import VolumeReadError
+    from .data.segmentation_files import SegmentationFileError
+    from .masks import Threshold
+    from .predict import (
+        PredictInputError,
+        PredictOptions,
+        SegmentationRule,
+        cases_from_manifest,
+        cases_from_paths,
+        load_models,
+        predict,
+        progress_for,
+    )
+    from .training.checkpoint import CheckpointError
+
+    errors = (PredictInputError, VolumeReadError, DatasetError, SegmentationFileError, CheckpointError, ValueError, OSError)
+    progress = None
+    try:
+        if bool(args.inputs) == bool(args.manifest):
+            raise PredictInputError("give input volumes/folders or --manifest FILE (one of the two)")
+        cases = cases_from_manifest(args.manifest) if args.manifest else cases_from_paths(args.inputs)
+        if args.reference or args.region:
+            if len(cases) != 1:
+                raise PredictInputError("--reference/--region name one file, so they need exactly one input case; use a manifest for several")
+            from pathlib import Path
+
+            cases[0].reference = Path(args.reference) if args.reference else cases[0].reference
+            cases[0].region = Path(args.region) if args.region else cases[0].region
+        rule = SegmentationRule(Threshold.parse(args.threshold), args.ensemble, args.member_thresholds, args.empty_when_negative)
+        options = PredictOptions(tuple(m for m in args.methods.split(",") if m), rule, args.target_class,
+                                 tuple(args.layers.split(",")) if args.layers else None, args.box, args.batch_size,
+                                 args.device, args.cam_format)
+        progress = progress_for(args.progress)
+        models = load_models(args.checkpoint, args.device)
+        summary = predict(cases, models, args.out, options, progress, args.shard)
+    except errors as error:
+        if progress is not None and args.progress == "json":
+            progress.event("error", message=str(error))
+        raise SystemExit(f"wssscam predict: {error}") from None
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.progress != "json":
+        print("\n".join(summary.lines()))
+    return 0
+
+
 def _methods(_: argparse.Namespace) -> int:
     from .cams import METHODS
 
@@ -128,6 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("shards", nargs="+", help="the shards' output folders")
     merge.add_argument("--out", required=True, help="the merged output folder")
     merge.set_defaults(run=_merge)
+    predict = sub.add_parser("predict", help="apply trained checkpoints to volumes: CAM volumes and segmentations (NIfTI/NRRD, .seg.nrrd, DICOM SEG)")
+    predict.add_argument("inputs", nargs="*", help="NIfTI/NRRD files, DICOM series folders, or dataset folders (dataset.json)")
+    predict.add_argument("--manifest", help="JSON list of cases {case, images: [channel files in card order], reference, region}")
+    predict.add_argument("--checkpoint", action="append", required=True,
+                         help="model checkpoint (.pt with its model card .json beside it); NAME=PATH names it; repeat for several models")
+    predict.add_argument("--out", required=True, help="output folder (resumes: committed cases are not redone)")
+    predict.add_argument("--methods", default="grad-cam", help="comma-separated CAM methods (default: %(default)s; see: wssscam methods)")
+    predict.add_argument("--threshold", default="t=0.50", help="t=0.5 | p95 | mean | median | otsu | adaptive15 (default: %(default)s)")
+    predict.add_argument("--ensemble", choices=["and", "or", "<", ">", "majority", "mean"], help="combine every model x method mask")
+    predict.add_argument("--member-thresholds", type=_numbers, help="fixed t per ensemble member (e.g. a study's choice: 0.6,0.3)")
+    predict.add_argument("--empty-when-negative", action="store_true", help="empty the slices the classifier calls negative (p <= 0.5)")
+    predict.add_argument("--target-class", help="class index or name (default: the model's last class)")
+    predict.add_argument("--layers", help="comma-separated target layer(s) (default: the model card's; several: Layer-CAM fusion)")
+    predict.add_argument("--reference", help="reference mask of the one input case: metrics.csv gets Dice/IoU/volumes")
+    predict.add_argument("--region", help="Seg- methods: mask file of the pixel set M of the one input case")
+    predict.add_argument("--box", type=lambda t: _numbers(t, int), help="Seg- methods: pixel set M as an IJK box i0,j0,k0,i1,j1,k1 (half-open)")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
+    predict.add_argument("--cam-format", default="auto", choices=["auto", "nii.gz", "nrrd"], help="CAM/mask file type (auto: NIfTI for NIfTI input, else NRRD)")
+    predict.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: only the i-th of n disjoint parts of the cases")
+    predict.add_argument("--progress", default="bar", choices=["bar", "json", "none"], help="progress bar, JSON lines on stdout, or nothing")
+    predict.set_defaults(run=_predict)
     methods = sub.add_parser("methods", help="list the CAM methods")
     methods.set_defaults(run=_methods)
     return parser

@@ -91,6 +91,20 @@ def write_nifti(volume: Volume, path: str | Path, dtype=np.float32) -> Path:
     return path
 
 
+def write_volume(array: np.ndarray, ijk_to_ras: np.ndarray, path: str | Path) -> Path:
+    """Write a K x J x I (or C x K x J x I) array with its geometry as NIfTI or NRRD, chosen by
+    ``path``'s extension, keeping the array's data type (float CAMs, integer label maps)."""
+    path = Path(path)
+    array = np.asarray(array)
+    volume = Volume(np.zeros((1, 1, 1), np.float32), ijk_to_ras, str(path))
+    volume.array = array  # Volume stores float32; keep the caller's type
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        return write_nifti(volume, path, dtype=array.dtype)
+    if path.name.lower().endswith((".nrrd", ".nhdr")) and not path.name.lower().endswith(".seg.nrrd"):
+        return write_nrrd(volume, path)
+    raise VolumeReadError(f"{path}: unsupported volume file type; use .nii.gz, .nii or .nrrd")
+
+
 # ---------------------------------------------------------------------------------------- NRRD
 _NRRD_SPACES = {
     "right-anterior-superior": np.eye(4), "ras": np.eye(4), "RAS": np.eye(4),

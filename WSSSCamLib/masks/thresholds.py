@@ -285,6 +285,16 @@ def mean_dice_over_thresholds(maps: torch.Tensor, reference: torch.Tensor, steps
     return dice_from_counts(counts, empty=1.0).mean(dim=0)
 
 
+POSITIVE_PROBABILITY = 0.5
+"""A slice (or volume) counts as positive when the classifier's target-class probability is above this."""
+
+
+def classifier_positive(probabilities: torch.Tensor) -> torch.Tensor:
+    """The one "empty when the classifier says negative" rule: positive where the target-class
+    probability is strictly above :data:`POSITIVE_PROBABILITY` (0.5). probabilities: N float -> N bool."""
+    return torch.as_tensor(probabilities) > POSITIVE_PROBABILITY
+
+
 def suppress_negatives(masks: torch.Tensor, positive: torch.Tensor | Sequence[bool]) -> torch.Tensor:
     """Empty the masks of samples the classifier calls negative: masks N x *spatial, positive N bool.
 

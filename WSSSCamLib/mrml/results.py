@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from ..data.volume import Volume
-from ..masks import Threshold, apply_threshold, combine_masks, mean_map_mask, suppress_negatives
+from ..masks import Threshold
+from ..metrics.volume_measures import agreement_rows, measure_masks
+from ..predict.segments import SegmentationRule, member_key, segment_volumes
 from .colour import heat_colour_table, setup_cam_display
 from .display import show_as_foreground
-from .measurements import agreement_rows, measure_masks
 from .segmentations import masks_to_segmentation, segment_to_mask
 from .tables import table_node_from_rows
 from .volumes import array_to_volume_node, world_ijk_to_ras
@@ -64,17 +65,7 @@ def iter_cam_run(volume: Volume, models: Mapping[str, tuple], methods: Sequence[
 
 def result_key(model: str, method: str, several_models: bool) -> str:
     """Display name of one model's method: 'grad-cam', or 'resnet18 grad-cam' with several models."""
-    return f"{model} {method}" if several_models else method
-
-
-def _volume_masks(maps: torch.Tensor, threshold: Threshold, probabilities: torch.Tensor | None, axis: str | None) -> torch.Tensor:
-    """Threshold one K x J x I map as one 3D sample; optionally empty the slices (along ``axis``)
-    whose positive-class probability is below 0.5."""
-    mask = apply_threshold(maps[None].float(), threshold)[0]
-    if probabilities is not None:
-        dim = "KJI".index(axis)
-        mask = torch.movedim(suppress_negatives(torch.movedim(mask, dim, 0), probabilities.to(mask.device) >= 0.5), 0, dim)
-    return mask
+    return member_key(model, method, several_models)
 
 
 def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: Threshold, ensemble: str | None = None,
@@ -85,20 +76,23 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
     * each (model, method) map becomes a scalar volume node "<prefix> <key> CAM" (refilled when it
       exists) in the volume's geometry, with its own heat table, window/level 0..1 and voxels below
       ``display_level`` transparent; the first is shown as foreground (``opacity``) over the volume;
-    * each map thresholded by ``threshold`` (and, with ``suppress_negative_slices``, emptied on
-      slices the classifier calls negative) becomes a segment "<key> <threshold>"; with two or more
-      members and an ``ensemble`` rule ('and', 'or', '<', '>', 'majority', or 'mean' = mean map
-      with the fixed threshold) one more segment "<rule> ensemble <threshold>";
+    * the segments are :func:`~WSSSCamLib.predict.segments.segment_volumes` of the CAMs - the rules
+      of ``wssscam predict`` and of the study: each map thresholded slice by slice (and, with
+      ``suppress_negative_slices``, emptied on slices the classifier calls negative) becomes a
+      segment "<key> <threshold>"; with two or more members and an ``ensemble`` rule ('and', 'or',
+      '<', '>', 'majority', or 'mean' = mean map with the fixed threshold) one more segment
+      "<rule> ensemble <threshold>";
     * ``reference = (segmentation node, segment)``: table "<prefix> metrics" of Dice, IoU, volumes (cc);
     * two or more methods or models: table "<prefix> agreement" of mean pairwise IoU.
     """
     if not cams:
         raise ValueError("publish_results: no CAMs to publish")
+    if ensemble == "mean" and threshold.mode != "fixed":
+        raise ValueError(f"the 'mean' ensemble thresholds the mean map with a fixed t; got threshold {threshold.name}")
     several = len(cams) > 1
     affine = world_ijk_to_ras(volume_node)
     out = PublishedResults()
-    members: dict[tuple[str, str], torch.Tensor] = {}
-    maps_in_order: list[torch.Tensor] = []
+    segments = segment_volumes(cams, SegmentationRule(threshold, ensemble, None, suppress_negative_slices))
     for model, result in cams.items():
         for method, maps in result.maps.items():
             key = result_key(model, method, several)
@@ -113,27 +107,15 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
             node.SetAttribute("WSSSCam.method", method)
             node.SetAttribute("WSSSCam.model", model)
             out.cam_nodes[key] = node
-            probabilities = result.probabilities if suppress_negative_slices else None
-            mask = _volume_masks(maps, threshold, probabilities, result.axis)
-            members[(model, method)] = mask
-            maps_in_order.append(maps.float())
-            out.masks[f"{key} {threshold.name}"] = mask
+    out.masks = segments.masks
     first = next(iter(out.cam_nodes.values()))
     show_as_foreground(scene, first, opacity=opacity, background_node=volume_node)
-    if ensemble and len(members) >= 2:
-        if ensemble == "mean":
-            if threshold.mode != "fixed":
-                raise ValueError(f"the 'mean' ensemble thresholds the mean map with a fixed t; got threshold {threshold.name}")
-            combined = mean_map_mask([m[None] for m in maps_in_order], threshold.value)[0]
-        else:
-            combined = combine_masks([m[None] for m in members.values()], ensemble)[0]
-        out.masks[f"{ensemble} ensemble {threshold.name}"] = combined
     out.segmentation_node = masks_to_segmentation(scene, out.masks, volume_node, name=f"{prefix} results", node=segmentation_node)
     if reference is not None and reference[0] is not None and reference[1]:
         reference_mask = segment_to_mask(scene, reference[0], reference[1], volume_node)
         out.metrics = measure_masks(out.masks, reference_mask, affine)
         out.metrics_table = _table(scene, out.metrics, f"{prefix} metrics", METRIC_UNITS)
-    out.agreement = agreement_rows(members)
+    out.agreement = agreement_rows(segments.members)
     if out.agreement:
         out.agreement_table = _table(scene, out.agreement, f"{prefix} agreement", {})
     return out

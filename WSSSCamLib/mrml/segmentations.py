@@ -16,12 +16,10 @@ import slicer
 import vtk
 import vtk.util.numpy_support
 
+from ..data.segmentation_files import SEGMENT_COLOURS
 from .geometry import resample_to_grid
 from .volumes import array_to_volume_node, node_grid, numpy_matrix, vtk_matrix
 
-# Distinct segment colours (RGB 0..1), cycled: green, blue, yellow, magenta, cyan, orange, purple, brown.
-SEGMENT_COLOURS = [(0.2, 0.8, 0.2), (0.25, 0.45, 1.0), (1.0, 0.9, 0.1), (0.9, 0.2, 0.8), (0.1, 0.85, 0.9),
-                   (1.0, 0.55, 0.1), (0.55, 0.3, 0.85), (0.6, 0.4, 0.2)]
 
 
 def ensure_converter_rules() -> None:

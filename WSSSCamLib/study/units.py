@@ -34,7 +34,7 @@ from ..cams import CamEngine
 from ..data.datasets import Case, LoadedCase, load_case
 from ..data.slices import _AXES, SliceSet, extract_slices
 from ..inference.volume_cams import slice_cams
-from ..masks import Threshold, apply_threshold, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
+from ..masks import Threshold, apply_threshold, classifier_positive, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
 from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
 from ..training.checkpoint import ModelCard
 from ..training.crossval import SliceRecipe
@@ -186,7 +186,7 @@ def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stud
         rows.add("", "empty", "empty", "empty", empty)
         for (model, method), m in maps.items():
             probability = probabilities[model]
-            positive = probability > 0.5
+            positive = classifier_positive(probability)
             if fixed:
                 counts = fixed_threshold_counts(m, reference, fixed)
                 for t, c in zip(fixed, counts):

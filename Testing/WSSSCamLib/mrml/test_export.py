@@ -1,8 +1,11 @@
 """Export of segmentations and CAM volumes, written and read back (slicer-core, real MRML writers)."""
 
+import errno
 import json
 import sys
+from pathlib import Path
 
+import nrrd
 import numpy as np
 import pytest
 import slicer
@@ -19,7 +22,6 @@ from WSSSCamLib.mrml import (
     masks_to_segmentation,
     segment_to_mask,
 )
-from WSSSCamLib.mrml import export as export_module
 
 _c, _s = np.cos(np.radians(25)), np.sin(np.radians(25))
 OBLIQUE = affine_from_geometry([0.8, 1.1, 2.5], [10.0, -20.0, 30.0], np.array([[1, 0, 0], [0, _c, -_s], [0, _s, _c]]))
@@ -86,12 +88,12 @@ def test_a_failing_writer_leaves_the_previous_file_and_no_temporary(tmp_path, mo
     target = tmp_path / "cam.nrrd"
     target.write_text("previous")
 
-    def half_write(node, temporary):
-        temporary.write_text("half")
-        return False
+    def half_write(filename, data, header=None, **kwargs):  # the disk fills up half way
+        Path(filename).write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export_module, "_write_volume_node", half_write)
-    with pytest.raises(ExportError, match=r"cam.nrrd: the writer failed"):
+    monkeypatch.setattr(nrrd, "write", half_write)
+    with pytest.raises(ExportError, match=r"cam.nrrd: No space left on device"):
         export_volume(volume, target)
     assert target.read_text() == "previous" and no_temporaries(tmp_path)
     with pytest.raises(ExportError, match=r"cam.png: unsupported volume file type"):

@@ -1,0 +1,162 @@
+"""What ``wssscam predict`` reads: cases (one or more channel files, an optional reference mask and
+an optional Seg- region) from volume files, DICOM series folders, dataset folders or a manifest.
+
+* a NIfTI/NRRD file: one single-channel case named after the file (``FLAIR.nii.gz`` -> ``FLAIR``);
+* a folder with ``dataset.json`` (Decathlon/nnU-Net): every case, channels in the dataset's order,
+  the label file as reference;
+* any other folder: one DICOM series, a case named after the folder;
+* a manifest (JSON list of ``{"case": id, "images": [paths in the card's channel order],
+  "reference": path, "region": path}``, relative paths from the manifest's folder) - what the
+  Slicer panel writes for its child process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.datasets import read_decathlon
+from ..data.readers import NIFTI_SUFFIXES, NRRD_SUFFIXES, read_volume
+from ..data.volume import Volume
+
+CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+class PredictInputError(ValueError):
+    """An input cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class PredictCase:
+    """One case to predict: ``images`` one path per channel (file or DICOM folder), in the model
+    card's channel order; ``reference``: mask file for metrics; ``region``: mask file (pixel set M of
+    the Seg- methods)."""
+
+    case_id: str
+    images: list[Path]
+    reference: Path | None = None
+    region: Path | None = None
+
+    @property
+    def is_dicom(self) -> bool:
+        return self.images[0].is_dir() or self.images[0].suffix.lower() == ".dcm"
+
+    def describe(self) -> list:
+        """File names and sizes (part of the output's fingerprint)."""
+        return [[str(p), _size(p)] for p in (*self.images, self.reference, self.region) if p is not None]
+
+
+@dataclass
+class LoadedInput:
+    """A case read from disk: ``image`` C x K x J x I on the first channel's grid, ``reference`` and
+    ``region`` K x J x I bool (or None), ``dicom_files`` the first channel's DICOM images (or [])."""
+
+    image: Volume
+    reference: np.ndarray | None
+    region: np.ndarray | None
+    dicom_files: list[Path]
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def check_case_id(case_id: str, source: str) -> str:
+    """A case id that is safe as a folder name: letters, digits, '.', '_', '+', '-', not starting with a dot."""
+    if not CASE_ID.fullmatch(case_id) or ".." in case_id:
+        raise PredictInputError(f"{source}: case id {case_id!r} is not a safe folder name "
+                                "(letters, digits, '.', '_', '+', '-'; no path separators, no leading dot, no '..')")
+    return case_id
+
+
+def _file_case_id(path: Path) -> str:
+    name = path.name
+    for suffix in (*NIFTI_SUFFIXES, *NRRD_SUFFIXES, ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def cases_from_paths(paths: list[str | Path]) -> list[PredictCase]:
+    """Cases from volume files, DICOM series folders and dataset folders (see the module docstring)."""
+    cases: list[PredictCase] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise PredictInputError(f"{path}: no such file or folder")
+        if path.is_dir() and (path / "dataset.json").is_file():
+            dataset = read_decathlon(path)
+            cases += [PredictCase(check_case_id(c.case_id, str(path)), list(c.images), c.mask) for c in dataset.cases]
+        else:
+            cases.append(PredictCase(check_case_id(_file_case_id(path), str(path)), [path]))
+    return _unique(cases)
+
+
+def cases_from_manifest(path: str | Path) -> list[PredictCase]:
+    """Cases listed in a JSON manifest (see the module docstring)."""
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PredictInputError(f"{path}: no such manifest") from None
+    except json.JSONDecodeError as error:
+        raise PredictInputError(f"{path}: invalid JSON ({error})") from None
+    if not isinstance(entries, list) or not entries:
+        raise PredictInputError(f"{path}: a manifest is a non-empty JSON list of cases")
+    cases = []
+    for number, entry in enumerate(entries):
+        where = f"{path}, case {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("images"), list) or not entry["images"]:
+            raise PredictInputError(f"{where}: needs 'images', a non-empty list of paths")
+        unknown = set(entry) - {"case", "images", "reference", "region"}
+        if unknown:
+            raise PredictInputError(f"{where}: unknown key(s) {sorted(unknown)}; known: case, images, reference, region")
+        images = [path.parent / str(p) for p in entry["images"]]
+        optional = {k: (path.parent / str(entry[k]) if entry.get(k) else None) for k in ("reference", "region")}
+        for file in [*images, *(p for p in optional.values() if p is not None)]:
+            if not file.exists():
+                raise PredictInputError(f"{where}: no such file or folder {file}")
+        case_id = str(entry.get("case") or _file_case_id(images[0]))
+        cases.append(PredictCase(check_case_id(case_id, where), images, optional["reference"], optional["region"]))
+    return _unique(cases)
+
+
+def _unique(cases: list[PredictCase]) -> list[PredictCase]:
+    seen: dict[str, PredictCase] = {}
+    for case in cases:
+        if case.case_id in seen:
+            raise PredictInputError(f"{case.images[0]}: case id '{case.case_id}' is also the id of {seen[case.case_id].images[0]}; "
+                                    "rename one or use a manifest with explicit case ids")
+        seen[case.case_id] = case
+    return cases
+
+
+def _mask_on_grid(path: Path, image: Volume, what: str) -> np.ndarray:
+    mask = read_volume(path)
+    if not mask.same_grid(image, tolerance=1e-3):
+        raise PredictInputError(f"{path}: {what} grid {mask.shape_kji} differs from the image {image.source} {image.shape_kji} "
+                                "(same shape and geometry needed)")
+    return mask.array > 0
+
+
+def load_input(case: PredictCase) -> LoadedInput:
+    """Read a case's channels (all on the first channel's grid), reference and region."""
+    volumes = [read_volume(p) for p in case.images]
+    arrays = []
+    for path, volume in zip(case.images, volumes):
+        if not volume.same_grid(volumes[0]):
+            raise PredictInputError(f"{path}: grid {volume.shape_kji} differs from the first channel {case.images[0]} "
+                                    f"{volumes[0].shape_kji} (case '{case.case_id}'; resample it first)")
+        arrays.extend([volume.array] if volume.array.ndim == 3 else list(volume.array))
+    image = Volume(np.stack(arrays), volumes[0].ijk_to_ras, str(case.images[0]))
+    reference = _mask_on_grid(case.reference, image, "reference") if case.reference else None
+    region = _mask_on_grid(case.region, image, "region") if case.region else None
+    dicom_files = []
+    if case.is_dicom:
+        first = case.images[0]
+        dicom_files = sorted(p for p in first.rglob("*") if p.is_file() and not p.name.startswith(".")) if first.is_dir() else [first]
+    return LoadedInput(image, reference, region, dicom_files)

@@ -1,0 +1,403 @@
+"""``wssscam predict``: trained checkpoints applied to new volumes, CAMs and segmentations written to
+standard files in the input's geometry, resumable per case.
+
+Per case, under ``<out>/<case>/``:
+
+* ``cams/<model>__<method>.nii.gz`` (or ``.nrrd``): each CAM as a float32 volume in [0, 1] on the
+  input's voxel grid (same shape, spacing, origin and direction);
+* ``<case>.seg.nrrd``: every segment (thresholded maps, then the ensemble) as a 3D Slicer
+  segmentation; ``masks/<segment>.nii.gz`` (or ``.nrrd``): each segment as a 0/1 label map with a
+  ``.labels.json`` naming it; for DICOM input also ``<case>.seg.dcm``, a DICOM SEG referring to the
+  source images (needs highdicom);
+* ``result.json``: written last, it commits the case: the settings' fingerprint, the files, the
+  per-slice target-class probabilities of each model, volume metrics (with a reference) and
+  agreement rows, timings. A case whose ``result.json`` holds the same fingerprint is not redone.
+
+After the cases: ``metrics.csv`` (case x segment: Dice, IoU, volumes against the reference),
+``agreement.csv`` and ``summary.json`` gather every committed case of the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..atomic import atomic_path, write_text
+from ..cams import resolve_methods
+from ..data.readers import write_volume
+from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, write_label_map, write_seg_nrrd
+from ..devices import resolve_device
+from ..inference import iter_volume_cams
+from ..metrics.volume_measures import agreement_rows, measure_masks
+from ..training.checkpoint import ModelCard, load_checkpoint
+from .inputs import LoadedInput, PredictCase, PredictInputError, load_input
+from .progress import Progress
+from .segments import SegmentationRule, Segments, member_key, segment_volumes
+
+RESULT_FILE = "result.json"
+CAM_FORMATS = ("auto", "nii.gz", "nrrd")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Settings of a prediction run.
+
+    ``target_class``: index or class name (default: each model's last class, the "abnormal" class
+    of a binary classifier). ``layers``: target layer(s) (default: the card's; several are fused by
+    Layer-CAM). ``region_box``: pixel set M of the Seg- methods as an IJK box ``(i0, j0, k0, i1, j1,
+    k1)``, half-open, used for cases without a region file. ``cam_format``: ``auto`` writes NIfTI
+    for NIfTI input and NRRD otherwise.
+    """
+
+    methods: tuple[str, ...] = ("grad-cam",)
+    rule: SegmentationRule = field(default_factory=SegmentationRule)
+    target_class: int | str | None = None
+    layers: tuple[str, ...] | None = None
+    region_box: tuple[int, int, int, int, int, int] | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    cam_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(m.name for m in resolve_methods(list(self.methods))))
+        if self.cam_format not in CAM_FORMATS:
+            raise ValueError(f"cam_format: {self.cam_format!r} is not one of {', '.join(CAM_FORMATS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.region_box is not None and (len(self.region_box) != 6 or any(
+                self.region_box[a] >= self.region_box[a + 3] for a in range(3))):
+            raise ValueError(f"region_box: expected i0,j0,k0,i1,j1,k1 with i0 < i1, j0 < j1, k0 < k1, got {self.region_box}")
+
+    @property
+    def needs_region(self) -> bool:
+        return any(m.startswith("seg-") for m in self.methods)
+
+    def describe(self) -> dict:
+        """What the outputs depend on (the fingerprint; device and batch size are left out)."""
+        return {"methods": list(self.methods), "rule": self.rule.describe(), "target_class": self.target_class,
+                "layers": list(self.layers) if self.layers else None, "region_box": self.region_box, "cam_format": self.cam_format}
+
+
+@dataclass
+class PredictModel:
+    """A loaded checkpoint: its name in outputs, file, network (eval mode, on the run's device), card and SHA-256."""
+
+    name: str
+    path: Path
+    network: nn.Module
+    card: ModelCard
+    sha256: str
+
+    def target_index(self, target: int | str | None) -> int:
+        """The class index of ``target`` (index, class name, or None = the last class) for this model."""
+        names = self.card.class_names
+        if target is None:
+            return self.card.num_classes - 1
+        if isinstance(target, str) and not target.lstrip("-").isdigit():
+            if target not in names:
+                raise ValueError(f"{self.path}: no class '{target}'; the model's classes are {names}")
+            return names.index(target)
+        index = int(target)
+        if not 0 <= index < self.card.num_classes:
+            raise ValueError(f"{self.path}: target class {index} is outside the model's classes 0..{self.card.num_classes - 1} {names}")
+        return index
+
+
+@dataclass
+class PredictSummary:
+    """What a run did: the cases computed now, the cases already done, the output folder and files."""
+
+    out: Path
+    computed: list[str]
+    skipped: list[str]
+    metrics: pd.DataFrame
+    agreement: pd.DataFrame
+    seconds: float
+
+    def lines(self) -> list[str]:
+        """A short human summary."""
+        text = [f"{len(self.computed)} case(s) computed, {len(self.skipped)} already done -> {self.out} ({self.seconds:.1f} s)"]
+        if not self.metrics.empty:
+            means = self.metrics.groupby("result", sort=False)[["dice", "iou"]].mean()
+            for result, row in means.iterrows():
+                text.append(f"  {result}: mean Dice {row['dice']:.3f}, mean IoU {row['iou']:.3f} over {len(self.metrics.query('result == @result'))} case(s)")
+        return text
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _split_spec(spec: str | Path | tuple[str, str | Path]) -> tuple[str | None, Path]:
+    """``NAME=PATH`` (when PATH exists or NAME is a plain name), a plain path, or a (name, path) pair."""
+    if isinstance(spec, tuple):
+        return spec[0], Path(spec[1])
+    text = str(spec)
+    if "=" in text and not Path(text).exists():
+        name, path = text.split("=", 1)
+        if _MODEL_NAME.fullmatch(name):
+            return name, Path(path)
+    return None, Path(text)
+
+
+def load_models(checkpoints: Sequence[str | Path | tuple[str, str | Path]], device: str | torch.device = "auto") -> list[PredictModel]:
+    """Load checkpoints (``weights_only=True``) with their model cards.
+
+    Each entry is a path, ``NAME=PATH`` or ``(name, path)``; without a name a model is called by its
+    architecture (``small-cnn``, ``small-cnn-2``, ... when several share one). Names must be unique.
+    """
+    if not checkpoints:
+        raise ValueError("no checkpoint given (--checkpoint PATH)")
+    device = resolve_device(device)
+    models: list[PredictModel] = []
+    for spec in checkpoints:
+        name, path = _split_spec(spec)
+        network, card = load_checkpoint(path, device=str(device))
+        if name is None:
+            taken = {m.name for m in models}
+            name, number = card.architecture, 2
+            while name in taken:
+                name, number = f"{card.architecture}-{number}", number + 1
+        elif name in {m.name for m in models}:
+            raise ValueError(f"{path}: model name '{name}' is used twice")
+        models.append(PredictModel(name, path, network, card, file_sha256(path)))
+    axes = {m.card.slice_axis if not m.card.recipe else m.card.recipe.get("axis", "K") for m in models}
+    if len(axes) > 1:
+        raise ValueError(f"the models slice along different axes {sorted(axes)}; predict them in separate runs")
+    return models
+
+
+def case_fingerprint(case: PredictCase, models: Sequence[PredictModel], options: PredictOptions) -> str:
+    """SHA-256 of what a case's outputs depend on: its input files, the checkpoints and the settings."""
+    payload = {"case": case.describe(), "models": [[m.name, m.sha256] for m in models], "options": options.describe()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def safe_file_name(name: str) -> str:
+    """A file name for a segment or model/method: runs of other characters become '_', no leading dot."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).lstrip(".") or "_"
+
+
+def _cam_suffix(case: PredictCase, options: PredictOptions) -> str:
+    if options.cam_format != "auto":
+        return "." + options.cam_format
+    return ".nii.gz" if case.images[0].name.lower().endswith((".nii", ".nii.gz")) else ".nrrd"
+
+
+def _region(case: PredictCase, loaded: LoadedInput, options: PredictOptions) -> np.ndarray | None:
+    """The Seg- pixel set M of a case: its region file, else the options' IJK box, else None."""
+    if loaded.region is not None:
+        return loaded.region
+    if options.region_box is None:
+        return None
+    i0, j0, k0, i1, j1, k1 = options.region_box
+    region = np.zeros(loaded.image.shape_kji, dtype=bool)
+    region[k0:k1, j0:j1, i0:i1] = True
+    if not region.any():
+        raise PredictInputError(f"{case.images[0]}: region box {options.region_box} lies outside the volume (I, J, K sizes "
+                                f"{loaded.image.shape_kji[::-1]})")
+    return region
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, started: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _compute_cams(case: PredictCase, loaded: LoadedInput, models: Sequence[PredictModel], options: PredictOptions,
+                  progress: Progress, span: tuple[float, float]) -> dict:
+    """Every model's CAMs of one case (model name -> VolumeCams), reporting a ``batch`` event per batch."""
+    region = _region(case, loaded, options)
+    cams = {}
+    for number, model in enumerate(models):
+        target = model.target_index(options.target_class)
+        results = iter_volume_cams(loaded.image, model.network, model.card, list(options.methods), target,
+                                   list(options.layers) if options.layers else None, region, options.batch_size, options.device)
+        for done, total, result in results:
+            if result is None:
+                share = (number + done / total) / len(models)
+                progress.event("batch", case=case.case_id, model=model.name, done=done, total=total,
+                               fraction=span[0] + share * (span[1] - span[0]))
+            else:
+                cams[model.name] = result
+    return cams
+
+
+def _write_outputs(case: PredictCase, loaded: LoadedInput, cams: dict, segments: Segments, folder: Path,
+                   options: PredictOptions, progress: Progress) -> dict:
+    """Write CAM volumes, segment label maps, the .seg.nrrd and (DICOM input) the DICOM SEG; the files, relative to ``folder``."""
+    affine = loaded.image.ijk_to_ras
+    suffix = _cam_suffix(case, options)
+    several = len(cams) > 1
+    files: dict = {"cams": {}, "masks": {}, "segmentation": None, "dicom_seg": None}
+    for model, result in cams.items():
+        for method, maps in result.maps.items():
+            relative = f"cams/{safe_file_name(model)}__{safe_file_name(method)}{suffix}"
+            write_volume(maps.numpy(), affine, folder / relative)
+            files["cams"][member_key(model, method, several)] = relative
+    masks = {name: mask.cpu().numpy() for name, mask in segments.masks.items()}
+    used: set[str] = set()
+    for name, mask in masks.items():
+        stem = safe_file_name(name)
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        relative = f"masks/{stem}{suffix}"
+        write_label_map({name: mask}, affine, folder / relative)
+        files["masks"][name] = relative
+    files["segmentation"] = f"{case.case_id}.seg.nrrd"
+    write_seg_nrrd(masks, affine, folder / files["segmentation"])
+    if loaded.dicom_files:
+        try:
+            files["dicom_seg"] = f"{case.case_id}.seg.dcm"
+            write_dicom_seg(masks, affine, loaded.dicom_files, folder / files["dicom_seg"])
+        except SegmentationFileError as error:
+            files["dicom_seg"] = None
+            progress.event("warning", case=case.case_id, message=f"DICOM SEG not written: {error}")
+    return files
+
+
+def _remove_stale(folder: Path, old: dict | None, new: dict) -> None:
+    """Delete the files an earlier run with other settings listed and this one did not write; and
+    temporaries left by a killed run (``.<name>.*.tmp``)."""
+    for temporary in folder.rglob(".*.tmp"):
+        temporary.unlink(missing_ok=True)
+    if not old:
+        return
+
+    def listed(files: dict) -> set[str]:
+        out = {v for group in ("cams", "masks") for v in files.get(group, {}).values()}
+        out |= {files.get(k) for k in ("segmentation", "dicom_seg") if files.get(k)}
+        out |= {p[: -len(".nii.gz")] + ".labels.json" if p.endswith(".nii.gz") else p.rsplit(".", 1)[0] + ".labels.json"
+                for p in files.get("masks", {}).values()}
+        return out
+
+    for relative in listed(old.get("files", {})) - listed(new["files"]):
+        target = (folder / relative).resolve()
+        if target.is_relative_to(folder.resolve()):
+            target.unlink(missing_ok=True)
+
+
+def read_result(folder: Path) -> dict | None:
+    """A case's committed ``result.json``, or None when missing or unreadable (then it is redone)."""
+    try:
+        return json.loads((folder / RESULT_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def predict_case(case: PredictCase, models: Sequence[PredictModel], options: PredictOptions, out: Path,
+                 progress: Progress, span: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """Compute and write one case (see the module docstring); returns its result record."""
+    watch = _Stopwatch()
+    folder = out / case.case_id
+    started = time.perf_counter()
+    loaded = load_input(case)
+    watch.add("read", started)
+    started = time.perf_counter()
+    cams = _compute_cams(case, loaded, models, options, progress, span)
+    watch.add("cams", started)
+    started = time.perf_counter()
+    segments = segment_volumes(cams, options.rule)
+    metrics = measure_masks(segments.masks, loaded.reference, loaded.image.ijk_to_ras) if loaded.reference is not None else []
+    agreement = agreement_rows(segments.members)
+    watch.add("masks+metrics", started)
+    started = time.perf_counter()
+    old = read_result(folder)
+    files = _write_outputs(case, loaded, cams, segments, folder, options, progress)
+    watch.add("write", started)
+    record = {
+        "case": case.case_id, "fingerprint": case_fingerprint(case, models, options), "inputs": [str(p) for p in case.images],
+        "reference": str(case.reference) if case.reference else None, "shape_kji": list(loaded.image.shape_kji),
+        "ijk_to_ras": loaded.image.ijk_to_ras.tolist(), "files": files, "segments": list(segments.masks),
+        "models": {name: {"checkpoint": str(m.path), "target_class": result.target_class,
+                          "class_name": m.card.class_names[result.target_class], "axis": result.axis,
+                          "probabilities": [round(float(p), 6) for p in result.probabilities]}
+                   for (name, result), m in zip(cams.items(), models)},
+        "metrics": [{"case": case.case_id, **row} for row in metrics],
+        "agreement": [{"case": case.case_id, **row} for row in agreement],
+        "seconds": watch.seconds,
+    }
+    write_text(folder / RESULT_FILE, json.dumps(record, indent=1))
+    _remove_stale(folder, old, record)
+    return record
+
+
+def _write_table(rows: list[dict], path: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False)
+    return frame
+
+
+def predict(cases: Sequence[PredictCase], models: Sequence[PredictModel], out: str | Path, options: PredictOptions,
+            progress: Progress | None = None, shard: tuple[int, int] = (0, 1)) -> PredictSummary:
+    """Predict every case (or the ``shard`` = (i, n) i-th of n disjoint parts), skipping cases already
+    committed with the same fingerprint; then gather the committed cases' tables."""
+    progress = progress or Progress()
+    out = Path(out)
+    run_started = time.perf_counter()
+    if not cases:
+        raise PredictInputError("no input cases")
+    if options.needs_region and options.region_box is None and any(c.region is None for c in cases):
+        missing = next(c for c in cases if c.region is None)
+        raise PredictInputError(f"{missing.images[0]}: the Seg- methods need a region (a region mask per case or --box)")
+    for model in models:
+        model.target_index(options.target_class)
+    mine = [case for number, case in enumerate(cases) if number % shard[1] == shard[0]]
+    progress.event("start", cases=len(mine), models=[m.name for m in models], methods=list(options.methods), out=str(out), fraction=0.0)
+    computed, skipped = [], []
+    for number, case in enumerate(mine):
+        span = (number / len(mine), (number + 1) / len(mine))
+        folder = out / case.case_id
+        old = read_result(folder)
+        if old is not None and old.get("fingerprint") == case_fingerprint(case, models, options):
+            skipped.append(case.case_id)
+            progress.event("case_done", case=case.case_id, folder=str(folder), skipped=True, fraction=span[1])
+            continue
+        progress.event("case", case=case.case_id, index=number, of=len(mine), fraction=span[0])
+        record = predict_case(case, models, options, out, progress, span)
+        computed.append(case.case_id)
+        progress.event("case_done", case=case.case_id, folder=str(folder), skipped=False,
+                       seconds=sum(record["seconds"].values()), fraction=span[1])
+    summary = gather(cases, models, options, out)
+    summary.computed, summary.skipped = computed, skipped
+    summary.seconds = time.perf_counter() - run_started
+    progress.event("done", out=str(out), computed=computed, skipped=skipped, seconds=summary.seconds, fraction=1.0)
+    return summary
+
+
+def gather(cases: Sequence[PredictCase], models: Sequence[PredictModel], options: PredictOptions, out: Path) -> PredictSummary:
+    """Write ``metrics.csv``, ``agreement.csv`` and ``summary.json`` from every case committed with
+    the current settings (cases of other shards included once they are done)."""
+    records = []
+    for case in cases:
+        record = read_result(out / case.case_id)
+        if record is not None and record.get("fingerprint") == case_fingerprint(case, models, options):
+            records.append(record)
+    metrics = _write_table([row for r in records for row in r["metrics"]], out / "metrics.csv")
+    agreement = _write_table([row for r in records for row in r["agreement"]], out / "agreement.csv")
+    summary = {"options": options.describe(), "models": [{"name": m.name, "checkpoint": str(m.path), "sha256": m.sha256,
+                                                           "architecture": m.card.architecture} for m in models],
+               "cases": {r["case"]: str(out / r["case"] / RESULT_FILE) for r in records},
+               "pending": [c.case_id for c in cases if c.case_id not in {r["case"] for r in records}]}
+    write_text(out / "summary.json", json.dumps(summary, indent=1))
+    return PredictSummary(out, [], [], metrics, agreement, 0.0)
