@@ -348,6 +348,22 @@ def _write_table(rows: list[dict], path: Path) -> pd.DataFrame:
     return frame
 
 
+def _check_ensemble(options: PredictOptions, members: int) -> None:
+    """Refuse an ensemble that cannot be formed, before any work: fewer than two members, or
+    per-member thresholds that do not match the members (models x methods)."""
+    rule = options.rule
+    if rule.ensemble is None:
+        if rule.member_thresholds is not None:
+            raise ValueError("member thresholds given without an ensemble rule (--ensemble)")
+        return
+    if members < 2:
+        raise ValueError(f"the '{rule.ensemble}' ensemble needs at least two members (models x methods), got {members}")
+    expected = 1 if rule.ensemble == "mean" else members
+    if rule.member_thresholds is not None and len(rule.member_thresholds) != expected:
+        raise ValueError(f"{len(rule.member_thresholds)} member thresholds for {expected} ensemble "
+                         f"{'map (mean of the maps)' if expected == 1 else 'members (models x methods, in that order)'}")
+
+
 def predict(cases: Sequence[PredictCase], models: Sequence[PredictModel], out: str | Path, options: PredictOptions,
             progress: Progress | None = None, shard: tuple[int, int] = (0, 1)) -> PredictSummary:
     """Predict every case (or the ``shard`` = (i, n) i-th of n disjoint parts), skipping cases already
@@ -362,6 +378,7 @@ def predict(cases: Sequence[PredictCase], models: Sequence[PredictModel], out: s
         raise PredictInputError(f"{missing.images[0]}: the Seg- methods need a region (a region mask per case or --box)")
     for model in models:
         model.target_index(options.target_class)
+    _check_ensemble(options, len(models) * len(options.methods))
     mine = [case for number, case in enumerate(cases) if number % shard[1] == shard[0]]
     progress.event("start", cases=len(mine), models=[m.name for m in models], methods=list(options.methods), out=str(out), fraction=0.0)
     computed, skipped = [], []

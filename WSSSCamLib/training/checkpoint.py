@@ -117,7 +117,10 @@ def load_checkpoint(path: str | Path, card: str | Path | ModelCard | None = None
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint missing") from None
     except Exception as error:
-        raise CheckpointError(f"{path}: not loadable with weights_only=True (only state_dict checkpoints are accepted): {error}") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            reason = "it holds pickled objects, not just tensors (a whole pickled model?)"
+        raise CheckpointError(f"{path}: not loadable with weights_only=True (only state_dict checkpoints are accepted): {reason}") from error
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: not a state_dict (a mapping of parameter names to tensors)")
     model = build_model(card.architecture, card.in_channels, card.num_classes, card.spatial_dims)

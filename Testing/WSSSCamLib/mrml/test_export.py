@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import slicer
 
+from dicom_series import write_dicom_series
 from WSSSCamLib.data.readers import read_nifti, read_nrrd
 from WSSSCamLib.data.volume import affine_from_geometry
 from WSSSCamLib.mrml import (
@@ -109,42 +110,6 @@ def test_dicom_seg_refused_with_a_reason(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match=r"seg.dcm: DICOM SEG export needs the 'highdicom' package"):
         export_dicom_seg(scene, segmentation, volume, tmp_path / "seg.dcm", [])
     assert not list(tmp_path.iterdir())
-
-
-def write_dicom_series(folder, count=3, rows=4, columns=6):
-    """An oblique single-frame MR series (pydicom) with what a DICOM SEG needs from its sources."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    row, column = np.array([np.cos(0.3), np.sin(0.3), 0.0]), np.array([0.0, 0.0, -1.0])
-    normal = np.cross(row, column)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    folder.mkdir()
-    files = []
-    for k in range(count):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P1", "Phantom^One", "20000101", "O"
-        ds.StudyID, ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "20260101", "120000", "A1", ""
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 1, k + 1
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit, ds.PixelRepresentation = 15, 0
-        ds.Rows, ds.Columns = rows, columns
-        ds.ImageOrientationPatient = [*row, *column]
-        ds.ImagePositionPatient = list(np.array([5.0, -7.0, 40.0]) + k * 2.0 * normal)
-        ds.PixelSpacing, ds.SliceThickness = [0.8, 0.5], 2.0
-        ds.PixelData = (np.arange(rows * columns, dtype=np.uint16) + 100 * k).tobytes()
-        path = folder / f"im{k}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        files.append(path)
-    return files
 
 
 def test_dicom_seg_refers_to_the_source_images_frame_by_frame(tmp_path):
