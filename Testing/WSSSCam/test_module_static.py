@@ -45,16 +45,21 @@ def test_module_cmake_lists_name_existing_files():
     assert not missing, f"{cmake} lists files that do not exist: {missing}"
 
 
-def test_every_library_source_is_listed_for_slicer_and_exists():
-    listed = cmake_list(ROOT / "CMakeLists.txt", "WSSSCamLib_PYTHON_SCRIPTS")
-    on_disk = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "WSSSCamLib").rglob("*.py"))
-    assert sorted(listed) == on_disk, "CMakeLists.txt WSSSCamLib_PYTHON_SCRIPTS differs from the files in WSSSCamLib/"
+def test_library_sources_are_globbed_relative_and_installed_without_subdir():
+    """Every WSSSCamLib/*.py is picked up by a RELATIVE glob (absolute paths would be re-based on the
+    binary folder by ctkMacroCompilePythonScript) and the library is not built WITH_SUBDIR from the
+    top level (that would nest it under the checkout's name); test_packaging.py installs and imports it."""
+    text = (ROOT / "CMakeLists.txt").read_text()
+    glob = re.search(r"file\(GLOB_RECURSE WSSSCamLib_PYTHON_SCRIPTS(.*?)\)", text, re.S)
+    assert glob and "RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}" in glob.group(1) and "WSSSCamLib/*.py" in glob.group(1)
+    call = re.search(r"slicerMacroBuildScriptedModule\(\s*NAME WSSSCamLib(.*?)\)", text, re.S)
+    assert call and "WITH_SUBDIR" not in call.group(1)
 
 
 def test_top_level_cmake_is_a_slicer_extension():
     text = (ROOT / "CMakeLists.txt").read_text()
     for needed in ("project(WSSSCam)", 'set(EXTENSION_DEPENDS "PyTorch")', "find_package(Slicer REQUIRED)",
-                   "add_subdirectory(WSSSCam)", "WITH_SUBDIR", "Slicer_EXTENSION_GENERATE_CONFIG", "Slicer_EXTENSION_CPACK"):
+                   "add_subdirectory(WSSSCam)", "Slicer_EXTENSION_GENERATE_CONFIG", "Slicer_EXTENSION_CPACK"):
         assert needed in text, needed
     icon = re.search(r"EXTENSION_ICONURL \"[^\"]*/main/(.*?)\"", text).group(1)
     assert (ROOT / icon).is_file()
