@@ -7,7 +7,8 @@ what to store; it never decides anything itself. Conventions:
   parameter node's default); an unset path is never remembered and never replaces a remembered one;
 * the target class defaults to the card's *last* class (the positive class of a binary classifier);
   a class saved in the scene wins when the card has it;
-* threshold values: fixed t in [0, 1]; percentile q in [0.5, 99.5] (default 95); adaptive block size
+* threshold values: fixed t in [0, 1]; percentile q in [1.5, 99.5] (default 95; q <= 1 would read as a fixed t
+  carried over from the fixed mode); adaptive block size
   an odd integer in [3, 99], step 2 (default 15); mean/median/Otsu take no value;
 * result node names carry the input volume's name, so each volume keeps its own results;
 * extra channels are ordered by the model card's ``channel_names``, matched to volume names.
@@ -52,7 +53,7 @@ class ValueSpec:
 
 THRESHOLD_SPECS: dict[str, ValueSpec] = {
     "fixed": ValueSpec(True, 0.0, 1.0, 0.01, 2, 0.5),
-    "percentile": ValueSpec(True, 0.5, 99.5, 0.5, 1, 95.0),
+    "percentile": ValueSpec(True, 1.5, 99.5, 0.5, 1, 95.0),
     "mean": ValueSpec(False, 0.0, 1.0, 0.01, 2, 0.5),
     "median": ValueSpec(False, 0.0, 1.0, 0.01, 2, 0.5),
     "otsu": ValueSpec(False, 0.0, 1.0, 0.01, 2, 0.5),
