@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from WSSSCamLib.dependencies import missing_requirements, read_requirements, requirement_name, split_pytorch
 
@@ -74,6 +74,6 @@ def test_sources_parse_and_avoid_newer_runtime_features_on_the_minimum_slicers_p
                 problems.append(f"line {node.lineno}: dataclass({keywords}) is Python 3.10")
             if name == "isinstance" and len(node.args) == 2 and isinstance(node.args[1], ast.BinOp):
                 problems.append(f"line {node.lineno}: isinstance with X | Y is Python 3.10")
-    if re.search(r"^\s*(import tomllib|from tomllib)", text, re.M):
+    if re.search(r"^\s*(import tomllib|from tomllib)", text, re.MULTILINE):
         problems.append("tomllib is Python 3.11")
     assert not problems, problems

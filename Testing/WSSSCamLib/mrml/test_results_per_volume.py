@@ -8,7 +8,14 @@ import torch
 from WSSSCamLib.data.synthetic import synthetic_batch
 from WSSSCamLib.masks import Threshold
 from WSSSCamLib.models.zoo import build_model
-from WSSSCamLib.mrml import CAM_SEGMENT_TERMINOLOGY, array_to_volume_node, iter_cam_run, node_to_volume, nodes_to_volume, publish_for_volume
+from WSSSCamLib.mrml import (
+    CAM_SEGMENT_TERMINOLOGY,
+    array_to_volume_node,
+    iter_cam_run,
+    node_to_volume,
+    nodes_to_volume,
+    publish_for_volume,
+)
 from WSSSCamLib.training.checkpoint import ModelCard
 
 
