@@ -660,7 +660,8 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
                         torchvisionVersionRequirement=pytorch.get("torchvision")) is None:
                     return False
             if packaging is not None and hasattr(packaging, "pip_ensure"):
-                packaging.pip_ensure(others, prompt_install=False, prompt_restart=True, requester="WSSSCam")
+                # we asked already when something was missing; otherwise pip_ensure asks if a version range is unmet
+                packaging.pip_ensure(others, prompt_install=not (missing and ask), prompt_restart=True, requester="WSSSCam")
                 return True
             pipMissing = [r for r in missing if requirement_name(r) not in pytorch]
             if pipMissing:
