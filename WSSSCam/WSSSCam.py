@@ -9,7 +9,6 @@ where run_wssscam.py holds ``import sys, slicer; from WSSSCamLib.cli import main
 slicer.util.exit(main(sys.argv[1:]))`` (see the module help and the README).
 """
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ import slicer
 import vtk
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -28,6 +28,20 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+from WSSSCamLib.panel import (
+    ApplyState,
+    apply_blocker,
+    channel_order,
+    checkpoint_or_none,
+    checkpoint_to_remember,
+    default_export_directory,
+    initial_checkpoint,
+    segment_to_select,
+    target_class,
+    threshold_spec,
+    threshold_value,
+)
 
 # The CAM methods offered in the panel (the names of WSSSCamLib.cams.METHODS; a static test keeps
 # them equal). Listed here so the panel can be built before PyTorch is installed.
@@ -39,12 +53,12 @@ DEFAULT_METHODS = ("grad-cam",)
 THRESHOLD_MODES = ("fixed", "percentile", "mean", "median", "otsu", "adaptive")
 ENSEMBLE_RULES = ("none", "and", "or", "<", ">", "majority", "mean")
 
-# WSSSCamLib's pip requirements besides torch/torchvision (installed by the PyTorch extension) and
-# numpy (part of Slicer): import name -> pip name. A static test checks them against pyproject.toml.
-LIBRARY_REQUIREMENTS = {
-    "scipy": "scipy", "nibabel": "nibabel", "nrrd": "pynrrd", "pydicom": "pydicom", "skimage": "scikit-image",
-    "tqdm": "tqdm", "pandas": "pandas", "pyarrow": "pyarrow", "matplotlib": "matplotlib", "yaml": "pyyaml", "PIL": "pillow",
-}
+# The pinned requirements (equal to pyproject.toml's; a test keeps them equal), in Resources/.
+REQUIREMENTS_FILE = "requirements.txt"
+DICOM_REQUIREMENTS_FILE = "requirements-dicom.txt"
+MINIMUM_SLICER_VERSION = (5, 8)
+
+CONTRIBUTORS = ["WSSSCam developers (WSSSCam project, https://github.com/wssscam/SlicerWSSSCam)"]
 
 SETTINGS_CHECKPOINT = "WSSSCam/lastCheckpoint"
 SETTINGS_ENSEMBLE = "WSSSCam/ensembleCheckpoints"
@@ -67,9 +81,9 @@ class WSSSCam(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("WSSSCam")
-        self.parent.categories = [_("Segmentation")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["WSSSCam developers"]
+        self.parent.contributors = CONTRIBUTORS
         self.parent.helpText = _(
             "<p>Class activation maps (CAM, Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM, Score-CAM, "
             "Eigen-CAM, SmoothGrad-CAM++, Seg-Grad-CAM, ...) of a PyTorch classifier on the loaded volume, for "
@@ -94,6 +108,48 @@ class WSSSCam(ScriptedLoadableModule):
             "Archive), masks by Buda et al., Computers in Biology and Medicine, 2019. PyTorch is installed through "
             "the PyTorch extension (SlicerPyTorch)."
         )
+
+
+        # The sample case in the Sample Data module, once the application has started
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+#
+# Register sample data sets in Sample Data module
+#
+
+
+def registerSampleData() -> None:
+    """Add "WSSSCam phantom" to the Sample Data module: a generated phantom volume with its lesion
+    segmentation and a tiny small-CNN checkpoint trained on generated phantoms (WSSSCamLib.sample;
+    made on the first click, cached in Slicer's cache folder, nothing downloaded)."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="WSSSCam", sampleName="WSSSCam phantom",
+        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "WSSSCam.png"),
+        uris="generated:WSSSCamLib.sample", fileNames="WSSSCam phantom.nrrd", nodeNames="WSSSCam phantom",
+        customDownloader=loadSample)
+
+
+def loadSample(source=None):
+    """Make (first time) and load the sample: the phantom volume, its lesion segmentation, and the tiny
+    checkpoint set as the panel's model. Needs PyTorch (asks to install it like Apply)."""
+    logic = WSSSCamLogic()
+    if not logic.ensureDependencies():
+        return None
+    from WSSSCamLib.sample import make_sample
+
+    folder = Path(slicer.app.cachePath) / "WSSSCam" / "sample"
+    with slicer.util.tryWithErrorDisplay(_("Could not make the WSSSCam sample."), waitCursor=True):
+        files = make_sample(folder)
+        volume = slicer.util.loadVolume(str(files.volume), {"name": "WSSSCam phantom"})
+        slicer.util.loadSegmentation(str(files.segmentation), {"name": "WSSSCam phantom lesion"})
+        parameters = logic.getParameterNode()
+        parameters.inputVolume = volume
+        parameters.checkpointPath = files.checkpoint
+        return [volume]
+    return None
 
 
 #
@@ -137,7 +193,16 @@ class WSSSCamParameterNode:
 
 
 class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Panel of the module: widgets and wiring only; the work is done by WSSSCamLogic."""
+    """Panel of the module: binds widgets to the parameter node and to the rules of WSSSCamLib.panel.
+
+    Signal flow: widgets carrying a SlicerParameterName are written by the parameter-node wrapper
+    (connectGui) and no slot of ours is connected to them except display-only ones that never write the
+    node; every reaction to the node (class list after a checkpoint change, the threshold slider's range,
+    the manual widgets) runs in onParameterNodeModified with the widgets' signals blocked, and values the
+    rules correct are written later, from a zero-delay timer, outside any wrapper update. Slots of the
+    manual (unbound) widgets write the node only when the user changed them (never while syncing).
+    A static test (Testing/WSSSCam/test_module_static.py) checks these rules on the source.
+    """
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -145,6 +210,9 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._syncing = False
+        self._shownCheckpoint = None
+        self._cardError = None
         self._run = None
         self._runDevice = "auto"
         self._results = None
@@ -170,33 +238,31 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(False)
 
         settings = qt.QSettings()
-        last = settings.value(SETTINGS_CHECKPOINT, "")
-        if last:
-            self.ui.checkpointPathLineEdit.currentPath = last
         for path in self._settingsList(settings.value(SETTINGS_ENSEMBLE, "")):
             self.ui.ensembleModelsList.addItem(path)
-        exportDirectory = settings.value(SETTINGS_EXPORT, "")
-        if exportDirectory:
-            self.ui.exportDirectoryButton.directory = exportDirectory
+        documents = qt.QStandardPaths.writableLocation(qt.QStandardPaths.DocumentsLocation)
+        self.ui.exportDirectoryButton.directory = default_export_directory(
+            settings.value(SETTINGS_EXPORT, ""), documents, qt.QDir.homePath())
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointChanged)
-        self.ui.addModelButton.connect("clicked(bool)", self.onAddModel)
-        self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
+        # manual (unbound) widgets: these slots write the parameter node, never while syncing
         self.ui.methodsList.connect("itemChanged(QListWidgetItem*)", self.onMethodsChanged)
         self.ui.targetClassComboBox.connect("currentIndexChanged(int)", self.onTargetClassChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
-        self.ui.thresholdModeComboBox.connect("currentIndexChanged(int)", self.onThresholdModeChanged)
         self.ui.referenceSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
         self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onReferenceChanged)
         self.ui.regionSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onRegionChanged)
         self.ui.regionSegmentSelector.connect("currentSegmentChanged(QString)", self.onRegionChanged)
+        # bound widgets: display-only slots (they never write the parameter node)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
         self.ui.displayLevelSlider.connect("valueChanged(double)", self.onDisplayLevelChanged)
+        # neither bound nor writing the node
         self.ui.shownCamSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onShownCamChanged)
         self.ui.exportDirectoryButton.connect("directoryChanged(QString)", self.onExportDirectoryChanged)
+        self.ui.addModelButton.connect("clicked(bool)", self.onAddModel)
+        self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.exportSegNrrdButton.connect("clicked(bool)", lambda: self.onExport("seg.nrrd"))
@@ -205,8 +271,6 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportCamButton.connect("clicked(bool)", lambda: self.onExport("cam"))
 
         self.initializeParameterNode()
-        if last:
-            self.onCheckpointChanged(last)
 
     @staticmethod
     def _settingsList(value) -> list:
@@ -226,10 +290,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.stopRun()
@@ -240,49 +301,137 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
+        """Attach the scene's parameter node; fill what it lacks (first volume, remembered checkpoint)."""
+        node = self.logic.getParameterNode()
+        if not node.inputVolume:
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
+                node.inputVolume = firstVolumeNode
+        checkpoint = initial_checkpoint(node.checkpointPath, qt.QSettings().value(SETTINGS_CHECKPOINT, ""))
+        if checkpoint is not None and checkpoint != checkpoint_or_none(node.checkpointPath):
+            node.checkpointPath = Path(checkpoint)
+        self.setParameterNode(node)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
+        self._shownCheckpoint = None
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._updateManualWidgets()
-            self.onThresholdModeChanged()
-            self._checkCanApply()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
 
-    def _updateManualWidgets(self) -> None:
-        """Show the MANUAL_FIELDS of the parameter node in their widgets."""
+    # --- from the parameter node to the widgets the wrapper does not manage ---
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Show the node in the manual widgets and derived widget settings (signals blocked), then
+        schedule the corrections the rules ask for."""
         p = self._parameterNode
+        if p is None:
+            return
+        blocked = [self.ui.targetClassComboBox, self.ui.deviceComboBox, self.ui.methodsList, self.ui.thresholdValueSlider,
+                   self.ui.referenceSegmentSelector, self.ui.regionSegmentSelector]
+        self._syncing = True
+        previous = [widget.blockSignals(True) for widget in blocked]
+        try:
+            self._showCheckpoint(p)
+            self._showThresholdSpec(p)
+            self._showManualFields(p)
+        finally:
+            for widget, was in zip(blocked, previous):
+                widget.blockSignals(was)
+            self._syncing = False
+        if self._corrections():
+            qt.QTimer.singleShot(0, self._applyCorrections)
+        self._checkCanApply()
+
+    def _showCheckpoint(self, p) -> None:
+        """After a checkpoint change: read its card, fill the class list (the saved class or the last)."""
+        path = checkpoint_or_none(p.checkpointPath)
+        if path != self._shownCheckpoint:
+            self._shownCheckpoint = path
+            self._card, self._cardError = None, None
+            self.ui.targetClassComboBox.clear()
+            if path is None:
+                self.ui.modelCardLabel.text = _("(no model loaded)")
+            else:
+                try:
+                    self._card = self.logic.readCard(path)
+                except Exception as error:
+                    self._cardError = str(error)
+                    self.ui.modelCardLabel.text = _("Cannot use this checkpoint: {error}").format(error=error)
+                else:
+                    self.ui.targetClassComboBox.addItems(list(self._card.class_names))
+                    self.ui.targetLayersLineEdit.placeholderText = ", ".join(
+                        [self._card.target_layer] + list(self._card.fusion_layers or []))
+                    self.ui.modelCardLabel.text = self.logic.describeCard(self._card)
+            remembered = checkpoint_to_remember(path, self._card is not None)
+            if remembered is not None:
+                qt.QSettings().setValue(SETTINGS_CHECKPOINT, remembered)
+        names = list(self._card.class_names) if self._card is not None else []
+        self.ui.targetClassComboBox.setCurrentIndex(max(self.ui.targetClassComboBox.findText(target_class(names, p.targetClass)), 0))
+
+    def _showThresholdSpec(self, p) -> None:
+        """The value slider's range, decimals and step for the mode (range first: the slider rejects
+        a step larger than its range)."""
+        spec = threshold_spec(p.thresholdMode)
+        slider = self.ui.thresholdValueSlider
+        slider.setRange(spec.minimum, spec.maximum)
+        slider.decimals = spec.decimals
+        slider.singleStep = spec.step
+        slider.enabled = spec.enabled
+        slider.value = threshold_value(p.thresholdMode, p.thresholdValue)
+
+    def _showManualFields(self, p) -> None:
         chosen = {m for m in p.methods.split(",") if m}
         for row in range(self.ui.methodsList.count):
             item = self.ui.methodsList.item(row)
             item.setCheckState(qt.Qt.Checked if item.text() in chosen else qt.Qt.Unchecked)
-        index = self.ui.deviceComboBox.findText(p.device)
-        self.ui.deviceComboBox.setCurrentIndex(max(index, 0))
-        self.ui.referenceSegmentSelector.setCurrentNode(p.referenceSegmentation)
-        if p.referenceSegmentID:
-            self.ui.referenceSegmentSelector.setCurrentSegmentID(p.referenceSegmentID)
-        self.ui.regionSegmentSelector.setCurrentNode(p.regionSegmentation)
-        if p.regionSegmentID:
-            self.ui.regionSegmentSelector.setCurrentSegmentID(p.regionSegmentID)
+        self.ui.deviceComboBox.setCurrentIndex(max(self.ui.deviceComboBox.findText(p.device), 0))
+        for selector, node, segmentID in ((self.ui.referenceSegmentSelector, p.referenceSegmentation, p.referenceSegmentID),
+                                          (self.ui.regionSegmentSelector, p.regionSegmentation, p.regionSegmentID)):
+            selector.setCurrentNode(node)
+            if node is not None:
+                selector.setCurrentSegmentID(segment_to_select(segmentID, self.logic.segmentIDs(node)))
+
+    def _corrections(self) -> dict:
+        """Parameter-node fields whose stored value the rules replace: name -> value."""
+        p = self._parameterNode
+        fixes = {}
+        value = threshold_value(p.thresholdMode, p.thresholdValue)
+        if value != p.thresholdValue:
+            fixes["thresholdValue"] = value
+        for field, node in (("referenceSegmentID", p.referenceSegmentation), ("regionSegmentID", p.regionSegmentation)):
+            if node is not None:
+                wanted = segment_to_select(getattr(p, field), self.logic.segmentIDs(node))
+                if wanted != getattr(p, field):
+                    fixes[field] = wanted
+        return fixes
+
+    def _applyCorrections(self) -> None:
+        """Write the rules' corrections (from a zero-delay timer: never inside a wrapper update)."""
+        if self._parameterNode is None:
+            return
+        fixes = self._corrections()
+        with slicer.util.NodeModify(self._parameterNode):
+            for field, value in fixes.items():
+                setattr(self._parameterNode, field, value)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
         running = self._run is not None
-        ready = bool(p and p.inputVolume and str(p.checkpointPath) not in ("", ".") and self.checkedMethods())
-        self.ui.applyButton.enabled = ready and not running
+        blocker = _("no parameter node") if p is None else apply_blocker(ApplyState(
+            has_input_volume=bool(p.inputVolume), checkpoint=checkpoint_or_none(p.checkpointPath), card_error=self._cardError,
+            methods=self.checkedMethods(), threshold_mode=p.thresholdMode, threshold_value=p.thresholdValue,
+            ensemble_rule=p.ensembleRule, running=running))
+        self.ui.applyButton.enabled = not blocker
         self.ui.cancelButton.enabled = running
-        self.ui.applyButton.toolTip = _("Compute the CAMs") if ready else _("Select an input volume, a checkpoint and at least one CAM method")
+        self.ui.applyButton.toolTip = _("Compute the CAMs") if not blocker else blocker
 
-    # --- manual fields ---
+    # --- manual fields: the user changed an unbound widget ---
 
     def checkedMethods(self) -> list:
         return [self.ui.methodsList.item(r).text() for r in range(self.ui.methodsList.count)
@@ -292,65 +441,33 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return [self.ui.ensembleModelsList.item(r).text() for r in range(self.ui.ensembleModelsList.count)]
 
     def onMethodsChanged(self, item=None) -> None:
-        if self._parameterNode:
-            self._parameterNode.methods = ",".join(self.checkedMethods())
+        if self._syncing or not self._parameterNode:
+            return
+        self._parameterNode.methods = ",".join(self.checkedMethods())
 
     def onTargetClassChanged(self, index=None) -> None:
-        if self._parameterNode:
-            self._parameterNode.targetClass = self.ui.targetClassComboBox.currentText
+        if self._syncing or not self._parameterNode:
+            return
+        self._parameterNode.targetClass = self.ui.targetClassComboBox.currentText
 
     def onDeviceChanged(self, index=None) -> None:
-        if self._parameterNode:
-            self._parameterNode.device = self.ui.deviceComboBox.currentText
+        if self._syncing or not self._parameterNode:
+            return
+        self._parameterNode.device = self.ui.deviceComboBox.currentText
 
     def onReferenceChanged(self, *args) -> None:
-        if self._parameterNode:
+        if self._syncing or not self._parameterNode:
+            return
+        with slicer.util.NodeModify(self._parameterNode):
             self._parameterNode.referenceSegmentation = self.ui.referenceSegmentSelector.currentNode()
             self._parameterNode.referenceSegmentID = self.ui.referenceSegmentSelector.currentSegmentID() or ""
 
     def onRegionChanged(self, *args) -> None:
-        if self._parameterNode:
+        if self._syncing or not self._parameterNode:
+            return
+        with slicer.util.NodeModify(self._parameterNode):
             self._parameterNode.regionSegmentation = self.ui.regionSegmentSelector.currentNode()
             self._parameterNode.regionSegmentID = self.ui.regionSegmentSelector.currentSegmentID() or ""
-
-    def onThresholdModeChanged(self, index=None) -> None:
-        """The value slider's range follows the mode: t in [0, 1], q in (0, 100), odd block sizes."""
-        mode = self.ui.thresholdModeComboBox.currentText
-        slider = self.ui.thresholdValueSlider
-        slider.enabled = mode in ("fixed", "percentile", "adaptive")
-        if mode == "fixed":
-            slider.decimals, slider.singleStep, slider.minimum, slider.maximum = 2, 0.01, 0.0, 1.0
-        elif mode == "percentile":
-            slider.decimals, slider.singleStep, slider.minimum, slider.maximum = 1, 0.5, 0.5, 99.5
-            if slider.value <= 1.0:
-                slider.value = 95.0
-        elif mode == "adaptive":
-            slider.decimals, slider.singleStep, slider.minimum, slider.maximum = 0, 2.0, 3.0, 99.0
-            if slider.value < 3.0:
-                slider.value = 15.0
-
-    def onCheckpointChanged(self, path) -> None:
-        """Read the model card beside the checkpoint: fill the class names, remember the path."""
-        self._card = None
-        self.ui.targetClassComboBox.clear()
-        if not path:
-            self.ui.modelCardLabel.text = _("(no model loaded)")
-            return
-        try:
-            card = self.logic.readCard(path)
-        except Exception as error:
-            self.ui.modelCardLabel.text = _("Cannot use this checkpoint: {error}").format(error=error)
-            self._checkCanApply()
-            return
-        self._card = card
-        self.ui.targetClassComboBox.addItems(list(card.class_names))
-        wanted = self._parameterNode.targetClass if self._parameterNode else ""
-        index = self.ui.targetClassComboBox.findText(wanted) if wanted else -1
-        self.ui.targetClassComboBox.setCurrentIndex(index if index >= 0 else len(card.class_names) - 1)
-        self.ui.targetLayersLineEdit.placeholderText = ", ".join([card.target_layer] + list(card.fusion_layers or []))
-        self.ui.modelCardLabel.text = self.logic.describeCard(card)
-        qt.QSettings().setValue(SETTINGS_CHECKPOINT, str(path))
-        self._checkCanApply()
 
     def onAddModel(self) -> None:
         paths = qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(), _("Ensemble checkpoints"), "", "PyTorch checkpoint (*.pt *.pth)")
@@ -364,9 +481,10 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QSettings().setValue(SETTINGS_ENSEMBLE, os.pathsep.join(self.ensembleCheckpoints()))
 
     def onExportDirectoryChanged(self, directory) -> None:
-        qt.QSettings().setValue(SETTINGS_EXPORT, directory)
+        if checkpoint_or_none(directory) is not None:
+            qt.QSettings().setValue(SETTINGS_EXPORT, directory)
 
-    # --- display ---
+    # --- display (never writes the parameter node) ---
 
     def onOpacityChanged(self, value) -> None:
         self.logic.setForegroundOpacity(value)
@@ -379,7 +497,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is not None and self._parameterNode and node.GetAttribute("WSSSCam.method"):
             self.logic.showCam(node, self._parameterNode.inputVolume, self._parameterNode.opacity)
 
-    # --- running in chunks on a timer ---
+    # --- running in chunks on a timer (the run is WSSSCamLogic.run, a generator) ---
 
     def onApplyButton(self) -> None:
         if not self.logic.ensureDependencies():
@@ -391,14 +509,17 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         extra = [n for n in self.ui.extraChannelsSelector.checkedNodes() if n is not p.inputVolume]
         checkpoints = [str(p.checkpointPath)] + self.ensembleCheckpoints()
         with slicer.util.tryWithErrorDisplay(_("Cannot start the CAM computation."), waitCursor=True):
+            volumes = [p.inputVolume] + extra
+            order = channel_order([v.GetName() for v in volumes], list(self._card.channel_names))
             self._run = self.logic.run(
-                inputVolumes=[p.inputVolume] + extra, checkpoints=checkpoints, methods=self.checkedMethods(),
-                targetClassName=self.ui.targetClassComboBox.currentText, layers=p.targetLayers, device=device,
-                batchSize=p.batchSize, regionSegmentation=p.regionSegmentation, regionSegmentID=p.regionSegmentID,
-                regionROI=p.regionROI, thresholdMode=p.thresholdMode, thresholdValue=p.thresholdValue,
-                ensembleRule=p.ensembleRule, suppressNegatives=p.suppressNegatives,
-                referenceSegmentation=p.referenceSegmentation, referenceSegmentID=p.referenceSegmentID,
-                opacity=p.opacity, displayLevel=p.displayLevel)
+                inputVolumes=volumes, checkpoints=checkpoints, methods=self.checkedMethods(),
+                targetClassName=target_class(list(self._card.class_names), p.targetClass), layers=p.targetLayers,
+                device=device, batchSize=p.batchSize, regionSegmentation=p.regionSegmentation,
+                regionSegmentID=p.regionSegmentID, regionROI=p.regionROI, thresholdMode=p.thresholdMode,
+                thresholdValue=threshold_value(p.thresholdMode, p.thresholdValue), ensembleRule=p.ensembleRule,
+                suppressNegatives=p.suppressNegatives, referenceSegmentation=p.referenceSegmentation,
+                referenceSegmentID=p.referenceSegmentID, opacity=p.opacity, displayLevel=p.displayLevel,
+                channelOrder=order)
             self._runDevice = device
             self.ui.progressBar.setVisible(True)
             self.ui.progressBar.setValue(0)
@@ -407,7 +528,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
 
     def onRunStep(self) -> None:
-        """One batch per timer tick: Slicer processes its events between batches and stays responsive."""
+        """One batch per timer tick: Slicer processes its events between batches."""
         if self._run is None:
             self.timer.stop()
             return
@@ -424,7 +545,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if slicer.util.confirmYesNoDisplay(
                         _("The GPU ran out of memory ({error}).\n\nRun on the CPU instead (slower)?").format(error=error),
                         windowTitle=_("WSSSCam: GPU out of memory")):
-                    self.ui.deviceComboBox.setCurrentIndex(self.ui.deviceComboBox.findText("cpu"))
+                    self._parameterNode.device = "cpu"
                     self.startRun("cpu")
                 return
             logging.exception("WSSSCam run failed")
@@ -444,7 +565,8 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._run.close()
             self._run = None
         self.ui.progressBar.setVisible(False)
-        self._checkCanApply()
+        if self._parameterNode is not None:
+            self._checkCanApply()
 
     def showResults(self, results) -> None:
         names = ", ".join(results.cam_nodes)
@@ -461,6 +583,8 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExport(self, kind: str) -> None:
         if self._results is None:
             slicer.util.errorDisplay(_("Run the CAMs first (Apply)."))
+            return
+        if kind == "dicom" and not self.logic.ensureDependencies(DICOM_REQUIREMENTS_FILE):
             return
         directory = self.ui.exportDirectoryButton.directory
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
@@ -493,32 +617,71 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
     # --- dependencies ---
 
     @staticmethod
-    def missingRequirements() -> list:
-        return [pip for module, pip in LIBRARY_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+    def requirements(fileName: str = REQUIREMENTS_FILE) -> list:
+        """The pinned requirements in Resources/<fileName> (equal to pyproject.toml's)."""
+        from WSSSCamLib.dependencies import read_requirements
 
-    def ensureDependencies(self, ask: bool = True) -> bool:
-        """PyTorch through the PyTorch extension, then WSSSCamLib's other packages with pip, each after asking."""
+        return read_requirements((Path(__file__).parent / "Resources" / fileName).read_text())
+
+    def ensureDependencies(self, fileName: str = REQUIREMENTS_FILE, ask: bool = True) -> bool:
+        """Install what is missing of Resources/<fileName> after one confirmation: torch/torchvision
+        through the PyTorch extension (with the pinned ranges), the rest with
+        slicer.packaging.pip_ensure (Slicer >= 5.12; it also enforces the version ranges and offers a
+        restart when an imported package was updated) or slicer.util.pip_install (older Slicer, then we
+        offer the restart). Failures are caught and shown; returns whether everything is installed."""
+        import sys
+
+        from WSSSCamLib.dependencies import installed_version, missing_requirements, requirement_name, split_pytorch
+
+        requirements = self.requirements(fileName)
+        missing = missing_requirements(requirements, installed_version)
+        pytorch, others = split_pytorch(requirements)
         try:
-            import torch  # noqa: F401
+            from slicer import packaging
         except ImportError:
-            if ask and not slicer.util.confirmOkCancelDisplay(
-                    _("WSSSCam needs PyTorch, which is not installed yet. Install it now through the PyTorch extension? "
-                      "This downloads about 1-3 GB and may take several minutes.")):
-                return False
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay(_("Install the 'PyTorch' extension from the Extensions Manager first, then restart Slicer."))
-                return False
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-                return False
-        missing = self.missingRequirements()
-        if missing:
-            if ask and not slicer.util.confirmOkCancelDisplay(
-                    _("WSSSCam needs these Python packages: {packages}. Install them now with pip?").format(packages=", ".join(missing))):
-                return False
-            slicer.util.pip_install(" ".join(missing))
+            packaging = None
+        if not missing and (packaging is None or not hasattr(packaging, "pip_ensure")):
+            return True
+        if missing and ask and not slicer.util.confirmOkCancelDisplay(
+                _("WSSSCam needs these Python packages, which are not installed yet:\n{packages}\n\nInstall them now? "
+                  "PyTorch comes through the PyTorch extension and may download 1-3 GB.").format(packages="\n".join(missing)),
+                windowTitle=_("WSSSCam - Install Python packages")):
+            return False
+        try:
+            if any(requirement_name(r) in pytorch for r in missing):
+                try:
+                    import PyTorchUtils
+                except ImportError:
+                    slicer.util.errorDisplay(_("Install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
+                                               "then press Apply again."))
+                    return False
+                if PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                        askConfirmation=False, torchVersionRequirement=pytorch.get("torch"),
+                        torchvisionVersionRequirement=pytorch.get("torchvision")) is None:
+                    return False
+            if packaging is not None and hasattr(packaging, "pip_ensure"):
+                # we asked already when something was missing; otherwise pip_ensure asks if a version range is unmet
+                packaging.pip_ensure(others, prompt_install=not (missing and ask), prompt_restart=True, requester="WSSSCam")
+                return True
+            pipMissing = [r for r in missing if requirement_name(r) not in pytorch]
+            if pipMissing:
+                imported = [r for r in pipMissing if requirement_name(r) in sys.modules]
+                slicer.util.pip_install(pipMissing)
+                if imported and slicer.util.confirmYesNoDisplay(
+                        _("Some updated packages were already loaded. Restart Slicer now?"), windowTitle=_("WSSSCam")):
+                    slicer.util.restart()
+        except Exception as error:
+            logging.exception("WSSSCam: installing Python packages failed")
+            slicer.util.errorDisplay(_("Installing the Python packages failed: {error}").format(error=error),
+                                     detailedText=str(error))
+            return False
         return True
+
+    @staticmethod
+    def segmentIDs(segmentationNode) -> list:
+        """IDs of the segments of a segmentation node, in order."""
+        segmentation = segmentationNode.GetSegmentation()
+        return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
 
     @staticmethod
     def availableDevices() -> list:
@@ -577,16 +740,24 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
     def run(self, inputVolumes, checkpoints, methods, targetClassName="", layers="", device="auto", batchSize=16,
             regionSegmentation=None, regionSegmentID="", regionROI=None, thresholdMode="fixed", thresholdValue=0.5,
             ensembleRule="none", suppressNegatives=False, referenceSegmentation=None, referenceSegmentID="",
-            opacity=0.5, displayLevel=0.2, scene=None):
+            opacity=0.5, displayLevel=0.2, scene=None, channelOrder=None):
         """Yield ``(model name, slices done, slices total)`` after each batch; return (StopIteration.value)
         the ``WSSSCamLib.mrml.PublishedResults``. Nothing is added to the scene before the last batch, so
-        closing the generator (Cancel) leaves the scene unchanged."""
+        closing the generator (Cancel) leaves the scene unchanged.
+
+        ``inputVolumes``: the input volume (its grid is the output grid) and the extra channels;
+        ``channelOrder``: indices into them in the model card's channel order (WSSSCamLib.panel.channel_order).
+        Results go to nodes of the input volume's own (WSSSCamLib.mrml.publish_for_volume). The two
+        stages, computing CAMs and publishing them, are separate so the computation can later run in a
+        child process (``wssscam predict``) and only the publishing here."""
+        from WSSSCamLib.data.volume import Volume
         from WSSSCamLib.masks import Threshold
-        from WSSSCamLib.mrml import iter_cam_run, nodes_to_volume, publish_results, roi_to_mask, segment_to_mask
+        from WSSSCamLib.mrml import iter_cam_run, nodes_to_volume, publish_for_volume, roi_to_mask, segment_to_mask
+        from WSSSCamLib.panel import threshold_argument
 
         scene = scene or slicer.mrmlScene
         volumeNode = inputVolumes[0]
-        threshold = Threshold(thresholdMode, None if thresholdMode in ("mean", "median", "otsu") else thresholdValue)
+        threshold = Threshold(thresholdMode, threshold_argument(thresholdMode, thresholdValue))
         models = self.loadModels(checkpoints, device)
         firstCard = next(iter(models.values()))[1]
         targetClass = firstCard.class_names.index(targetClassName) if targetClassName in firstCard.class_names else None
@@ -596,6 +767,8 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
         elif regionROI is not None:
             region = roi_to_mask(regionROI, volumeNode)
         volume = nodes_to_volume(inputVolumes)
+        if channelOrder is not None and len(inputVolumes) > 1:
+            volume = Volume(volume.array[list(channelOrder)], volume.ijk_to_ras, volume.source)
         layerList = [name.strip() for name in layers.split(",") if name.strip()] or None
         cams = None
         for label, done, total, result in iter_cam_run(volume, models, methods, targetClass, layerList, region, batchSize, device):
@@ -604,8 +777,9 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
             else:
                 cams = result
         reference = (referenceSegmentation, referenceSegmentID) if referenceSegmentation is not None and referenceSegmentID else None
-        return publish_results(scene, volumeNode, cams, threshold, None if ensembleRule == "none" else ensembleRule,
-                               suppressNegatives, reference, opacity, displayLevel)
+        return publish_for_volume(scene, volumeNode, cams, threshold, ensemble=None if ensembleRule == "none" else ensembleRule,
+                                  suppress_negative_slices=suppressNegatives, reference=reference, opacity=opacity,
+                                  display_level=displayLevel)
 
     def process(self, **kwargs):
         """Run to the end without a GUI (scripts, tests); returns the PublishedResults."""
@@ -639,6 +813,13 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def showTable(tableNode) -> None:
+        """Show the table in a table view, switching to the four-up layout with a table when the
+        current layout has none (the default layouts have none)."""
+        layoutManager = slicer.app.layoutManager()
+        withTable = (slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView, slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView,
+                     slicer.vtkMRMLLayoutNode.SlicerLayout3DTableView)
+        if layoutManager is not None and layoutManager.layout not in withTable:
+            layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
 
@@ -700,8 +881,8 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
 
         from WSSSCamLib.data.synthetic import synthetic_batch
         from WSSSCamLib.data.volume import affine_from_geometry
-        from WSSSCamLib.mrml import array_to_volume_node, masks_to_segmentation, node_to_volume, segment_to_mask
         from WSSSCamLib.models.zoo import build_model
+        from WSSSCamLib.mrml import array_to_volume_node, masks_to_segmentation, node_to_volume, segment_to_mask
         from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
 
         batch = synthetic_batch(1, shape=(6, 32, 32), positive_fraction=1.0, seed=5)
@@ -726,10 +907,11 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
                                 targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed",
                                 thresholdValue=0.4, ensembleRule="and", referenceSegmentation=reference,
                                 referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0), opacity=0.6)
+        self.assertEqual(results.segmentation_node.GetName(), "WSSSCam Phantom FLAIR results")
         self.assertEqual(len(results.cam_nodes), 4)
         camNode = results.cam_nodes["cnn0 grad-cam"]
         np.testing.assert_allclose(node_to_volume(camNode).ijk_to_ras, affine, atol=1e-9)
-        self.assertEqual(camNode.GetDisplayNode().GetColorNode().GetName(), "WSSSCam cnn0 grad-cam CAM heat")
+        self.assertEqual(camNode.GetDisplayNode().GetColorNode().GetName(), "WSSSCam Phantom FLAIR cnn0 grad-cam CAM heat")
         red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
         self.assertEqual(red.GetForegroundVolumeID(), camNode.GetID())
         self.assertAlmostEqual(red.GetForegroundOpacity(), 0.6)

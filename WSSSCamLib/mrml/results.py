@@ -125,3 +125,43 @@ def _table(scene, rows: list[dict], name: str, units: Mapping[str, str]):
     existing = scene.GetFirstNodeByName(name)
     node = existing if existing is not None and existing.IsA("vtkMRMLTableNode") else None
     return table_node_from_rows(scene, rows, name, node=node, units=units)
+
+
+# --- one set of result nodes per input volume (the Slicer panel; issue 12) ------------------------
+
+# DICOM-style terminology of the CAM segments, in the TerminologyEntry tag format of vtkSegment
+# (context~category~type~type modifier~anatomic context~region~region modifier, each code as
+# scheme^value^meaning): 3D Slicer General Anatomy list, Morphologically Altered Structure / Mass.
+CAM_SEGMENT_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
+                           "~SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass~^^"
+                           "~Anatomic codes - DICOM master list~^^~^^")
+VOLUME_ATTRIBUTE = "WSSSCam.volumeID"
+
+
+def publish_for_volume(scene, volume_node, cams: Mapping[str, object], threshold: Threshold, **options) -> PublishedResults:
+    """:func:`publish_results` into nodes of ``volume_node``'s own, named "WSSSCam <volume name> ..."
+    (with the node ID appended when another volume of that name owns them): a run on another volume
+    never overwrites this one's nodes; a new run on the same volume refills its nodes and empties its
+    results segmentation first (no stale segments, no second segmentation). Every node made carries
+    the attribute ``WSSSCam.volumeID``; every segment the CAM terminology. ``options`` as for
+    :func:`publish_results` (without ``prefix`` and ``segmentation_node``)."""
+    from ..panel import result_prefix
+
+    volume_id = volume_node.GetID()
+    prefix = result_prefix(volume_node.GetName())
+    existing = scene.GetFirstNodeByName(f"{prefix} results")
+    if existing is not None and existing.GetAttribute(VOLUME_ATTRIBUTE) != volume_id:
+        prefix = result_prefix(volume_node.GetName(), taken_by_other_volume=True, volume_id=volume_id)
+        existing = scene.GetFirstNodeByName(f"{prefix} results")
+    segmentation_node = existing if existing is not None and existing.IsA("vtkMRMLSegmentationNode") else None
+    if segmentation_node is not None:
+        segmentation_node.GetSegmentation().RemoveAllSegments()
+    out = publish_results(scene, volume_node, cams, threshold, segmentation_node=segmentation_node, prefix=prefix, **options)
+    for node in [*out.cam_nodes.values(), out.segmentation_node, out.metrics_table, out.agreement_table]:
+        if node is not None:
+            node.SetAttribute(VOLUME_ATTRIBUTE, volume_id)
+    segmentation = out.segmentation_node.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentation.GetNthSegment(index).SetTag(segmentation.GetNthSegment(index).GetTerminologyEntryTagName(),
+                                                 CAM_SEGMENT_TERMINOLOGY)
+    return out
