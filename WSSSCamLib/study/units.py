@@ -33,8 +33,15 @@ from ..atomic import atomic_path, write_text
 from ..cams import CamEngine
 from ..data.datasets import Case, LoadedCase, load_case
 from ..data.slices import _AXES, SliceSet, extract_slices
+from ..errors import InvalidInputError
 from ..inference.volume_cams import slice_cams
-from ..masks import Threshold, apply_threshold, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
+from ..masks import (
+    Threshold,
+    apply_threshold,
+    ensemble_counts,
+    fixed_threshold_counts,
+    mean_dice_over_thresholds,
+)
 from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
 from ..training.checkpoint import ModelCard
 from ..training.crossval import SliceRecipe
@@ -175,7 +182,7 @@ def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stud
               timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Slice rows and agreement rows of a held-out case (see the module docstring)."""
     if case.reference is None:
-        raise ValueError(f"case '{case.case_id}' has no reference mask: a study measures maps against masks")
+        raise InvalidInputError(f"case '{case.case_id}' has no reference mask: a study measures maps against masks")
     maps, probabilities = compute_maps(case, models, config.batch_size, device, timings)
     reference = case.reference.to(device)
     slice_index = case.inputs.slice_index.numpy()

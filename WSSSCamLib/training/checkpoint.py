@@ -18,10 +18,11 @@ from torch import nn
 
 from ..atomic import atomic_path, write_text
 from ..devices import resolve_device
-from ..models.zoo import CAM_LAYERS, build_model
+from ..errors import UserError
+from ..models.zoo import ARCHITECTURES, CAM_LAYERS, build_model
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint or model card cannot be used; the message names the file and the problem."""
 
 

@@ -24,6 +24,7 @@ from ..data.datasets import Dataset, load_case
 from ..data.slices import SliceSet, extract_slices
 from ..data.splits import Folds, case_folds
 from ..data.transforms import Compose, PercentileClip, ZScore
+from ..errors import InvalidInputError
 from ..models.zoo import build_model
 from .checkpoint import ModelCard, fingerprint, save_checkpoint
 from .trainer import TrainConfig, evaluate, train_classifier
@@ -138,7 +139,7 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
     if folds is None:
         folds = Folds.load(folds_file) if folds_file.exists() else case_folds(case_ids, k, seed, labels=case_positive)
     elif folds_file.exists() and Folds.load(folds_file).folds != folds.folds:
-        raise ValueError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
+        raise InvalidInputError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
     folds.save(folds_file)
     channel_names = list(dataset.channel_names)
     if recipe.context_channel is not None:
