@@ -30,12 +30,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..data.datasets import Dataset, read_csv_dataset, read_decathlon
 from ..data.splits import Folds, case_folds
 from ..devices import resolve_device
 from ..errors import InvalidInputError, MissingFileError, NotReadyError
 from ..inference.volume_cams import cam_engine_for
+from ..lock import folder_lock
+from ..paths import check_case_id, output_path
 from ..training.checkpoint import (
     card_path,
     library_versions,
@@ -62,7 +64,10 @@ STAGES = ("train", "cams", "retrain", "report")
 
 def read_dataset(config: StudyConfig) -> Dataset:
     """The study's dataset, with external measures merged from ``config.measures`` (CSV: case, measures...)."""
-    dataset = read_csv_dataset(config.dataset, config.csv) if config.csv else read_decathlon(config.dataset)
+    if config.csv:
+        dataset = read_csv_dataset(config.dataset, config.csv)
+    else:
+        dataset = read_decathlon(config.dataset, allow_outside=config.allow_outside_dataset)
     if config.measures is not None:
         try:
             table = pd.read_csv(config.measures, dtype={"case": str})
@@ -430,19 +435,31 @@ def run_study(config: StudyConfig, shard: tuple[int, int] = (0, 1), stages=STAGE
     if unknown:
         raise InvalidInputError(f"unknown stages {sorted(unknown)}; stages are {list(STAGES)}")
     started = time.perf_counter()
-    dataset = read_dataset(config)
-    recipe = recipe_of(config, dataset)
-    folds = study_folds(config, dataset)
-    _check_config_unchanged(config)
-    if "train" in stages:
-        train_stage(config, dataset, folds, recipe, shard, progress)
-    if "cams" in stages:
-        cams_stage(config, dataset, folds, recipe, shard, progress)
-    if "retrain" in stages:
-        retrain_stage(config, dataset, folds, recipe, shard, progress)
-    if "report" in stages:
-        return report_stage(config, dataset, folds, started, progress)
+    check_devices(config)
+    with folder_lock(config.output, shard, what=f"wssscam study, stages {','.join(stages)}") as alone:
+        if alone:  # no other process writes here: what killed writers left behind can go
+            remove_stale_temporaries(config.output)
+        dataset = read_dataset(config)
+        recipe = recipe_of(config, dataset)
+        folds = study_folds(config, dataset)
+        _check_config_unchanged(config)
+        if "train" in stages:
+            train_stage(config, dataset, folds, recipe, shard, progress)
+        if "cams" in stages:
+            cams_stage(config, dataset, folds, recipe, shard, progress)
+        if "retrain" in stages:
+            retrain_stage(config, dataset, folds, recipe, shard, progress)
+        if "report" in stages:
+            return report_stage(config, dataset, folds, started, progress)
     return None
+
+
+def check_devices(config: StudyConfig) -> None:
+    """Refuse, before any work, a study device or a model's training device that this machine does not have."""
+    resolve_device(config.device, f"{config.source}: device")
+    for index, spec in enumerate(config.models):
+        if "device" in spec.train:
+            resolve_device(spec.train["device"], f"{config.source}: models[{index}].train.device")
 
 
 def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
@@ -466,7 +483,7 @@ def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
             shutil.copy2(folds_file, target / "folds.json")
         for marker in sorted((source / "units").glob("*/fold*.json")):
             stem = marker.name[: -len(".json")]
-            destination = target / "units" / marker.parent.name
+            destination = output_path(target, "units", check_case_id(marker.parent.name, str(marker)))
             destination.mkdir(parents=True, exist_ok=True)
             for part in sorted(marker.parent.glob(f"{stem}.*.parquet")):
                 shutil.copy2(part, destination / part.name)

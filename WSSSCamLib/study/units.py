@@ -43,6 +43,7 @@ from ..masks import (
     mean_dice_over_thresholds,
 )
 from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
+from ..paths import check_case_id, output_path
 from ..training.checkpoint import ModelCard
 from ..training.crossval import SliceRecipe
 from .config import StudyConfig
@@ -251,7 +252,8 @@ def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tupl
 
 
 def unit_paths(output: Path, case_id: str, fold: int) -> dict[str, Path]:
-    folder = output / "units" / case_id
+    """The files of unit (case, fold), all under ``output/units/<case>/`` (an unsafe case id is refused)."""
+    folder = output_path(output, "units", check_case_id(case_id, f"{output}: unit"))
     return {"slices": folder / f"fold{fold}.slices.parquet", "agreement": folder / f"fold{fold}.agreement.parquet",
             "marker": folder / f"fold{fold}.json"}
 
