@@ -84,6 +84,7 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] = (0, 1), what: str =
     e.g. remove stale temporaries). Raises :class:`LockError` when a live process holds an overlapping shard.
     """
     folder = Path(folder)
+    created = not folder.exists()
     locks = folder / LOCKS
     locks.mkdir(parents=True, exist_ok=True)
     mine = locks / f"{socket.gethostname()}-{os.getpid()}.lock"
@@ -111,6 +112,16 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] = (0, 1), what: str =
     finally:
         if owned:
             mine.unlink(missing_ok=True)
+        _remove_if_empty(locks)
+        if created:  # a run refused before writing anything leaves no empty output folder behind
+            _remove_if_empty(folder)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (another process's lock, or results), or already gone
+        pass
 
 
 __all__ = ["LockError", "folder_lock", "live_locks", "shards_overlap"]
