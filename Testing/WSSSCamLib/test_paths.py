@@ -9,7 +9,13 @@ import pytest
 from WSSSCamLib.cli import main
 from WSSSCamLib.data.datasets import load_case, read_csv_dataset, read_decathlon
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
-from WSSSCamLib.paths import UnsafePathError, check_case_id, dataset_file, is_under, output_path
+from WSSSCamLib.paths import (
+    UnsafePathError,
+    check_case_id,
+    dataset_file,
+    is_under,
+    output_path,
+)
 from WSSSCamLib.study.units import unit_paths
 
 

@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from WSSSCamLib.cli import main
-from WSSSCamLib.data.datasets import DatasetError, load_case, read_csv_dataset, read_decathlon
-from WSSSCamLib.data.readers import VolumeReadError, read_dicom_series, read_volume, write_nifti
+from WSSSCamLib.data.datasets import (
+    DatasetError,
+    load_case,
+    read_csv_dataset,
+    read_decathlon,
+)
+from WSSSCamLib.data.readers import (
+    VolumeReadError,
+    read_dicom_series,
+    read_volume,
+    write_nifti,
+)
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
 from WSSSCamLib.data.volume import Volume
 
