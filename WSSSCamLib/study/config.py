@@ -148,7 +148,7 @@ def _percentile_pair(value: Any, key: str) -> tuple[float, float]:
     pair = list_of(number(0, 100))(value, key)
     if len(pair) != 2 or not pair[0] < pair[1]:
         raise ConfigError(f"{key}: expected two percentiles [low, high] with 0 <= low < high <= 100, got {value!r}")
-    return pair[0], pair[1]
+    return value[0], value[1]  # as written, so the configuration's fingerprint does not change
 
 
 RECIPE: dict[str, Field] = dataclass_schema(SliceRecipe, {

@@ -75,7 +75,7 @@ def test_the_schema_accepts_every_valid_key(tmp_path):
                            "models": [{"name": "a", "architecture": "small-cnn", "train": {"epochs": 3, "learning_rate": 1e-3,
                                                                                           "balance": "sampler", "device": "cpu"}}]},
                           "t", tmp_path)
-    assert config.recipe["clip_percentiles"] == (1.0, 99.0) and config.allow_outside_dataset
+    assert config.recipe["clip_percentiles"] == (1, 99) and config.allow_outside_dataset
     assert [t.name for t in config.thresholds] == ["t=0.50", "t=0.70", "otsu"]
 
 
