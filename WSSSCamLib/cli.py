@@ -1,4 +1,13 @@
-"""Command line: ``wssscam demo | train | study | merge | predict | methods``."""
+"""Command line: ``wssscam [--debug] demo | train | study | merge | predict | methods``.
+
+Errors: every subcommand's handler runs inside :func:`main`, which turns a user error into one line
+``wssscam <command>: <file or key>: <problem>`` on stderr and exit status 1 (a traceback only with
+``--debug``). User errors are instances of :class:`WSSSCamLib.errors.UserError` (``DatasetError``,
+``VolumeReadError``, ``CheckpointError``, ``ConfigError``, ``UnsafePathError``, ``DeviceError``,
+``LockError``, ``InvalidInputError``, ``NotReadyError``, ``MissingFileError``) and ``OSError`` (named by
+its path). Any other exception is a bug: one line naming its type, exit status 3. A ``--device`` option
+of any subcommand is checked before its handler runs. Usage errors are argparse's (exit status 2).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +26,14 @@ def _demo(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .atomic import remove_stale_temporaries
     from .data.datasets import read_csv_dataset, read_decathlon
+    from .lock import folder_lock
     from .training.crossval import SliceRecipe, cross_validate
     from .training.trainer import TrainConfig
 
     root = Path(args.dataset)
-    dataset = read_csv_dataset(root, args.csv) if args.csv else read_decathlon(root)
+    dataset = read_csv_dataset(root, args.csv) if args.csv else read_decathlon(root, allow_outside=args.allow_outside_dataset)
     try:
         context = None if args.context_channel is None else dataset.channel_index(args.context_channel)
     except KeyError as error:
@@ -32,7 +43,10 @@ def _train(args: argparse.Namespace) -> int:
                          balance=args.balance, augment=not args.no_augment, seed=args.seed, device=args.device)
     print(f"{len(dataset.cases)} cases, channels {dataset.channel_names}, classes {dataset.class_names}; "
           f"{args.folds}-fold case-level cross-validation of {args.arch} -> {args.out}")
-    report = cross_validate(dataset, args.out, args.arch, recipe, config, k=args.folds, seed=args.seed)
+    with folder_lock(args.out, what="wssscam train") as alone:
+        if alone:
+            remove_stale_temporaries(args.out)
+        report = cross_validate(dataset, args.out, args.arch, recipe, config, k=args.folds, seed=args.seed)
     print(report.table())
     print(f"\nCheckpoints and model cards: {args.out}/fold*/model.pt|json; results: {args.out}/cv_results.csv")
     return 0
@@ -48,14 +62,24 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``, refused as a usage error naming the value otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def _study(args: argparse.Namespace) -> int:
-    from .study import ConfigError, load_config, run_study
+    from .study import load_config, run_study
     from .study.runner import STAGES
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as error:
-        raise SystemExit(f"wssscam study: {error}") from None
+    config = load_config(args.config)
     if args.out:
         from pathlib import Path
 
@@ -64,10 +88,7 @@ def _study(args: argparse.Namespace) -> int:
         config.device = args.device
     # A shard maps its cases under every fold's models: train first (--stages train, sharded by fold), then cams (by case) and retrain (by fold).
     stages = args.stages.split(",") if args.stages else (["cams", "retrain"] if args.shard[1] > 1 else list(STAGES))
-    try:
-        report = run_study(config, args.shard, stages, progress=not args.quiet)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        raise SystemExit(f"wssscam study: {error}") from None
+    report = run_study(config, args.shard, stages, progress=not args.quiet)
     if report is None:
         print(f"shard {args.shard[0]}/{args.shard[1]} done; when every shard has finished: wssscam study {args.config} --stages report")
     return 0
@@ -147,26 +168,29 @@ def _methods(_: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wssscam", description="Weakly supervised segmentation with class activation maps.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="CAMs of a small CNN trained on built-in synthetic phantoms; writes overlay PNGs")
     demo.add_argument("--out", default="wssscam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--epochs", type=int, default=12)
+    demo.add_argument("--epochs", type=_at_least(1), default=12)
     demo.set_defaults(run=_demo)
     train = sub.add_parser("train", help="k-fold case-level cross-validation of a slice classifier on a dataset")
     train.add_argument("dataset", help="Decathlon/nnU-Net folder (dataset.json), or a folder of volumes with --csv")
     train.add_argument("--csv", help="CSV with columns case,label[,measures] for a folder of volumes")
+    train.add_argument("--allow-outside-dataset", action="store_true",
+                       help="let dataset.json refer to files outside the dataset folder (refused by default)")
     train.add_argument("--out", required=True, help="output folder (resumes when it holds finished folds)")
     train.add_argument("--arch", default="small-cnn", help="architecture from the model zoo (default: %(default)s)")
-    train.add_argument("--folds", type=int, default=5)
-    train.add_argument("--size", type=int, default=96, help="slice size in pixels after resizing (default: %(default)s)")
+    train.add_argument("--folds", type=_at_least(2), default=5)
+    train.add_argument("--size", type=_at_least(1), default=96, help="slice size in pixels after resizing (default: %(default)s)")
     train.add_argument("--axis", default="K", choices=["K", "J", "I"], help="slicing axis in KJI terms (default: %(default)s)")
     train.add_argument("--context-channel", default=None, help="2.5D: add this channel's previous and next slices (name or index)")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--epochs", type=_at_least(1), default=30)
+    train.add_argument("--batch-size", type=_at_least(1), default=32)
     train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (0: off)")
+    train.add_argument("--patience", type=_at_least(0), default=10, help="early-stopping patience in epochs (0: off)")
     train.add_argument("--balance", default="loss", choices=["loss", "sampler", "none"])
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--seed", type=int, default=0)
@@ -211,9 +235,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(command: str, error: BaseException) -> tuple[str, int]:
+    """The one line and the exit status ``main`` gives for ``error`` raised by subcommand ``command``:
+    a user error (:class:`~WSSSCamLib.errors.UserError`, or an ``OSError``, named by its path) -> 1, anything else -> 3."""
+    from .errors import UserError
+
+    if isinstance(error, UserError):
+        return f"wssscam {command}: {error}", 1
+    if isinstance(error, OSError):
+        if error.filename is not None:
+            target = f" -> {error.filename2}" if error.filename2 is not None else ""
+            return f"wssscam {command}: {error.filename}{target}: {error.strerror or error}", 1
+        return f"wssscam {command}: {error}", 1
+    return (f"wssscam {command}: internal error ({type(error).__name__}: {error}); "
+            "run again with --debug for the traceback, and please report it"), 3
+
+
+def _check_device_option(args: argparse.Namespace) -> None:
+    """Any subcommand's ``--device``: spelled right and present on this machine, checked before the handler does any work."""
+    device = getattr(args, "device", None)
+    if device is not None:
+        from .devices import resolve_device
+
+        resolve_device(device, "--device")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a ``wssscam`` command; user errors end as one line and exit status 1 (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    if args.debug:
+        _check_device_option(args)
+        return args.run(args)
+    try:
+        _check_device_option(args)
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"wssscam {args.command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:  # noqa: BLE001 - every error ends as one line; --debug shows the traceback
+        line, status = error_line(args.command, error)
+        if status == 1:
+            raise SystemExit(line) from None
+        print(line, file=sys.stderr)
+        raise SystemExit(status) from None
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ from . import postprocess
 from .activation_maps import class_activation_map, eigen_cam
 from .capture import Capture, capture_forward
 from .gradient_maps import grad_cam_plus_plus, weighted_sum
-from .layers import check_input, classifier_weight, default_layers, named_module
+from .layers import check_batch, check_input, classifier_weight, default_layers, named_module
 from .methods import Method, resolve_methods
 from .score_maps import default_score_chunk_size, highest_variance_channels, score_cam_weights
-from .targets import ClassTarget, Region, class_indices, explained_scores
+from .targets import ClassTarget, Region, check_logits, class_indices, explained_scores
 
 
 @dataclass
@@ -134,6 +134,7 @@ class CamEngine:
         ``upsample=False`` keeps the layer's resolution.
         """
         chosen = resolve_methods(methods)
+        check_batch(x)
         x = x.to(self._device())
         check_input(self.model, x)
         if self.model.training:
@@ -143,6 +144,7 @@ class CamEngine:
         gradient_layers = self._gradient_layers(chosen)
         capture = capture_forward(self.model, x, self._captured_layers(chosen), track_grad=bool(gradient_layers))
         logits = capture.output.detach()
+        check_logits(logits)
         classes = class_indices(target, logits)
         region_mask = self._region_mask(region, logits, classes, chosen)
         gradients = self._gradients(capture, classes, region_mask, gradient_layers)

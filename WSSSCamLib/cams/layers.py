@@ -58,6 +58,26 @@ def first_convolution(model: nn.Module) -> nn.modules.conv._ConvNd | None:
     return None
 
 
+def check_batch(x: object) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``x`` is a non-empty floating-point tensor of finite values.
+
+    Checked before anything runs: a NumPy array, an empty batch, integer images or a NaN/infinite value
+    would otherwise fail deep inside the network or give NaN logits and all-zero maps without a word.
+    """
+    if not isinstance(x, torch.Tensor):
+        hint = " (convert it with torch.from_numpy(array))" if type(x).__module__.startswith("numpy") else ""
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__module__}.{type(x).__name__}{hint}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"input of shape {tuple(x.shape)} is an empty batch: nothing to explain")
+    if not x.is_floating_point():
+        raise TypeError(f"input must be a floating-point tensor (images), got dtype {x.dtype}")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        samples = sorted({int(i) for i in (~finite).reshape(x.shape[0], -1).any(1).nonzero().flatten().tolist()})
+        raise ValueError(f"input holds {int((~finite).sum())} NaN or infinite values (samples {samples[:10]}); "
+                         "CAMs of such input are meaningless")
+
+
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
     """Raise ``ValueError`` when ``x`` cannot be an input of ``model``.
 

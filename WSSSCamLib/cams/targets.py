@@ -17,6 +17,32 @@ ClassTarget = Union[int, Sequence[int], torch.Tensor, None]
 """One class for all samples (int), one per sample (sequence or 1-D tensor), or None (predicted class)."""
 
 
+def _integer_tensor(target: object) -> torch.Tensor:
+    """``target`` as a LongTensor; ``TypeError``/``ValueError`` for anything but integer class indices (True, "1", 1.5)."""
+    if isinstance(target, (bool, str, bytes)):
+        raise TypeError(f"target must be integer class indices, got {target!r}")
+    try:
+        values = torch.as_tensor(target)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"target must be an int, a sequence of ints or a 1-D integer tensor, got {target!r}") from None
+    if values.dtype == torch.bool:
+        raise TypeError(f"target must be integer class indices, got {target!r}")
+    if values.is_floating_point() or values.is_complex():
+        raise ValueError(f"target must be integer class indices, got {target!r} (dtype {values.dtype}); "
+                         "a fractional class such as 1.5 is not a class")
+    return values.long()
+
+
+def check_logits(logits: torch.Tensor) -> None:
+    """Raise ``ValueError`` when the model's output holds NaN or infinite values (non-finite weights, or an
+    overflow): the gradients, maps and the eigen decomposition of Eigen-CAM would be meaningless."""
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):
+        samples = (~finite).reshape(logits.shape[0], -1).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"the model's output is NaN or infinite for samples {samples[:10]} although the input is finite "
+                         "(non-finite weights?)")
+
+
 def class_indices(target: ClassTarget, logits: torch.Tensor) -> torch.Tensor:
     """Resolve ``target`` to a LongTensor of N class indices on the logits' device.
 
@@ -28,10 +54,10 @@ def class_indices(target: ClassTarget, logits: torch.Tensor) -> torch.Tensor:
     if target is None:
         scores = logits if logits.ndim == 2 else logits.flatten(2).sum(-1)
         return scores.argmax(dim=1)
-    if isinstance(target, int):
+    if isinstance(target, int) and not isinstance(target, bool):
         indices = torch.full((n,), target, dtype=torch.long, device=logits.device)
     else:
-        indices = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
+        indices = _integer_tensor(target).to(logits.device).reshape(-1)
         if indices.numel() == 1 and n != 1:
             indices = indices.expand(n)
         if indices.numel() != n:

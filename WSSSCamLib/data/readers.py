@@ -2,8 +2,9 @@
 
 Every reader returns a :class:`~WSSSCamLib.data.volume.Volume` (KJI float32 array, IJK-to-RAS
 affine) and raises :class:`VolumeReadError` naming the file and the problem for unreadable input:
-a truncated or corrupt file, a DICOM folder with several series, gaps or uneven spacing between
-slices, inconsistent orientations, or NaN voxels.
+a truncated or corrupt file, a NaN, infinite or singular (e.g. all-zero) affine, a DICOM folder with
+several series, a DICOM image header without pixel data, gaps or uneven spacing between slices,
+inconsistent orientations, or NaN voxels.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import UserError
 from .volume import LPS_TO_RAS, Volume
 
 
-class VolumeReadError(ValueError):
+class VolumeReadError(UserError, ValueError):
     """A volume file or series cannot be read; the message names the file and the problem."""
 
 
@@ -40,14 +42,16 @@ def read_volume(path: str | Path, check_finite: bool = True) -> Volume:
         volume = read_dicom_series([path])
     else:
         raise VolumeReadError(f"{path}: unknown volume format (expected .nii, .nii.gz, .nrrd, .nhdr, .dcm or a DICOM folder)")
+    _check(volume.check_affine)
     if check_finite:
-        _check_finite(volume)
+        _check(volume.check_finite)
     return volume
 
 
-def _check_finite(volume: Volume) -> None:
+def _check(check) -> None:
+    """Run a :class:`Volume` check, raising its ``ValueError`` as :class:`VolumeReadError`."""
     try:
-        volume.check_finite()
+        check()
     except ValueError as error:
         raise VolumeReadError(str(error)) from None
 
@@ -161,6 +165,12 @@ def _dicom_files(source) -> list[Path]:
     return [Path(p) for p in source]
 
 
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_IMAGE_KEYWORDS = ("Rows", "Columns", "ImagePositionPatient", "PerFrameFunctionalGroupsSequence")
+"""A file with any of these attributes describes an image, so it must carry pixel data; others (DICOMDIR,
+structured reports, presentation states) are not part of a volume and are passed over."""
+
+
 def _read_headers(files: list[Path]):
     import pydicom
 
@@ -170,8 +180,11 @@ def _read_headers(files: list[Path]):
             dataset = pydicom.dcmread(str(file), stop_before_pixels=False)
         except Exception as error:
             raise VolumeReadError(f"{file}: not a readable DICOM file ({type(error).__name__}: {error})") from error
-        if "PixelData" not in dataset:
-            continue  # DICOMDIR, structured reports, presentation states
+        if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
+            if any(keyword in dataset for keyword in _IMAGE_KEYWORDS):
+                raise VolumeReadError(f"{file}: DICOM image header without pixel data (a truncated or header-only file); "
+                                      "restore or remove it")
+            continue  # not an image: DICOMDIR, structured reports, presentation states
         datasets.append((file, dataset))
     return datasets
 

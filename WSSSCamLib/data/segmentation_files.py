@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path, write_text
+from ..errors import InvalidInputError
 from .volume import LPS_TO_RAS
 
 SEGMENT_COLOURS: tuple[tuple[float, float, float], ...] = (
@@ -34,15 +35,18 @@ SEGMENT_COLOURS: tuple[tuple[float, float, float], ...] = (
 """Colours (RGB in [0, 1]) given to segments in order, repeating: green, blue, yellow, magenta, cyan,
 orange, purple, brown (the Slicer panel uses the same)."""
 
-LESION_TERMINOLOGY = (
-    "Segmentation category and type - DICOM master list~SCT^49755003^Morphologically abnormal structure"
-    "~SCT^52988006^Lesion~^^~Anatomic codes - DICOM master list~^^~^^"
+CAM_SEGMENT_TERMINOLOGY = (
+    "Segmentation category and type - 3D Slicer General Anatomy list"
+    "~SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass~^^"
+    "~Anatomic codes - DICOM master list~^^~^^"
 )
-"""Slicer terminology entry of a CAM segment: category "Morphologically abnormal structure"
-(SCT 49755003), type "Lesion" (SCT 52988006) - the codes the DICOM SEG writer uses too."""
+"""Terminology of every CAM segment, in vtkSegment's TerminologyEntry tag format (context~category~
+type~type modifier~anatomic context~region~region modifier, codes as scheme^value^meaning): 3D
+Slicer's General Anatomy list, "Morphologically Altered Structure" (SCT 49755003) / "Mass" (SCT
+4147007). The DICOM SEG writer codes its segments the same way."""
 
 
-class SegmentationFileError(ValueError):
+class SegmentationFileError(InvalidInputError):
     """Segments cannot be written; the message names the file and the problem."""
 
 
@@ -94,7 +98,7 @@ def _reference_geometry(ijk_to_ras: np.ndarray, shape_kji: Sequence[int]) -> str
 
 
 def write_seg_nrrd(segments: Mapping[str, np.ndarray], ijk_to_ras: np.ndarray, path: str | Path,
-                   colours: Mapping[str, Sequence[float]] | None = None, tags: str = LESION_TERMINOLOGY) -> Path:
+                   colours: Mapping[str, Sequence[float]] | None = None, tags: str = CAM_SEGMENT_TERMINOLOGY) -> Path:
     """Write ``segments`` (name -> bool K x J x I) as a 3D Slicer segmentation file ``path`` (*.seg.nrrd).
 
     Segment IDs equal the names; colours default to :data:`SEGMENT_COLOURS` in order; ``tags`` is the
@@ -216,7 +220,7 @@ def write_dicom_seg(segments: Mapping[str, np.ndarray], ijk_to_ras: np.ndarray, 
 
     ``source_files``: the single-frame DICOM images the volume was read from (any order). Each
     segment is sampled at the pixel centres of every source image, one frame per image and segment
-    (empty frames kept). Segments are coded as "Morphologically abnormal structure / Lesion",
+    (empty frames kept). Segments are coded as in :data:`CAM_SEGMENT_TERMINOLOGY` (SCT 49755003 / 4147007 Mass),
     algorithm type AUTOMATIC. Needs ``highdicom`` (``pip install highdicom``).
     """
     path = Path(path)
@@ -241,7 +245,7 @@ def write_dicom_seg(segments: Mapping[str, np.ndarray], ijk_to_ras: np.ndarray, 
         planes.append(np.stack([_frame_mask(mask, ijk_to_ras, d) for d in datasets]))
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64],
-            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure, segmented_property_type=codes.SCT.Lesion,
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure, segmented_property_type=codes.SCT.Mass,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm))
     pixels = np.stack(planes, axis=-1).astype(np.uint8)
     seg = hd.seg.Segmentation(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidInputError
 from .volume import Volume
 
 _AXES = {"K": 0, "J": 1, "I": 2}
@@ -65,7 +66,7 @@ def extract_slices(case_id: str, image: Volume, mask: Volume | None = None, axis
     if axis not in _AXES:
         raise ValueError(f"slicing axis must be one of {list(_AXES)}, got '{axis}'")
     if mask is None and case_label is None:
-        raise ValueError(f"case '{case_id}': slice labels need a mask or a case label")
+        raise InvalidInputError(f"case '{case_id}': slice labels need a mask or a case label")
     a = _AXES[axis]
     array = image.array if image.array.ndim == 4 else image.array[None]
     images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, a + 1, 0)))  # N, C, H, W

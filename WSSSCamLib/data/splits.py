@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import write_text
+from ..errors import InvalidInputError
 
 
 @dataclass
@@ -41,9 +42,9 @@ def case_folds(case_ids: Sequence[str], k: int = 5, seed: int = 0, labels: Seque
     """
     ids = list(case_ids)
     if len(set(ids)) != len(ids):
-        raise ValueError("case ids must be unique: a case in two folds would leak")
+        raise InvalidInputError("case ids must be unique: a case in two folds would leak")
     if not 2 <= k <= len(ids):
-        raise ValueError(f"k = {k} folds needs 2 <= k <= {len(ids)} cases")
+        raise InvalidInputError(f"k = {k} folds needs 2 <= k <= {len(ids)} cases")
     rng = random.Random(seed)
     groups: dict[int, list[str]] = {}
     for case_id, label in zip(ids, labels if labels is not None else [0] * len(ids)):

@@ -68,6 +68,20 @@ class Volume:
         if bad.any():
             raise ValueError(f"{self.source or 'volume'}: {int(bad.sum())} voxels are NaN or infinite")
 
+    def check_affine(self) -> None:
+        """Raise ``ValueError`` naming the file when the voxel-to-RAS affine is not finite, not affine (last row
+        other than 0 0 0 1) or singular (a zero or degenerate voxel axis: no geometry to keep)."""
+        name = self.source or "volume"
+        affine = self.ijk_to_ras
+        if not np.isfinite(affine).all():
+            raise ValueError(f"{name}: the voxel-to-world affine holds NaN or infinite values: {affine.tolist()}")
+        if not np.allclose(affine[3], [0, 0, 0, 1]):
+            raise ValueError(f"{name}: the voxel-to-world affine's last row is {affine[3].tolist()}, not [0, 0, 0, 1]")
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        if spacing.min() <= 1e-8 or abs(np.linalg.det(affine[:3, :3])) <= 1e-12 * float(np.prod(spacing)):
+            raise ValueError(f"{name}: the voxel-to-world affine is singular (voxel axes {spacing.round(6).tolist()} mm, "
+                             "all-zero or parallel): the file has no usable geometry")
+
 
 def affine_from_geometry(spacing, origin, direction) -> np.ndarray:
     """4 x 4 IJK-to-RAS affine from spacing (I, J, K mm), RAS origin and unit direction columns."""

@@ -95,6 +95,9 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small-cnn-plain": lambda c, k, d: SmallCNN(c, k, d, widths=(32, 64, 128, 256)),
 }
 
+SEGMENTATION_ARCHITECTURES = frozenset({"monai-unet"})
+"""Architectures with a spatial output (the Seg- CAM methods explain these; every other one is a classifier)."""
+
 
 def build_model(architecture: str, in_channels: int, num_classes: int, spatial_dims: int = 2) -> nn.Module:
     """A freshly initialised network of ``architecture`` for ``in_channels`` inputs and ``num_classes`` outputs.

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data.volume import Volume
+from ..data.segmentation_files import CAM_SEGMENT_TERMINOLOGY
 from ..masks import Threshold
 from ..metrics.volume_measures import agreement_rows, measure_masks
 from ..predict.segments import SegmentationRule, member_key, segment_volumes
@@ -129,12 +130,6 @@ def _table(scene, rows: list[dict], name: str, units: Mapping[str, str]):
 
 # --- one set of result nodes per input volume (the Slicer panel; issue 12) ------------------------
 
-# DICOM-style terminology of the CAM segments, in the TerminologyEntry tag format of vtkSegment
-# (context~category~type~type modifier~anatomic context~region~region modifier, each code as
-# scheme^value^meaning): 3D Slicer General Anatomy list, Morphologically Altered Structure / Mass.
-CAM_SEGMENT_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
-                           "~SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass~^^"
-                           "~Anatomic codes - DICOM master list~^^~^^")
 VOLUME_ATTRIBUTE = "WSSSCam.volumeID"
 
 

@@ -13,7 +13,6 @@ an optional Seg- region) from volume files, DICOM series folders, dataset folder
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,10 @@ import numpy as np
 from ..data.datasets import read_decathlon
 from ..data.readers import NIFTI_SUFFIXES, NRRD_SUFFIXES, read_volume
 from ..data.volume import Volume
+from ..errors import InvalidInputError
+from ..paths import check_case_id
 
-CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-
-
-class PredictInputError(ValueError):
+class PredictInputError(InvalidInputError):
     """An input cannot be used; the message names the file and the problem."""
 
 
@@ -63,14 +61,6 @@ class LoadedInput:
 
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-
-
-def check_case_id(case_id: str, source: str) -> str:
-    """A case id that is safe as a folder name: letters, digits, '.', '_', '+', '-', not starting with a dot."""
-    if not CASE_ID.fullmatch(case_id) or ".." in case_id:
-        raise PredictInputError(f"{source}: case id {case_id!r} is not a safe folder name "
-                                "(letters, digits, '.', '_', '+', '-'; no path separators, no leading dot, no '..')")
-    return case_id
 
 
 def _file_case_id(path: Path) -> str:

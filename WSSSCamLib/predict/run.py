@@ -32,13 +32,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..cams import resolve_methods
 from ..data.readers import write_volume
 from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, write_label_map, write_seg_nrrd
 from ..devices import resolve_device
 from ..inference import iter_volume_cams
 from ..metrics.volume_measures import agreement_rows, measure_masks
+from ..paths import output_path
 from ..training.checkpoint import ModelCard, load_checkpoint
 from .inputs import LoadedInput, PredictCase, PredictInputError, load_input
 from .progress import Progress
@@ -278,8 +279,7 @@ def _write_outputs(case: PredictCase, loaded: LoadedInput, cams: dict, segments:
 def _remove_stale(folder: Path, old: dict | None, new: dict) -> None:
     """Delete the files an earlier run with other settings listed and this one did not write; and
     temporaries left by a killed run (``.<name>.*.tmp``)."""
-    for temporary in folder.rglob(".*.tmp"):
-        temporary.unlink(missing_ok=True)
+    remove_stale_temporaries(folder)
     if not old:
         return
 
@@ -308,7 +308,7 @@ def predict_case(case: PredictCase, models: Sequence[PredictModel], options: Pre
                  progress: Progress, span: tuple[float, float] = (0.0, 1.0)) -> dict:
     """Compute and write one case (see the module docstring); returns its result record."""
     watch = _Stopwatch()
-    folder = out / case.case_id
+    folder = output_path(out, case.case_id)
     started = time.perf_counter()
     loaded = load_input(case)
     watch.add("read", started)

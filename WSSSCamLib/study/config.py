@@ -23,7 +23,11 @@ Example (YAML)::
     filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # seed 003
 
 Relative paths are resolved against the configuration file's folder. Every error names the file
-and the key.
+and the key. Every value is type-checked at load time against one schema (``TOP_LEVEL``, ``RECIPE``,
+``TRAIN``, ``MODEL``, ``ENSEMBLE`` below; ``recipe`` and ``train`` follow the fields of
+:class:`~WSSSCamLib.training.crossval.SliceRecipe` and :class:`~WSSSCamLib.training.trainer.TrainConfig`,
+so an option added there joins the schema). ``allow_outside_dataset: true`` lets ``dataset.json``
+refer to image and label files outside the dataset folder (refused otherwise).
 """
 
 from __future__ import annotations
@@ -33,13 +37,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cams import resolve_methods
+from ..cams import METHODS, resolve_methods
+from ..devices import DeviceError, check_device
 from ..masks import RULES, THRESHOLD_GRID, Threshold
-from ..models.zoo import ARCHITECTURES
-
-
-class ConfigError(ValueError):
-    """The study configuration is invalid; the message names the file and the key."""
+from ..models.zoo import ARCHITECTURES, SEGMENTATION_ARCHITECTURES
+from ..schema import (
+    ConfigError,
+    Field,
+    boolean,
+    check_section,
+    dataclass_schema,
+    either,
+    integer,
+    list_of,
+    number,
+    optional,
+    section,
+    string,
+)
+from ..training.crossval import SliceRecipe
+from ..training.trainer import TrainConfig
 
 
 @dataclass
@@ -95,6 +112,7 @@ class StudyConfig:
     overlays: int = 4
     batch_size: int = 32
     filtered_retraining: FilteredRetrainingSpec | None = None
+    allow_outside_dataset: bool = False
     source: str = ""
 
     def methods_of(self, model: ModelSpec) -> list[str]:
@@ -116,8 +134,72 @@ class StudyConfig:
         return data
 
 
-_KNOWN_KEYS = {"dataset", "csv", "measures", "output", "folds", "folds_file", "seed", "device", "recipe", "models", "methods", "thresholds",
-               "empty_when_negative", "ensembles", "overlays", "batch_size", "filtered_retraining"}
+
+def device_string(value: Any, key: str) -> str:
+    """A device spelled ``auto | cpu | cuda | cuda:N | mps`` (whether it exists is checked when the run starts)."""
+    try:
+        return check_device(value, key)
+    except DeviceError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _percentile_pair(value: Any, key: str) -> tuple[float, float]:
+    """Two percentiles ``[low, high]`` with 0 <= low < high <= 100."""
+    pair = list_of(number(0, 100))(value, key)
+    if len(pair) != 2 or not pair[0] < pair[1]:
+        raise ConfigError(f"{key}: expected two percentiles [low, high] with 0 <= low < high <= 100, got {value!r}")
+    return value[0], value[1]  # as written, so the configuration's fingerprint does not change
+
+
+RECIPE: dict[str, Field] = dataclass_schema(SliceRecipe, {
+    "size": integer(minimum=1), "axis": string(["K", "J", "I"]), "clip_percentiles": _percentile_pair,
+    "context_channel": optional(either(integer(minimum=0), string(), expected="a channel name or index")),
+})
+"""``recipe``: how volumes become classifier input (the fields of SliceRecipe)."""
+
+TRAIN: dict[str, Field] = dataclass_schema(TrainConfig, {
+    "epochs": integer(minimum=1), "batch_size": integer(minimum=1), "learning_rate": number(positive=True),
+    "weight_decay": number(minimum=0), "balance": string(["loss", "sampler", "none"]), "patience": integer(minimum=0),
+    "seed": integer(minimum=0), "device": device_string,
+})
+"""``models[i].train``: training options (the fields of TrainConfig)."""
+
+
+def _method_names(value: Any, key: str) -> list[str]:
+    """A non-empty list of CAM method names, canonicalised."""
+    names = list_of(string(), min_length=1)(value, key)
+    try:
+        return [m.name for m in resolve_methods(names)]
+    except (KeyError, ValueError) as error:
+        raise ConfigError(f"{key}: {error.args[0] if error.args else error}") from None
+
+
+def _anything(value: Any, key: str) -> Any:
+    """Accepted as is here; checked where its meaning is known (models, ensembles, filtered_retraining)."""
+    return value
+
+
+MODEL: dict[str, Field] = {
+    "name": Field(string(), required=True), "architecture": Field(string(), required=True),
+    "train": Field(section(TRAIN), {}), "checkpoints": Field(optional(string())), "methods": Field(optional(_method_names)),
+}
+"""``models[i]``: a model of the study."""
+
+ENSEMBLE: dict[str, Field] = {"rule": Field(_anything, required=True), "members": Field(list_of(string()), [])}
+"""``ensembles[i]``: a rule over member maps (model/method), checked against the listed models."""
+
+TOP_LEVEL: dict[str, Field] = {
+    "dataset": Field(string(), required=True), "csv": Field(optional(string())), "measures": Field(optional(string())),
+    "output": Field(string(), required=True), "folds": Field(integer(), 5), "folds_file": Field(optional(string())),
+    "seed": Field(integer(minimum=0), 0), "device": Field(device_string, "auto"), "recipe": Field(section(RECIPE), {}),
+    "models": Field(list_of(_anything, min_length=1), required=True), "methods": Field(_method_names, required=True),
+    "thresholds": Field(list_of(either(string(), number(), expected="a threshold name (t=0.5, p95, mean, median, otsu, grid)")),
+                        ["grid", "p95", "mean", "median", "otsu"]),
+    "empty_when_negative": Field(boolean(), False), "ensembles": Field(optional(list_of(_anything)), []),
+    "overlays": Field(integer(minimum=0), 4), "batch_size": Field(integer(minimum=1), 32),
+    "filtered_retraining": Field(_anything), "allow_outside_dataset": Field(boolean(), False),
+}
+"""The top level of a study configuration; a new key joins here (and as a field of StudyConfig)."""
 
 
 def _parse_thresholds(items: list, where: str) -> list[Threshold]:
@@ -134,83 +216,103 @@ def _parse_thresholds(items: list, where: str) -> list[Threshold]:
     return list(unique.values())
 
 
+def _check_method_pairs(model: ModelSpec, methods: list[str], where: str) -> None:
+    """Refuse methods the model's kind of network cannot give: Seg- methods on a classifier, classifier methods on a U-Net."""
+    segmentation = model.architecture in SEGMENTATION_ARCHITECTURES
+    for name in methods:
+        method = METHODS[name]
+        if method.segmentation and not segmentation:
+            raise ConfigError(f"{where}: method '{name}' explains segmentation networks; model '{model.name}' "
+                              f"({model.architecture}) is a classifier")
+        if segmentation:
+            raise ConfigError(f"{where}: model '{model.name}' ({model.architecture}) is a segmentation network; a study maps "
+                              "slice classifiers (use the Seg- methods through the API or the Slicer module)")
+
+
 def _parse_models(items: list, where: str, base: Path) -> list[ModelSpec]:
     models = []
     for index, item in enumerate(items):
+        key = f"{where}: models[{index}]"
         if not isinstance(item, dict) or "name" not in item or "architecture" not in item:
-            raise ConfigError(f"{where}: models[{index}] needs at least 'name' and 'architecture'")
+            raise ConfigError(f"{key} needs at least 'name' and 'architecture'")
         if item["architecture"] not in ARCHITECTURES:
-            raise ConfigError(f"{where}: models[{index}]: unknown architecture '{item['architecture']}'; known: {sorted(ARCHITECTURES)}")
-        unknown = set(item) - {"name", "architecture", "train", "checkpoints", "methods"}
-        if unknown:
-            raise ConfigError(f"{where}: models[{index}]: unknown keys {sorted(unknown)}")
-        checkpoints = item.get("checkpoints")
+            raise ConfigError(f"{key}: unknown architecture '{item['architecture']}'; known: {sorted(ARCHITECTURES)}")
+        values = check_section(item, MODEL, key)
+        checkpoints = values.get("checkpoints")
         if checkpoints is not None:
             checkpoints = str(base / checkpoints) if not Path(checkpoints).is_absolute() else checkpoints
             if "{fold}" not in checkpoints:
-                raise ConfigError(f"{where}: models[{index}].checkpoints must contain '{{fold}}' (one checkpoint per fold)")
-        models.append(ModelSpec(str(item["name"]), item["architecture"], dict(item.get("train") or {}), checkpoints, item.get("methods")))
+                raise ConfigError(f"{key}.checkpoints must contain '{{fold}}' (one checkpoint per fold)")
+            try:
+                checkpoints.format(fold=0)
+            except (KeyError, IndexError, ValueError) as error:
+                raise ConfigError(f"{key}.checkpoints: '{checkpoints}' may hold no placeholder but {{fold}} ({error!r})") from None
+        models.append(ModelSpec(values["name"], values["architecture"], dict(values.get("train") or {}), checkpoints, values.get("methods")))
     names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: model names must be unique, got {names}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: models: model names must be unique; repeated: {repeated}")
     return models
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | None = None) -> StudyConfig:
-    """Validate a configuration dictionary; paths relative to ``base``."""
-    base = base or Path.cwd()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    unknown = set(data) - _KNOWN_KEYS
-    if unknown:
-        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(_KNOWN_KEYS)}")
-    for key in ("dataset", "output", "models", "methods"):
-        if key not in data:
-            raise ConfigError(f"{source}: missing required key '{key}'")
-
-    def path(key: str) -> Path | None:
-        value = data.get(key)
-        return None if value is None else (Path(value) if Path(value).is_absolute() else base / value)
-
-    models = _parse_models(list(data["models"]), source, base)
-    try:
-        methods = [m.name for m in resolve_methods(data["methods"])]
-        for model in models:
-            if model.methods is not None:
-                model.methods = [m.name for m in resolve_methods(model.methods)]
-    except (KeyError, ValueError) as error:
-        raise ConfigError(f"{source}: methods: {error}") from None
-    model_names = {m.name: m for m in models}
+def _parse_ensembles(items: list, models: dict[str, ModelSpec], methods: list[str], source: str) -> list[EnsembleSpec]:
     ensembles = []
-    for index, item in enumerate(data.get("ensembles") or []):
+    for index, item in enumerate(items):
         rule = item.get("rule") if isinstance(item, dict) else None
         if rule not in RULES:
             raise ConfigError(f"{source}: ensembles[{index}].rule must be one of {list(RULES)}, got {rule!r}")
+        values = check_section(item, ENSEMBLE, f"{source}: ensembles[{index}]")
         members = []
-        for member in item.get("members") or []:
-            model_name, _, method = str(member).partition("/")
-            if model_name not in model_names or not method:
+        for member in values.get("members") or []:
+            model_name, _, method = member.partition("/")
+            if model_name not in models or not method:
                 raise ConfigError(f"{source}: ensembles[{index}]: member '{member}' is not <model>/<method> of a listed model")
             try:
                 method = resolve_methods(method)[0].name
             except (KeyError, ValueError) as error:
                 raise ConfigError(f"{source}: ensembles[{index}]: member '{member}': {error}") from None
-            if method not in (model_names[model_name].methods or methods):
+            if method not in (models[model_name].methods or methods):
                 raise ConfigError(f"{source}: ensembles[{index}]: member '{member}': {model_name} does not compute {method}")
             members.append((model_name, method))
         if len(members) < 2:
             raise ConfigError(f"{source}: ensembles[{index}] needs at least two members")
         ensembles.append(EnsembleSpec(rule, members))
-    retraining = _parse_retraining(data.get("filtered_retraining"), model_names, methods, source)
-    folds = int(data.get("folds", 5))
-    if folds < 2:
-        raise ConfigError(f"{source}: folds must be at least 2, got {folds}")
+    return ensembles
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | None = None) -> StudyConfig:
+    """Validate a configuration dictionary against the schema (``TOP_LEVEL`` and its sections); paths relative to ``base``."""
+    base = base or Path.cwd()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    unknown = set(data) - set(TOP_LEVEL)
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(TOP_LEVEL)}")
+    for key in ("dataset", "output", "models", "methods"):
+        if key not in data:
+            raise ConfigError(f"{source}: missing required key '{key}'")
+    values = {key: spec.check(data[key], f"{source}: {key}") if key in data else spec.default for key, spec in TOP_LEVEL.items()}
+
+    def path(key: str) -> Path | None:
+        value = values[key]
+        return None if value is None else (Path(value) if Path(value).is_absolute() else base / value)
+
+    models = _parse_models(values["models"], source, base)
+    methods = values["methods"]
+    for index, model in enumerate(models):
+        _check_method_pairs(model, model.methods or methods, f"{source}: models[{index}]")
+    model_names = {m.name: m for m in models}
+    ensembles = _parse_ensembles(values["ensembles"] or [], model_names, methods, source)
+    retraining = _parse_retraining(values["filtered_retraining"], model_names, methods, source)
+    if values["folds"] < 2:
+        raise ConfigError(f"{source}: folds must be at least 2, got {values['folds']}")
     return StudyConfig(
         dataset=path("dataset"), output=path("output"), models=models, methods=methods, csv=path("csv"), measures=path("measures"),
-        folds=folds, folds_file=path("folds_file"), seed=int(data.get("seed", 0)), device=str(data.get("device", "auto")), recipe=dict(data.get("recipe") or {}),
-        thresholds=_parse_thresholds(list(data.get("thresholds") or ["grid", "p95", "mean", "median", "otsu"]), source),
-        empty_when_negative=bool(data.get("empty_when_negative", False)), ensembles=ensembles, overlays=int(data.get("overlays", 4)),
-        batch_size=int(data.get("batch_size", 32)), filtered_retraining=retraining, source=source,
+        folds=values["folds"], folds_file=path("folds_file"), seed=values["seed"], device=values["device"],
+        recipe=dict(values["recipe"] or {}), thresholds=_parse_thresholds(values["thresholds"], source),
+        empty_when_negative=values["empty_when_negative"], ensembles=ensembles, overlays=values["overlays"],
+        batch_size=values["batch_size"], filtered_retraining=retraining, allow_outside_dataset=values["allow_outside_dataset"],
+        source=source,
     )
 
 

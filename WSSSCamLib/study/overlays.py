@@ -16,6 +16,7 @@ from ..devices import resolve_device
 from ..figures.overlays import grey_rgb, overlay_rgb, write_png
 from ..inference.volume_cams import cam_engine_for, slice_cams
 from ..masks import Threshold, apply_threshold
+from ..paths import output_path
 from ..training.checkpoint import load_checkpoint
 from .config import StudyConfig
 
@@ -62,7 +63,7 @@ def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, result
             reference = case.reference[index].numpy()
             panels = [grey_rgb(raw), overlay_rgb(raw, cam[0].float().cpu().numpy(), outline=reference),
                       overlay_rgb(raw, mask.astype(np.float32), opacity=0.5, outline=reference)]
-            path = folder / f"overlay_{case_id}.png"
+            path = output_path(folder, f"overlay_{case_id}.png")
             write_png(path, np.concatenate(panels, axis=1))
             paths.append(path)
             break

@@ -44,6 +44,7 @@ from ..cams import CamEngine
 from ..data.slices import SliceSet
 from ..data.splits import Folds
 from ..devices import resolve_device
+from ..errors import InvalidInputError
 from ..inference.volume_cams import cam_engine_for, slice_cams
 from ..masks import Threshold, apply_threshold
 from ..models.zoo import build_model
@@ -69,7 +70,7 @@ def borrowed_masks(slices: SliceSet, seed: int) -> torch.Tensor:
     slice of the same set drawn at random (seeded); all zero when the set has no abnormal slice with
     a non-empty mask."""
     if slices.masks is None:
-        raise ValueError("filtered retraining with a mask variant needs reference masks for every case")
+        raise InvalidInputError("filtered retraining with a mask variant needs reference masks for every case")
     masks = slices.masks.float()
     abnormal = torch.nonzero((slices.labels > 0) & slices.masks.flatten(1).any(1)).squeeze(1)  # lenders: a non-empty mask
     normal = torch.nonzero(slices.labels == 0).squeeze(1)

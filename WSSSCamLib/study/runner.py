@@ -30,31 +30,51 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..data.datasets import Dataset, read_csv_dataset, read_decathlon
 from ..data.splits import Folds, case_folds
 from ..devices import resolve_device
+from ..errors import InvalidInputError, MissingFileError, NotReadyError
 from ..inference.volume_cams import cam_engine_for
-from ..training.checkpoint import card_path, library_versions, load_checkpoint, read_card
+from ..lock import folder_lock
+from ..paths import check_case_id, output_path
+from ..training.checkpoint import (
+    card_path,
+    library_versions,
+    load_checkpoint,
+    read_card,
+)
 from ..training.crossval import SliceRecipe, cross_validate, dataset_slices
 from ..training.trainer import TrainConfig
 from . import aggregate, retraining
 from .config import ModelSpec, StudyConfig
-from .units import FoldModel, Timings, read_case_slices, test_unit, train_unit, unit_done, write_parquet, write_unit
+from .units import (
+    FoldModel,
+    Timings,
+    read_case_slices,
+    test_unit,
+    train_unit,
+    unit_done,
+    write_parquet,
+    write_unit,
+)
 
 STAGES = ("train", "cams", "retrain", "report")
 
 
 def read_dataset(config: StudyConfig) -> Dataset:
     """The study's dataset, with external measures merged from ``config.measures`` (CSV: case, measures...)."""
-    dataset = read_csv_dataset(config.dataset, config.csv) if config.csv else read_decathlon(config.dataset)
+    if config.csv:
+        dataset = read_csv_dataset(config.dataset, config.csv)
+    else:
+        dataset = read_decathlon(config.dataset, allow_outside=config.allow_outside_dataset)
     if config.measures is not None:
         try:
             table = pd.read_csv(config.measures, dtype={"case": str})
         except (OSError, pd.errors.ParserError) as error:
-            raise ValueError(f"{config.measures}: cannot read the measures table ({error})") from None
+            raise InvalidInputError(f"{config.measures}: cannot read the measures table ({error})") from None
         if "case" not in table.columns:
-            raise ValueError(f"{config.measures}: needs a 'case' column, has {list(table.columns)}")
+            raise InvalidInputError(f"{config.measures}: needs a 'case' column, has {list(table.columns)}")
         rows = table.set_index(table["case"].astype(str))
         for case in dataset.cases:
             if case.case_id in rows.index:
@@ -62,7 +82,7 @@ def read_dataset(config: StudyConfig) -> Dataset:
                 try:
                     case.measures.update({k: float(v) for k, v in values.items()})
                 except (TypeError, ValueError):
-                    raise ValueError(f"{config.measures}: case '{case.case_id}' has a non-numeric measure in {dict(values)}") from None
+                    raise InvalidInputError(f"{config.measures}: case '{case.case_id}' has a non-numeric measure in {dict(values)}") from None
     return dataset
 
 
@@ -72,7 +92,7 @@ def recipe_of(config: StudyConfig, dataset: Dataset) -> SliceRecipe:
         try:
             values["context_channel"] = dataset.channel_index(values["context_channel"])
         except KeyError as error:
-            raise ValueError(f"{config.source}: recipe.context_channel: {error.args[0]}") from None
+            raise InvalidInputError(f"{config.source}: recipe.context_channel: {error.args[0]}") from None
     if "clip_percentiles" in values:
         values["clip_percentiles"] = tuple(values["clip_percentiles"])
     return SliceRecipe(**values)
@@ -85,14 +105,14 @@ def study_folds(config: StudyConfig, dataset: Dataset) -> Folds:
     if path.exists():
         folds = Folds.load(path)
         if sorted(c for f in folds.folds for c in f) != sorted(case_ids):
-            raise ValueError(f"{path}: its folds hold other cases than {config.dataset}; use a new output folder")
+            raise InvalidInputError(f"{path}: its folds hold other cases than {config.dataset}; use a new output folder")
         return folds
     if config.folds_file is not None:
         if not config.folds_file.exists():
-            raise FileNotFoundError(f"{config.folds_file}: folds_file of {config.source} does not exist")
+            raise MissingFileError(f"{config.folds_file}: folds_file of {config.source} does not exist")
         folds = Folds.load(config.folds_file)
         if sorted(c for f in folds.folds for c in f) != sorted(case_ids):
-            raise ValueError(f"{config.folds_file}: its folds hold other cases than {config.dataset}")
+            raise InvalidInputError(f"{config.folds_file}: its folds hold other cases than {config.dataset}")
     else:
         folds = case_folds(case_ids, config.folds, config.seed)
     config.output.mkdir(parents=True, exist_ok=True)
@@ -134,14 +154,14 @@ def _checked_card(config: StudyConfig, spec: ModelSpec, folds: Folds, fold: int,
     was tested on other cases than the fold's (leakage) or trained on slices made another way."""
     path = checkpoint_path(config, spec, fold)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
+        raise MissingFileError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
     card = read_card(card_path(path))
     held_out = card.split.get("test") if card.split else None
     if held_out is not None and sorted(held_out) != sorted(folds.held_out(fold)):
-        raise ValueError(f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
+        raise InvalidInputError(f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
                          "would leak into the evaluation (use the folds it was trained with: folds_file)")
     if card.recipe and SliceRecipe.from_card(card) != recipe:
-        raise ValueError(f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) than the study's recipe ({recipe})")
+        raise InvalidInputError(f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) than the study's recipe ({recipe})")
     return card
 
 
@@ -283,7 +303,7 @@ def gather_units(output: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
             agreement.append(pd.read_parquet(marker_path.with_name(f"{stem}.agreement.parquet")))
         markers.append(marker)
     if not slices:
-        raise FileNotFoundError(f"{output}: no finished units; run the 'cams' stage first")
+        raise MissingFileError(f"{output}: no finished units; run the 'cams' stage first")
     return pd.concat(slices, ignore_index=True), (pd.concat(agreement, ignore_index=True) if agreement else pd.DataFrame()), markers
 
 
@@ -321,12 +341,12 @@ def report_stage(config: StudyConfig, dataset: Dataset, folds: Folds, started: f
         expected = {(c, f) for f, cases in enumerate(folds.folds) for c in cases}
     missing = sorted(expected - {(m["case"], m["fold"]) for m in markers})
     if missing:
-        raise RuntimeError(f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
+        raise NotReadyError(f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
                            "run the 'cams' stage of every shard first")
     if config.filtered_retraining is not None:
         absent = _stale_retraining(config, folds)
         if absent:
-            raise RuntimeError(f"{output}: filtered retraining {', '.join(absent)} not finished (or done with other settings); "
+            raise NotReadyError(f"{output}: filtered retraining {', '.join(absent)} not finished (or done with other settings); "
                                "run the 'retrain' stage (of every shard) first")
     grid = aggregate.grid_search_table(slices)
     test = aggregate.test_rows(slices, grid)
@@ -388,8 +408,9 @@ def _stage_seconds(markers: list[dict]) -> dict[str, float]:
 
 
 def config_fingerprint(config: StudyConfig) -> str:
-    """A hash of everything that decides what a unit computes (not the output folder, device, batch size or overlays)."""
-    data = {k: v for k, v in config.as_dict().items() if k not in ("output", "device", "batch_size", "overlays", "source")}
+    """A hash of everything that decides what a unit computes (not the output folder, device, batch size, overlays or path permissions)."""
+    ignored = ("output", "device", "batch_size", "overlays", "source", "allow_outside_dataset")
+    data = {k: v for k, v in config.as_dict().items() if k not in ignored}
     data["filtered_retraining"] = None  # retraining results carry their own fingerprint (retraining.result_fingerprint)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -401,7 +422,7 @@ def _check_config_unchanged(config: StudyConfig) -> None:
     if path.exists() and any((config.output / "units").glob("*/fold*.json")):
         previous = json.loads(path.read_text()).get("fingerprint")
         if previous not in (None, fingerprint):
-            raise ValueError(f"{path}: the units in {config.output} were computed with another configuration "
+            raise InvalidInputError(f"{path}: the units in {config.output} were computed with another configuration "
                              f"(fingerprint {previous}, now {fingerprint}); use a new output folder, or delete its units/ folder to recompute")
     write_text(path, json.dumps({**config.as_dict(), "fingerprint": fingerprint}, indent=1))
 
@@ -409,24 +430,36 @@ def _check_config_unchanged(config: StudyConfig) -> None:
 def run_study(config: StudyConfig, shard: tuple[int, int] = (0, 1), stages=STAGES, progress: bool = True) -> Path | None:
     """Run the given stages of the study; returns the report's path when the report stage ran."""
     if not (0 <= shard[0] < shard[1]):
-        raise ValueError(f"shard {shard[0]}/{shard[1]}: expected i/n with 0 <= i < n")
+        raise InvalidInputError(f"shard {shard[0]}/{shard[1]}: expected i/n with 0 <= i < n")
     unknown = set(stages) - set(STAGES)
     if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; stages are {list(STAGES)}")
+        raise InvalidInputError(f"unknown stages {sorted(unknown)}; stages are {list(STAGES)}")
     started = time.perf_counter()
-    dataset = read_dataset(config)
-    recipe = recipe_of(config, dataset)
-    folds = study_folds(config, dataset)
-    _check_config_unchanged(config)
-    if "train" in stages:
-        train_stage(config, dataset, folds, recipe, shard, progress)
-    if "cams" in stages:
-        cams_stage(config, dataset, folds, recipe, shard, progress)
-    if "retrain" in stages:
-        retrain_stage(config, dataset, folds, recipe, shard, progress)
-    if "report" in stages:
-        return report_stage(config, dataset, folds, started, progress)
+    check_devices(config)
+    with folder_lock(config.output, shard, what=f"wssscam study, stages {','.join(stages)}") as alone:
+        if alone:  # no other process writes here: what killed writers left behind can go
+            remove_stale_temporaries(config.output)
+        dataset = read_dataset(config)
+        recipe = recipe_of(config, dataset)
+        folds = study_folds(config, dataset)
+        _check_config_unchanged(config)
+        if "train" in stages:
+            train_stage(config, dataset, folds, recipe, shard, progress)
+        if "cams" in stages:
+            cams_stage(config, dataset, folds, recipe, shard, progress)
+        if "retrain" in stages:
+            retrain_stage(config, dataset, folds, recipe, shard, progress)
+        if "report" in stages:
+            return report_stage(config, dataset, folds, started, progress)
     return None
+
+
+def check_devices(config: StudyConfig) -> None:
+    """Refuse, before any work, a study device or a model's training device that this machine does not have."""
+    resolve_device(config.device, f"{config.source}: device")
+    for index, spec in enumerate(config.models):
+        if "device" in spec.train:
+            resolve_device(spec.train["device"], f"{config.source}: models[{index}].train.device")
 
 
 def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
@@ -440,17 +473,17 @@ def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
     for source in map(Path, sources):
         folds_file = source / "folds.json"
         if not folds_file.exists():
-            raise FileNotFoundError(f"{folds_file}: missing; {source} is not a study output folder")
+            raise MissingFileError(f"{folds_file}: missing; {source} is not a study output folder")
         text = json.dumps(json.loads(folds_file.read_text()), sort_keys=True)
         if folds_text is not None and text != folds_text:
-            raise ValueError(f"{folds_file}: other folds than the first shard's; these outputs are not shards of one study")
+            raise InvalidInputError(f"{folds_file}: other folds than the first shard's; these outputs are not shards of one study")
         folds_text = text
         target.mkdir(parents=True, exist_ok=True)
         if not (target / "folds.json").exists():
             shutil.copy2(folds_file, target / "folds.json")
         for marker in sorted((source / "units").glob("*/fold*.json")):
             stem = marker.name[: -len(".json")]
-            destination = target / "units" / marker.parent.name
+            destination = output_path(target, "units", check_case_id(marker.parent.name, str(marker)))
             destination.mkdir(parents=True, exist_ok=True)
             for part in sorted(marker.parent.glob(f"{stem}.*.parquet")):
                 shutil.copy2(part, destination / part.name)

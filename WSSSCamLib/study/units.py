@@ -33,9 +33,18 @@ from ..atomic import atomic_path, write_text
 from ..cams import CamEngine
 from ..data.datasets import Case, LoadedCase, load_case
 from ..data.slices import _AXES, SliceSet, extract_slices
+from ..errors import InvalidInputError
 from ..inference.volume_cams import slice_cams
-from ..masks import Threshold, apply_threshold, classifier_positive, ensemble_counts, fixed_threshold_counts, mean_dice_over_thresholds
+from ..masks import (
+    Threshold,
+    apply_threshold,
+    classifier_positive,
+    ensemble_counts,
+    fixed_threshold_counts,
+    mean_dice_over_thresholds,
+)
 from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
+from ..paths import check_case_id, output_path
 from ..training.checkpoint import ModelCard
 from ..training.crossval import SliceRecipe
 from .config import StudyConfig
@@ -175,7 +184,7 @@ def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stud
               timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Slice rows and agreement rows of a held-out case (see the module docstring)."""
     if case.reference is None:
-        raise ValueError(f"case '{case.case_id}' has no reference mask: a study measures maps against masks")
+        raise InvalidInputError(f"case '{case.case_id}' has no reference mask: a study measures maps against masks")
     maps, probabilities = compute_maps(case, models, config.batch_size, device, timings)
     reference = case.reference.to(device)
     slice_index = case.inputs.slice_index.numpy()
@@ -244,7 +253,8 @@ def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tupl
 
 
 def unit_paths(output: Path, case_id: str, fold: int) -> dict[str, Path]:
-    folder = output / "units" / case_id
+    """The files of unit (case, fold), all under ``output/units/<case>/`` (an unsafe case id is refused)."""
+    folder = output_path(output, "units", check_case_id(case_id, f"{output}: unit"))
     return {"slices": folder / f"fold{fold}.slices.parquet", "agreement": folder / f"fold{fold}.agreement.parquet",
             "marker": folder / f"fold{fold}.json"}
 

@@ -18,10 +18,11 @@ from torch import nn
 
 from ..atomic import atomic_path, write_text
 from ..devices import resolve_device
-from ..models.zoo import CAM_LAYERS, build_model
+from ..errors import UserError
+from ..models.zoo import ARCHITECTURES, CAM_LAYERS, build_model
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint or model card cannot be used; the message names the file and the problem."""
 
 
@@ -93,15 +94,31 @@ def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path) -> Path
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """The model card at ``path`` (a .json file)."""
+    """The model card at ``path`` (a .json file); :class:`CheckpointError` naming it when it is missing, not a
+    card, or names an unknown architecture or impossible channel/class counts."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-        return ModelCard(**data)
+        card = ModelCard(**data)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: model card missing") from None
-    except (json.JSONDecodeError, TypeError) as error:
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: not a WSSSCam model card ({error})") from None
+    if card.architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{path}: unknown architecture '{card.architecture}'; known: {', '.join(ARCHITECTURES)}")
+    for key in ("in_channels", "num_classes", "spatial_dims"):
+        value = getattr(card, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(f"{path}: {key} must be a positive integer, got {value!r}")
+    return card
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a state dict with NaN or infinite values in a floating-point tensor, naming the file and the tensor."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path}: weight '{name}' holds {count} NaN or infinite values (a diverged or corrupted training)")
 
 
 def load_checkpoint(path: str | Path, card: str | Path | ModelCard | None = None, device: str = "auto") -> tuple[nn.Module, ModelCard]:
@@ -123,7 +140,11 @@ def load_checkpoint(path: str | Path, card: str | Path | ModelCard | None = None
         raise CheckpointError(f"{path}: not loadable with weights_only=True (only state_dict checkpoints are accepted): {reason}") from error
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: not a state_dict (a mapping of parameter names to tensors)")
-    model = build_model(card.architecture, card.in_channels, card.num_classes, card.spatial_dims)
+    check_finite_weights(state, path)
+    try:
+        model = build_model(card.architecture, card.in_channels, card.num_classes, card.spatial_dims)
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{card_path(path)}: cannot build the card's network ({error})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

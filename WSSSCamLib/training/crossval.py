@@ -24,9 +24,11 @@ from ..data.datasets import Dataset, load_case
 from ..data.slices import SliceSet, extract_slices
 from ..data.splits import Folds, case_folds
 from ..data.transforms import Compose, PercentileClip, ZScore
+from ..devices import resolve_device
+from ..errors import InvalidInputError
 from ..models.zoo import build_model
 from .checkpoint import ModelCard, fingerprint, save_checkpoint
-from .trainer import TrainConfig, evaluate, train_classifier
+from .trainer import TrainConfig, check_both_classes, evaluate, train_classifier
 
 
 @dataclass
@@ -129,21 +131,26 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
     slices, saved as ``folds.json``); ``only_folds``: train just these folds (a shard of the work)."""
     recipe = recipe or SliceRecipe()
     config = config or TrainConfig(seed=seed)
+    resolve_device(config.device, "device")  # before any work: a device this machine lacks is refused here
+    slices = slices if slices is not None else dataset_slices(dataset, recipe, config.progress)
+    check_both_classes(slices.labels, f"{dataset.root}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    slices = slices if slices is not None else dataset_slices(dataset, recipe, config.progress)
     case_ids = [c.case_id for c in dataset.cases]
     case_positive = [int(bool(slices.of_cases([c]).labels.any())) for c in case_ids]
     folds_file = out / "folds.json"
     if folds is None:
         folds = Folds.load(folds_file) if folds_file.exists() else case_folds(case_ids, k, seed, labels=case_positive)
     elif folds_file.exists() and Folds.load(folds_file).folds != folds.folds:
-        raise ValueError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
+        raise InvalidInputError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
     folds.save(folds_file)
     channel_names = list(dataset.channel_names)
     if recipe.context_channel is not None:
         name = channel_names[recipe.context_channel]
         channel_names += [f"{name} (previous slice)", f"{name} (next slice)"]
+    for fold in range(len(folds.folds)):
+        if only_folds is None or fold in only_folds:
+            check_both_classes(slices.of_cases(folds.training(fold)).labels, f"{dataset.root}: fold {fold}")
     report = CrossValidationReport(architecture)
     for fold in range(len(folds.folds)):
         if only_folds is not None and fold not in only_folds:

@@ -18,6 +18,7 @@ from torch import nn
 from ..data.augment import Augment, seed000_augmentation
 from ..data.slices import SliceSet
 from ..devices import resolve_device
+from ..errors import InvalidInputError
 from ..metrics.classification import accuracy, roc_auc
 
 
@@ -104,10 +105,22 @@ def _batches(labels: torch.Tensor, batch_size: int, balance: str, generator: tor
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def check_both_classes(labels: torch.Tensor, where: str) -> None:
+    """Refuse training slices that hold a single class (every slice negative, or every slice positive):
+    a classifier learns nothing from them and its metrics would be meaningless (AUC undefined)."""
+    present = sorted(set(labels.reshape(-1).tolist()))
+    if len(labels) == 0:
+        raise InvalidInputError(f"{where}: no training slices")
+    if len(present) < 2:
+        raise InvalidInputError(f"{where}: every one of the {len(labels)} training slices is of class {present[0]}; "
+                                "a classifier needs slices of at least two classes (cases with and without lesion)")
+
+
 def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | None = None, config: TrainConfig | None = None,
                      augmentation: Augment | None = None) -> TrainResult:
     """Train ``model`` in place on ``train`` and return the history; see :class:`TrainConfig`."""
     config = config or TrainConfig()
+    check_both_classes(train.labels, "training set")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

@@ -8,7 +8,7 @@ import pytest
 
 from WSSSCamLib.data.readers import read_volume
 from WSSSCamLib.data.segmentation_files import (
-    LESION_TERMINOLOGY,
+    CAM_SEGMENT_TERMINOLOGY,
     SegmentationFileError,
     read_seg_nrrd,
     write_label_map,
@@ -48,7 +48,7 @@ def test_seg_nrrd_is_read_by_slicer_core_with_names_colours_terminology_and_voxe
     corner = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("corner"))
     assert corner.GetColor() == pytest.approx((0.1, 0.2, 0.3))
     terminology = vtk.reference("")
-    assert corner.GetTag("TerminologyEntry", terminology) and str(terminology) == LESION_TERMINOLOGY
+    assert corner.GetTag("TerminologyEntry", terminology) and str(terminology) == CAM_SEGMENT_TERMINOLOGY
     grid = array_to_volume_node(scene, np.zeros((4, 5, 6), np.float32), OBLIQUE, "grid")
     for name, mask in masks.items():
         np.testing.assert_array_equal(segment_to_mask(scene, node, name, grid), mask)

@@ -172,7 +172,7 @@ def test_resume_after_a_kill_redoes_only_the_unfinished_case(trained, tmp_path, 
     def killed_on_the_second_case(masks, affine, path, **kwargs):
         calls.append(path)
         if len(calls) == 2:
-            (path.parent / ".x.seg.nrrd.abc.tmp").write_text("half")  # what a kill leaves behind
+            (path.parent / ".x.seg.nrrd.abcd1234.tmp").write_text("half")  # what a kill leaves behind
             raise KeyboardInterrupt
         return real(masks, affine, path, **kwargs)
 

@@ -1,0 +1,44 @@
+"""Leftovers: the output-folder lock (overlapping shards refused, dead owners cleared) and the atomic
+writer's stale temporaries and error messages."""
+
+import errno
+
+import pytest
+
+from WSSSCamLib.atomic import TEMPORARY_NAME, atomic_path, remove_stale_temporaries
+from WSSSCamLib.lock import LockError, folder_lock, live_locks, shards_overlap
+
+
+@pytest.mark.parametrize(("first", "second", "overlap"), [
+    ((0, 1), (0, 1), True), ((0, 2), (1, 2), False), ((0, 2), (0, 2), True), ((0, 1), (1, 2), True), ((0, 2), (1, 3), True),
+])
+def test_which_shards_may_share_a_folder(first, second, overlap):
+    assert shards_overlap(first, second) is overlap
+
+
+def test_a_lock_is_released_and_leaves_no_trace(tmp_path):
+    out = tmp_path / "out"
+    with folder_lock(out, (0, 1)) as alone:
+        assert alone and len(live_locks(out)) == 1
+        with pytest.raises(LockError, match="this process already holds a lock on it"), folder_lock(out, (1, 2)):
+            pass
+        assert len(live_locks(out)) == 1  # the refused attempt did not remove the holder's lock
+    assert not out.exists()  # created for the run, empty again: removed
+
+
+def test_stale_temporaries_match_only_the_writers_names(tmp_path):
+    names = {".a.csv.abcd_123.tmp": True, ".model.pt.x1y2z3w4.tmp": True, ".m.nii.gz.q1w2e3r4.tmp.nii.gz": True,
+             ".notes.tmp": False, "plain.tmp": False, ".a.csv.abc.tmp": False}
+    for name in names:
+        (tmp_path / name).write_text("")
+    removed = {p.name for p in remove_stale_temporaries(tmp_path)}
+    assert removed == {name for name, stale in names.items() if stale}
+    assert all(bool(TEMPORARY_NAME.match(name)) is stale for name, stale in names.items())
+
+
+def test_a_write_error_without_a_file_name_names_the_target(tmp_path):
+    target = tmp_path / "report.html"
+    with pytest.raises(OSError) as error, atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert error.value.filename == str(target) and error.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
