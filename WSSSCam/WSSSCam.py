@@ -218,7 +218,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._results = None
         self._card = None
         self.timer = qt.QTimer()
-        self.timer.setInterval(0)
+        self.timer.setInterval(200)  # polls the child process; each tick only reads what arrived
         self.timer.connect("timeout()", self.onRunStep)
 
     def setup(self) -> None:
@@ -497,7 +497,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is not None and self._parameterNode and node.GetAttribute("WSSSCam.method"):
             self.logic.showCam(node, self._parameterNode.inputVolume, self._parameterNode.opacity)
 
-    # --- running in chunks on a timer (the run is WSSSCamLogic.run, a generator) ---
+    # --- the run: a child process polled by a timer (WSSSCamLogic.run returns a PanelRun) ---
 
     def onApplyButton(self) -> None:
         if not self.logic.ensureDependencies():
@@ -523,46 +523,52 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._runDevice = device
             self.ui.progressBar.setVisible(True)
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = _("Loading the model...")
+            self.ui.statusLabel.text = _("Starting the computation in a background process...")
             self.timer.start()
         self._checkCanApply()
 
     def onRunStep(self) -> None:
-        """One batch per timer tick: Slicer processes its events between batches."""
-        if self._run is None:
+        """Timer tick (every 200 ms): read the child's progress without blocking; load the results
+        into the scene only when the run succeeded."""
+        run = self._run
+        if run is None:
             self.timer.stop()
             return
-        try:
-            label, done, total = next(self._run)
-        except StopIteration as finished:
-            self.stopRun()
-            self._results = finished.value
-            self.showResults(self._results)
+        for event in run.poll():
+            if event.get("event") == "batch":
+                self.ui.statusLabel.text = _("{case} {model}: {done} of {total} slices").format(
+                    case=event.get("case", ""), model=event.get("model", ""), done=event.get("done", 0), total=event.get("total", 0))
+        self.ui.progressBar.setMaximum(1000)
+        self.ui.progressBar.setValue(int(1000 * run.fraction))
+        if run.state == "running":
             return
-        except Exception as error:
-            self.stopRun()
-            if self.logic.isOutOfMemory(error) and self._runDevice != "cpu":
-                if slicer.util.confirmYesNoDisplay(
-                        _("The GPU ran out of memory ({error}).\n\nRun on the CPU instead (slower)?").format(error=error),
-                        windowTitle=_("WSSSCam: GPU out of memory")):
-                    self._parameterNode.device = "cpu"
-                    self.startRun("cpu")
-                return
-            logging.exception("WSSSCam run failed")
-            slicer.util.errorDisplay(_("CAM computation failed: {error}").format(error=error), detailedText=str(error))
+        self.stopRun(cancel=False)
+        if run.state == "succeeded":
+            with slicer.util.tryWithErrorDisplay(_("Loading the results failed."), waitCursor=True):
+                self._results = run.load()
+                self.showResults(self._results)
             return
-        self.ui.progressBar.setMaximum(max(total, 1))
-        self.ui.progressBar.setValue(done)
-        self.ui.statusLabel.text = _("{label}: {done} of {total} slices").format(label=label or _("publishing"), done=done, total=total)
+        error = run.error
+        if self.logic.isOutOfMemory(error) and self._runDevice != "cpu":
+            if slicer.util.confirmYesNoDisplay(
+                    _("The GPU ran out of memory ({error}).\n\nRun on the CPU instead (slower)?").format(error=error),
+                    windowTitle=_("WSSSCam: GPU out of memory")):
+                self._parameterNode.device = "cpu"
+                self.startRun("cpu")
+            return
+        logging.error("WSSSCam run failed: %s", error)
+        slicer.util.errorDisplay(_("CAM computation failed: {error}").format(error=error), detailedText=error)
 
     def onCancelButton(self) -> None:
         self.stopRun()
         self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
 
-    def stopRun(self) -> None:
+    def stopRun(self, cancel: bool = True) -> None:
+        """Stop polling; with ``cancel`` also end the child process (within a second)."""
         self.timer.stop()
         if self._run is not None:
-            self._run.close()
+            if cancel:
+                self._run.cancel()
             self._run = None
         self.ui.progressBar.setVisible(False)
         if self._parameterNode is not None:
@@ -722,73 +728,76 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
             classes=", ".join(card.class_names))
         return text + (_(", validation AUC {auc:.3f}").format(auc=auc) if isinstance(auc, (int, float)) else "")
 
+    # --- the run: wssscam predict in a child process (WSSSCamLib.mrml.background_run.PanelRun) ---
+
     @staticmethod
-    def loadModels(checkpoints, device: str = "auto") -> dict:
-        """Checkpoint stem (made unique) -> (model, card), each loaded with weights_only=True."""
-        from WSSSCamLib.training.checkpoint import load_checkpoint
+    def namedCheckpoints(checkpoints) -> list:
+        """``NAME=PATH`` for each checkpoint, named by its file stem (made unique): the model names in
+        the result nodes ("cnn0 grad-cam")."""
+        from WSSSCamLib.predict.run import safe_file_name
 
-        models = {}
+        named, taken = [], set()
         for path in checkpoints:
-            name = Path(path).stem
-            while name in models:
-                name += "'"
-            models[name] = load_checkpoint(path, device=device)
-        return models
+            name = safe_file_name(Path(path).stem)
+            name = name if name[0].isalnum() else f"model{name}"
+            while name in taken:
+                name += "-2"
+            taken.add(name)
+            named.append(f"{name}={path}")
+        return named
 
-    # --- the run: a generator, one batch per next() ---
+    @staticmethod
+    def pythonExecutable() -> str:
+        """Slicer's Python launcher for the child process (as the Slicer AI extensions use it)."""
+        import shutil
+        import sys
+
+        return shutil.which("PythonSlicer") or sys.executable
 
     def run(self, inputVolumes, checkpoints, methods, targetClassName="", layers="", device="auto", batchSize=16,
             regionSegmentation=None, regionSegmentID="", regionROI=None, thresholdMode="fixed", thresholdValue=0.5,
             ensembleRule="none", suppressNegatives=False, referenceSegmentation=None, referenceSegmentID="",
             opacity=0.5, displayLevel=0.2, scene=None, channelOrder=None):
-        """Yield ``(model name, slices done, slices total)`` after each batch; return (StopIteration.value)
-        the ``WSSSCamLib.mrml.PublishedResults``. Nothing is added to the scene before the last batch, so
-        closing the generator (Cancel) leaves the scene unchanged.
+        """Start a run and return its ``WSSSCamLib.mrml.background_run.PanelRun``: the inputs are written
+        to a fresh temporary folder and ``wssscam predict`` computes in a child process. Poll it
+        (``run.poll()``, never blocks), cancel it (``run.cancel()``), and when ``run.state`` is
+        "succeeded" put its files into the scene with ``run.load()``. Until then nothing is added to
+        the scene, so Cancel or a failure leaves the scene unchanged.
 
         ``inputVolumes``: the input volume (its grid is the output grid) and the extra channels;
-        ``channelOrder``: indices into them in the model card's channel order (WSSSCamLib.panel.channel_order).
-        Results go to nodes of the input volume's own (WSSSCamLib.mrml.publish_for_volume). The two
-        stages, computing CAMs and publishing them, are separate so the computation can later run in a
-        child process (``wssscam predict``) and only the publishing here."""
-        from WSSSCamLib.data.volume import Volume
+        ``channelOrder``: indices into them in the model card's channel order (WSSSCamLib.panel.channel_order)."""
+        import tempfile
+
         from WSSSCamLib.masks import Threshold
-        from WSSSCamLib.mrml import iter_cam_run, nodes_to_volume, publish_for_volume, roi_to_mask, segment_to_mask
+        from WSSSCamLib.mrml import roi_to_mask, segment_to_mask
+        from WSSSCamLib.mrml.background_run import PanelRun
         from WSSSCamLib.panel import threshold_argument
 
         scene = scene or slicer.mrmlScene
         volumeNode = inputVolumes[0]
-        threshold = Threshold(thresholdMode, threshold_argument(thresholdMode, thresholdValue))
-        models = self.loadModels(checkpoints, device)
-        firstCard = next(iter(models.values()))[1]
-        targetClass = firstCard.class_names.index(targetClassName) if targetClassName in firstCard.class_names else None
         region = None
         if regionSegmentation is not None and regionSegmentID:
             region = segment_to_mask(scene, regionSegmentation, regionSegmentID, volumeNode)
         elif regionROI is not None:
             region = roi_to_mask(regionROI, volumeNode)
-        volume = nodes_to_volume(inputVolumes)
-        if channelOrder is not None and len(inputVolumes) > 1:
-            volume = Volume(volume.array[list(channelOrder)], volume.ijk_to_ras, volume.source)
-        layerList = [name.strip() for name in layers.split(",") if name.strip()] or None
-        cams = None
-        for label, done, total, result in iter_cam_run(volume, models, methods, targetClass, layerList, region, batchSize, device):
-            if result is None:
-                yield label, done, total
-            else:
-                cams = result
         reference = (referenceSegmentation, referenceSegmentID) if referenceSegmentation is not None and referenceSegmentID else None
-        return publish_for_volume(scene, volumeNode, cams, threshold, ensemble=None if ensembleRule == "none" else ensembleRule,
-                                  suppress_negative_slices=suppressNegatives, reference=reference, opacity=opacity,
-                                  display_level=displayLevel)
+        temporary = getattr(getattr(slicer, "app", None), "temporaryPath", None)
+        folder = tempfile.mkdtemp(prefix="WSSSCam-run-", dir=temporary)
+        layerList = [name.strip() for name in layers.split(",") if name.strip()] or None
+        run = PanelRun(scene, inputVolumes, self.namedCheckpoints(checkpoints), folder, methods,
+                       Threshold(thresholdMode, threshold_argument(thresholdMode, thresholdValue)),
+                       ensemble=None if ensembleRule == "none" else ensembleRule, empty_when_negative=suppressNegatives,
+                       target_class=targetClassName or None, layers=layerList, device=device, batch_size=batchSize,
+                       reference=reference, region=region, python=self.pythonExecutable(), opacity=opacity,
+                       display_level=displayLevel, channel_order=channelOrder if len(inputVolumes) > 1 else None)
+        return run.start()
 
     def process(self, **kwargs):
         """Run to the end without a GUI (scripts, tests); returns the PublishedResults."""
-        generator = self.run(**kwargs)
-        while True:
-            try:
-                next(generator)
-            except StopIteration as finished:
-                return finished.value
+        run = self.run(**kwargs)
+        if run.process.wait() != "succeeded":
+            raise RuntimeError(run.error)
+        return run.load()
 
     # --- display and export ---
 
@@ -898,11 +907,13 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
             checkpoints.append(str(save_checkpoint(build_model("small-cnn", 1, 2), card, folder / f"cnn{seed}.pt")))
 
         logic = WSSSCamLogic()
-        steps = list(logic.run(inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam", "layer-cam"],
-                               targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed", thresholdValue=0.4,
-                               ensembleRule="and", referenceSegmentation=reference,
-                               referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0)))
-        self.assertEqual([s[1] for s in steps], [4, 6, 10, 12])
+        run = logic.run(inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam", "layer-cam"],
+                        targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed", thresholdValue=0.4,
+                        ensembleRule="and", referenceSegmentation=reference,
+                        referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0))
+        self.assertEqual(run.process.wait(timeout=600), "succeeded", run.error)
+        self.assertEqual([e["done"] for e in run.process.events if e["event"] == "batch"], [4, 6, 4, 6])
+        self.assertEqual(run.process.events[-1]["fraction"], 1.0)
         results = logic.process(inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam", "layer-cam"],
                                 targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed",
                                 thresholdValue=0.4, ensembleRule="and", referenceSegmentation=reference,

@@ -19,7 +19,7 @@ from ..data.volume import Volume
 from ..data.segmentation_files import CAM_SEGMENT_TERMINOLOGY
 from ..masks import Threshold
 from ..metrics.volume_measures import agreement_rows, measure_masks
-from ..predict.segments import SegmentationRule, member_key, segment_volumes
+from ..predict.segments import SegmentationRule, Segments, member_key, segment_volumes
 from .colour import heat_colour_table, setup_cam_display
 from .display import show_as_foreground
 from .segmentations import masks_to_segmentation, segment_to_mask
@@ -71,7 +71,8 @@ def result_key(model: str, method: str, several_models: bool) -> str:
 
 def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: Threshold, ensemble: str | None = None,
                     suppress_negative_slices: bool = False, reference: tuple | None = None, opacity: float = 0.5,
-                    display_level: float = 0.2, segmentation_node=None, prefix: str = "WSSSCam") -> PublishedResults:
+                    display_level: float = 0.2, segmentation_node=None, prefix: str = "WSSSCam",
+                    segments: Segments | None = None) -> PublishedResults:
     """Put the CAMs (model name -> ``VolumeCams`` on ``volume_node``'s grid) into ``scene``.
 
     * each (model, method) map becomes a scalar volume node "<prefix> <key> CAM" (refilled when it
@@ -83,6 +84,8 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
       segment "<key> <threshold>"; with two or more members and an ``ensemble`` rule ('and', 'or',
       '<', '>', 'majority', or 'mean' = mean map with the fixed threshold) one more segment
       "<rule> ensemble <threshold>";
+    * ``segments``: the segments already computed (e.g. loaded from ``wssscam predict``'s files);
+      then ``threshold``, ``ensemble`` and ``suppress_negative_slices`` only name them;
     * ``reference = (segmentation node, segment)``: table "<prefix> metrics" of Dice, IoU, volumes (cc);
     * two or more methods or models: table "<prefix> agreement" of mean pairwise IoU.
     """
@@ -93,7 +96,8 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
     several = len(cams) > 1
     affine = world_ijk_to_ras(volume_node)
     out = PublishedResults()
-    segments = segment_volumes(cams, SegmentationRule(threshold, ensemble, None, suppress_negative_slices))
+    if segments is None:
+        segments = segment_volumes(cams, SegmentationRule(threshold, ensemble, None, suppress_negative_slices))
     for model, result in cams.items():
         for method, maps in result.maps.items():
             key = result_key(model, method, several)

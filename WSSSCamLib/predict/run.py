@@ -328,7 +328,9 @@ def predict_case(case: PredictCase, models: Sequence[PredictModel], options: Pre
         "case": case.case_id, "fingerprint": case_fingerprint(case, models, options), "inputs": [str(p) for p in case.images],
         "reference": str(case.reference) if case.reference else None, "shape_kji": list(loaded.image.shape_kji),
         "ijk_to_ras": loaded.image.ijk_to_ras.tolist(), "files": files, "segments": list(segments.masks),
+        "members": {name: list(member) for name, member in zip(segments.masks, segments.members)},
         "models": {name: {"checkpoint": str(m.path), "target_class": result.target_class,
+                          "cams": {method: files["cams"][member_key(name, method, len(cams) > 1)] for method in result.maps},
                           "class_name": m.card.class_names[result.target_class], "axis": result.axis,
                           "probabilities": [round(float(p), 6) for p in result.probabilities]}
                    for (name, result), m in zip(cams.items(), models)},
