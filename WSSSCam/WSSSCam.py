@@ -540,8 +540,8 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     case=event.get("case", ""), model=event.get("model", ""), done=event.get("done", 0), total=event.get("total", 0))
         self.ui.progressBar.setMaximum(1000)
         self.ui.progressBar.setValue(int(1000 * run.fraction))
-        if run.state == "running":
-            return
+        if run.state == "running" or (run.state == "succeeded" and not run.ready):
+            return  # still computing, or its files are being read on a worker thread
         self.stopRun(cancel=False)
         if run.state == "succeeded":
             with slicer.util.tryWithErrorDisplay(_("Loading the results failed."), waitCursor=True):

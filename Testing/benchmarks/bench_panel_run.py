@@ -37,7 +37,7 @@ def main() -> None:
             run = PanelRun(scene, nodes, [args.checkpoint], folder, args.methods.split(","), Threshold("fixed", 0.5), device="cpu").start()
             steps = {"start": time.perf_counter() - started}
             polls = []
-            while run.state == "running":
+            while run.state == "running" or (run.state == "succeeded" and not run.ready):
                 time.sleep(0.2)
                 tick = time.perf_counter()
                 run.poll()

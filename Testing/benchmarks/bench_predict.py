@@ -2,7 +2,7 @@
 computation alone for the same slices, measured side by side in one process; start-up (imports,
 model load) and file writing (compression) shown separately.
 
-    python Testing/benchmarks/bench_predict.py --checkpoint runs/lgg/fold0/model.pt ../shared/data/lgg-flair-dev --cases 5
+    python Testing/benchmarks/bench_predict.py --checkpoint runs/lgg/fold0/model.pt --manifest runs/lgg_fold0_test.json --cases 6
 
 "CAM computation alone" is the engine on the already normalised and sliced batches of the volume
 (the same batches, methods and device predict uses); "predict" is one whole case: read, normalise,
@@ -48,7 +48,8 @@ def cams_alone(case, model, options) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", help="volumes or a dataset folder, as for wssscam predict")
+    parser.add_argument("inputs", nargs="*", help="volumes or a dataset folder, as for wssscam predict")
+    parser.add_argument("--manifest", help="or a JSON manifest of cases, as for wssscam predict")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--methods", default="grad-cam,grad-cam++,hires-cam,xgrad-cam,layer-cam")
     parser.add_argument("--cases", type=int, default=5, help="the first N cases (default: %(default)s)")
@@ -61,7 +62,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import WSSSCamLib.predict, WSSSCamLib.cli"], check=True)
     imports = time.perf_counter() - started
     from WSSSCamLib.masks import Threshold
-    from WSSSCamLib.predict import PredictOptions, SegmentationRule, cases_from_paths, load_models, predict_case
+    from WSSSCamLib.predict import PredictOptions, SegmentationRule, cases_from_manifest, cases_from_paths, load_models, predict_case
     from WSSSCamLib.predict.progress import Progress
 
     started = time.perf_counter()
@@ -69,7 +70,7 @@ def main() -> None:
     load = time.perf_counter() - started
     options = PredictOptions(tuple(args.methods.split(",")), SegmentationRule(Threshold("fixed", 0.5)), batch_size=args.batch_size,
                              device=args.device)
-    cases = cases_from_paths(args.inputs)[: args.cases]
+    cases = (cases_from_manifest(args.manifest) if args.manifest else cases_from_paths(args.inputs))[: args.cases]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; methods {args.methods}")
     print(f"start-up: imports {imports:.2f} s (fresh interpreter), model load {load:.2f} s\n")
     print("| case | slices | CAMs alone (s) | predict (s) | of which: read | CAMs + resize | masks + metrics | write (compression) |"

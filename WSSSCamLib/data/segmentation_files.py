@@ -137,7 +137,7 @@ def write_seg_nrrd(segments: Mapping[str, np.ndarray], ijk_to_ras: np.ndarray, p
         "Segmentation_ReferenceImageExtentOffset": "0 0 0",
     })
     with atomic_path(path) as temporary:
-        nrrd.write(str(temporary), np.ascontiguousarray(layers.transpose(0, 3, 2, 1)), header)
+        nrrd.write(str(temporary), np.ascontiguousarray(layers.transpose(0, 3, 2, 1)), header, compression_level=1)
     return path
 
 

@@ -48,11 +48,14 @@ class PercentileClip:
     def __call__(self, image: Volume, mask: Volume | None = None) -> Pair:
         out = image.array.copy()
         for channel in out if out.ndim == 4 else out[None]:  # a K x J x I volume is one channel
-            values = channel[channel != 0] if self.nonzero_only else channel
+            foreground = channel != 0 if self.nonzero_only else None
+            values = channel[foreground] if foreground is not None else channel.reshape(-1)
             if values.size:
                 lo, hi = np.percentile(values, [self.low, self.high])
-                foreground = channel != 0 if self.nonzero_only else np.ones_like(channel, dtype=bool)
-                channel[foreground] = np.clip(channel[foreground], lo, hi)
+                if foreground is not None:
+                    channel[foreground] = np.clip(values, lo, hi)
+                else:
+                    np.clip(channel, lo, hi, out=channel)
         return _with_array(image, out), mask
 
 
@@ -65,11 +68,15 @@ class ZScore:
     def __call__(self, image: Volume, mask: Volume | None = None) -> Pair:
         out = image.array.copy()
         for channel in out if out.ndim == 4 else out[None]:  # a K x J x I volume is one channel
-            foreground = channel != 0 if self.nonzero_only else np.ones_like(channel, dtype=bool)
-            values = channel[foreground]
+            foreground = channel != 0 if self.nonzero_only else None
+            values = channel[foreground] if foreground is not None else channel.reshape(-1)
             if values.size:
                 std = values.std()
-                channel[foreground] = (values - values.mean()) / (std if std > 0 else 1.0)
+                scaled = (values - values.mean()) / (std if std > 0 else 1.0)
+                if foreground is not None:
+                    channel[foreground] = scaled
+                else:
+                    channel[...] = scaled.reshape(channel.shape)
         return _with_array(image, out), mask
 
 

@@ -11,7 +11,9 @@ and its files loaded into the scene only when the run succeeded.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ CASE = "input"
 
 
 def _write_mask(mask: np.ndarray, affine: np.ndarray, path: Path) -> str:
-    write_volume(np.asarray(mask, dtype=np.uint8), affine, path)
+    write_volume(np.asarray(mask, dtype=np.uint8), affine, path, compress=False)
     return path.name
 
 
@@ -69,6 +71,9 @@ class PanelRun:
         if layers:
             arguments += ["--layers", ",".join(layers)]
         self.process = BackgroundPredict([str(a) for a in arguments], python)
+        self._reader: threading.Thread | None = None
+        self._files: PredictFiles | None = None
+        self._read_error: Exception | None = None
 
     def _write_inputs(self, region: np.ndarray | None, channel_order: Sequence[int] | None) -> Path:
         """Channels (resampled onto the first volume's grid, then put in ``channel_order``: indices into
@@ -81,7 +86,7 @@ class PanelRun:
         entry: dict = {"case": CASE, "images": []}
         for number, channel in enumerate(channels):
             path = inputs / f"channel{number}.nrrd"
-            write_volume(channel.astype(np.float32), volume.ijk_to_ras, path)
+            write_volume(channel.astype(np.float32), volume.ijk_to_ras, path, compress=False)  # a working file: no time on gzip
             entry["images"].append(f"inputs/{path.name}")
         if self.reference is not None:
             mask = segment_to_mask(self.scene, self.reference[0], self.reference[1], self.volume_nodes[0])
@@ -97,8 +102,24 @@ class PanelRun:
         return self
 
     def poll(self) -> list[dict]:
-        """New progress events (never blocks)."""
-        return self.process.poll()
+        """New progress events (never blocks). Once the child succeeded, its files are read on a
+        worker thread, so :meth:`load` on the main thread only makes the nodes."""
+        events = self.process.poll()
+        if self.process.state == SUCCEEDED and self._reader is None:
+            self._reader = threading.Thread(target=self._read_files, daemon=True)
+            self._reader.start()
+        return events
+
+    def _read_files(self) -> None:
+        try:
+            self._files = read_predict_files(self.out / CASE)
+        except Exception as error:  # noqa: BLE001 - reported by load() on the main thread
+            self._read_error = error
+
+    @property
+    def ready(self) -> bool:
+        """True when the run succeeded and its files have been read (then :meth:`load` is quick)."""
+        return self._reader is not None and not self._reader.is_alive()
 
     def cancel(self) -> float:
         """Stop the child; seconds until it exited. The scene is untouched."""
@@ -120,16 +141,28 @@ class PanelRun:
         """Put the run's files into the scene (CAM volumes, segments, tables); only after success."""
         if self.state != SUCCEEDED:
             raise RuntimeError(f"the run has not succeeded (state: {self.state}); nothing to load")
-        return load_predict_results(self.scene, self.volume_nodes[0], self.out / CASE, self.threshold, self.ensemble,
+        if self._reader is not None:
+            self._reader.join()
+        if self._read_error is not None:
+            raise self._read_error
+        return load_predict_results(self.scene, self.volume_nodes[0], self._files or self.out / CASE, self.threshold, self.ensemble,
                                     self.empty_when_negative, self.reference, self.opacity, self.display_level)
 
 
-def load_predict_results(scene, volume_node, case_folder: str | Path, threshold: Threshold, ensemble: str | None = None,
-                         empty_when_negative: bool = False, reference: tuple | None = None, opacity: float = 0.5,
-                         display_level: float = 0.2) -> PublishedResults:
-    """Publish one case folder written by ``wssscam predict`` into nodes of ``volume_node``'s own
-    (:func:`~WSSSCamLib.mrml.results.publish_for_volume`), from its files: CAM volumes, the segments
-    of its ``.seg.nrrd`` (in order), per-slice probabilities from ``result.json``."""
+@dataclass
+class PredictFiles:
+    """A case folder of ``wssscam predict`` read into memory: the record (``result.json``), the CAMs
+    (model -> VolumeCams), the segments and the metrics and agreement rows."""
+
+    record: dict
+    cams: dict
+    segments: Segments
+    metrics: list[dict]
+    agreement: list[dict]
+
+
+def read_predict_files(case_folder: str | Path) -> PredictFiles:
+    """Read one case folder written by ``wssscam predict`` (no MRML; safe on a worker thread)."""
     folder = Path(case_folder)
     record = read_result(folder)
     if record is None:
@@ -141,5 +174,18 @@ def load_predict_results(scene, volume_node, case_folder: str | Path, threshold:
     masks, _ = read_seg_nrrd(folder / record["files"]["segmentation"])
     ordered = {name: torch.from_numpy(masks[name]) for name in record["segments"]}
     members = {tuple(member): ordered[name] for name, member in record["members"].items()}
-    return publish_for_volume(scene, volume_node, cams, threshold, ensemble=ensemble, suppress_negative_slices=empty_when_negative,
-                              reference=reference, opacity=opacity, display_level=display_level, segments=Segments(ordered, members))
+    without_case = [[{k: v for k, v in row.items() if k != "case"} for row in record[key]] for key in ("metrics", "agreement")]
+    return PredictFiles(record, cams, Segments(ordered, members), *without_case)
+
+
+def load_predict_results(scene, volume_node, files: PredictFiles | str | Path, threshold: Threshold, ensemble: str | None = None,
+                         empty_when_negative: bool = False, reference: tuple | None = None, opacity: float = 0.5,
+                         display_level: float = 0.2) -> PublishedResults:
+    """Publish one case of ``wssscam predict`` (its folder, or :func:`read_predict_files` of it) into
+    nodes of ``volume_node``'s own (:func:`~WSSSCamLib.mrml.results.publish_for_volume`): CAM volumes,
+    the segments of its ``.seg.nrrd`` (in order), per-slice probabilities, metrics and agreement -
+    nothing is recomputed."""
+    files = files if isinstance(files, PredictFiles) else read_predict_files(files)
+    return publish_for_volume(scene, volume_node, files.cams, threshold, ensemble=ensemble, suppress_negative_slices=empty_when_negative,
+                              reference=reference, opacity=opacity, display_level=display_level, segments=files.segments,
+                              measured=(files.metrics, files.agreement))

@@ -72,7 +72,7 @@ def result_key(model: str, method: str, several_models: bool) -> str:
 def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: Threshold, ensemble: str | None = None,
                     suppress_negative_slices: bool = False, reference: tuple | None = None, opacity: float = 0.5,
                     display_level: float = 0.2, segmentation_node=None, prefix: str = "WSSSCam",
-                    segments: Segments | None = None) -> PublishedResults:
+                    segments: Segments | None = None, measured: tuple[list[dict], list[dict]] | None = None) -> PublishedResults:
     """Put the CAMs (model name -> ``VolumeCams`` on ``volume_node``'s grid) into ``scene``.
 
     * each (model, method) map becomes a scalar volume node "<prefix> <key> CAM" (refilled when it
@@ -86,6 +86,7 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
       "<rule> ensemble <threshold>";
     * ``segments``: the segments already computed (e.g. loaded from ``wssscam predict``'s files);
       then ``threshold``, ``ensemble`` and ``suppress_negative_slices`` only name them;
+      ``measured``: their (metrics rows, agreement rows), likewise already computed;
     * ``reference = (segmentation node, segment)``: table "<prefix> metrics" of Dice, IoU, volumes (cc);
     * two or more methods or models: table "<prefix> agreement" of mean pairwise IoU.
     """
@@ -117,10 +118,12 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
     show_as_foreground(scene, first, opacity=opacity, background_node=volume_node)
     out.segmentation_node = masks_to_segmentation(scene, out.masks, volume_node, name=f"{prefix} results", node=segmentation_node)
     if reference is not None and reference[0] is not None and reference[1]:
-        reference_mask = segment_to_mask(scene, reference[0], reference[1], volume_node)
-        out.metrics = measure_masks(out.masks, reference_mask, affine)
+        if measured is not None:
+            out.metrics = list(measured[0])
+        else:
+            out.metrics = measure_masks(out.masks, segment_to_mask(scene, reference[0], reference[1], volume_node), affine)
         out.metrics_table = _table(scene, out.metrics, f"{prefix} metrics", METRIC_UNITS)
-    out.agreement = agreement_rows(segments.members)
+    out.agreement = list(measured[1]) if measured is not None else agreement_rows(segments.members)
     if out.agreement:
         out.agreement_table = _table(scene, out.agreement, f"{prefix} agreement", {})
     return out

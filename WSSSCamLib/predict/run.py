@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -244,15 +247,18 @@ def _compute_cams(case: PredictCase, loaded: LoadedInput, models: Sequence[Predi
 
 def _write_outputs(case: PredictCase, loaded: LoadedInput, cams: dict, segments: Segments, folder: Path,
                    options: PredictOptions, progress: Progress) -> dict:
-    """Write CAM volumes, segment label maps, the .seg.nrrd and (DICOM input) the DICOM SEG; the files, relative to ``folder``."""
+    """Write CAM volumes, segment label maps, the .seg.nrrd and (DICOM input) the DICOM SEG; the files,
+    relative to ``folder``. The files are independent and compressing them releases the GIL, so
+    they are written by a few threads at once (each file still atomically)."""
     affine = loaded.image.ijk_to_ras
     suffix = _cam_suffix(case, options)
     several = len(cams) > 1
-    files: dict = {"cams": {}, "masks": {}, "segmentation": None, "dicom_seg": None}
+    files: dict = {"cams": {}, "masks": {}, "segmentation": f"{case.case_id}.seg.nrrd", "dicom_seg": None}
+    jobs = []
     for model, result in cams.items():
         for method, maps in result.maps.items():
             relative = f"cams/{safe_file_name(model)}__{safe_file_name(method)}{suffix}"
-            write_volume(maps.numpy(), affine, folder / relative)
+            jobs.append(partial(write_volume, maps.numpy(), affine, folder / relative))
             files["cams"][member_key(model, method, several)] = relative
     masks = {name: mask.cpu().numpy() for name, mask in segments.masks.items()}
     used: set[str] = set()
@@ -261,11 +267,12 @@ def _write_outputs(case: PredictCase, loaded: LoadedInput, cams: dict, segments:
         while stem in used:
             stem += "_"
         used.add(stem)
-        relative = f"masks/{stem}{suffix}"
-        write_label_map({name: mask}, affine, folder / relative)
-        files["masks"][name] = relative
-    files["segmentation"] = f"{case.case_id}.seg.nrrd"
-    write_seg_nrrd(masks, affine, folder / files["segmentation"])
+        files["masks"][name] = f"masks/{stem}{suffix}"
+        jobs.append(partial(write_label_map, {name: mask}, affine, folder / files["masks"][name]))
+    jobs.append(partial(write_seg_nrrd, masks, affine, folder / files["segmentation"]))
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
     if loaded.dicom_files:
         try:
             files["dicom_seg"] = f"{case.case_id}.seg.dcm"
