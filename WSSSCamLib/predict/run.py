@@ -49,6 +49,8 @@ from .progress import Progress
 from .segments import SegmentationRule, Segments, member_key, segment_volumes
 
 RESULT_FILE = "result.json"
+RESULT_FORMAT = 1
+"""Version of the case outputs' layout; part of the fingerprint, so outputs of another layout are redone."""
 CAM_FORMATS = ("auto", "nii.gz", "nrrd")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
@@ -188,7 +190,8 @@ def load_models(checkpoints: Sequence[str | Path | tuple[str, str | Path]], devi
 
 def case_fingerprint(case: PredictCase, models: Sequence[PredictModel], options: PredictOptions) -> str:
     """SHA-256 of what a case's outputs depend on: its input files, the checkpoints and the settings."""
-    payload = {"case": case.describe(), "models": [[m.name, m.sha256] for m in models], "options": options.describe()}
+    payload = {"case": case.describe(), "models": [[m.name, m.sha256] for m in models], "options": options.describe(),
+               "format": RESULT_FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
