@@ -5,9 +5,12 @@ an optional Seg- region) from volume files, DICOM series folders, dataset folder
 * a folder with ``dataset.json`` (Decathlon/nnU-Net): every case, channels in the dataset's order,
   the label file as reference;
 * any other folder: one DICOM series, a case named after the folder;
-* a manifest (JSON list of ``{"case": id, "images": [paths in the card's channel order],
-  "reference": path, "region": path}``, relative paths from the manifest's folder) - what the
-  Slicer panel writes for its child process.
+* a manifest (JSON list of ``{"case": id, "images": [paths], "channels": [their names],
+  "reference": path, "region": path}``, relative paths from the manifest's folder; without
+  ``channels`` the images must be in the card's channel order) - what the Slicer panel writes.
+
+Named channels (a dataset's, a manifest's ``channels``) are put in each model card's channel order
+when they are the same names in another order.
 """
 
 from __future__ import annotations
@@ -32,20 +35,22 @@ class PredictInputError(InvalidInputError):
 class PredictCase:
     """One case to predict: ``images`` one path per channel (file or DICOM folder), in the model
     card's channel order; ``reference``: mask file for metrics; ``region``: mask file (pixel set M of
-    the Seg- methods)."""
+    the Seg- methods); ``channel_names``: the channels' names when known (a dataset's, a manifest's
+    ``channels``), so that they can be put in each model card's order."""
 
     case_id: str
     images: list[Path]
     reference: Path | None = None
     region: Path | None = None
+    channel_names: list[str] | None = None
 
     @property
     def is_dicom(self) -> bool:
         return self.images[0].is_dir() or self.images[0].suffix.lower() == ".dcm"
 
     def describe(self) -> list:
-        """File names and sizes (part of the output's fingerprint)."""
-        return [[str(p), _size(p)] for p in (*self.images, self.reference, self.region) if p is not None]
+        """File names and sizes, and the channel names (part of the output's fingerprint)."""
+        return [[str(p), _size(p)] for p in (*self.images, self.reference, self.region) if p is not None] + [self.channel_names]
 
 
 @dataclass
@@ -80,7 +85,8 @@ def cases_from_paths(paths: list[str | Path]) -> list[PredictCase]:
             raise PredictInputError(f"{path}: no such file or folder")
         if path.is_dir() and (path / "dataset.json").is_file():
             dataset = read_decathlon(path)
-            cases += [PredictCase(check_case_id(c.case_id, str(path)), list(c.images), c.mask) for c in dataset.cases]
+            cases += [PredictCase(check_case_id(c.case_id, str(path)), list(c.images), c.mask, None, list(dataset.channel_names))
+                      for c in dataset.cases]
         else:
             cases.append(PredictCase(check_case_id(_file_case_id(path), str(path)), [path]))
     return _unique(cases)
@@ -102,16 +108,20 @@ def cases_from_manifest(path: str | Path) -> list[PredictCase]:
         where = f"{path}, case {number}"
         if not isinstance(entry, dict) or not isinstance(entry.get("images"), list) or not entry["images"]:
             raise PredictInputError(f"{where}: needs 'images', a non-empty list of paths")
-        unknown = set(entry) - {"case", "images", "reference", "region"}
+        unknown = set(entry) - {"case", "images", "reference", "region", "channels"}
         if unknown:
-            raise PredictInputError(f"{where}: unknown key(s) {sorted(unknown)}; known: case, images, reference, region")
+            raise PredictInputError(f"{where}: unknown key(s) {sorted(unknown)}; known: case, images, reference, region, channels")
+        channels = entry.get("channels")
+        if channels is not None and (not isinstance(channels, list) or len(channels) != len(entry["images"])):
+            raise PredictInputError(f"{where}: 'channels' must list one name per image ({len(entry['images'])})")
         images = [path.parent / str(p) for p in entry["images"]]
         optional = {k: (path.parent / str(entry[k]) if entry.get(k) else None) for k in ("reference", "region")}
         for file in [*images, *(p for p in optional.values() if p is not None)]:
             if not file.exists():
                 raise PredictInputError(f"{where}: no such file or folder {file}")
         case_id = str(entry.get("case") or _file_case_id(images[0]))
-        cases.append(PredictCase(check_case_id(case_id, where), images, optional["reference"], optional["region"]))
+        cases.append(PredictCase(check_case_id(case_id, where), images, optional["reference"], optional["region"],
+                                 [str(c) for c in channels] if channels else None))
     return _unique(cases)
 
 

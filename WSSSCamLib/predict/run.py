@@ -39,6 +39,7 @@ from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..cams import resolve_methods
 from ..data.readers import write_volume
 from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, write_label_map, write_seg_nrrd
+from ..data.volume import Volume
 from ..devices import resolve_device
 from ..inference import iter_volume_cams
 from ..metrics.volume_measures import agreement_rows, measure_masks
@@ -229,6 +230,24 @@ class _Stopwatch:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
+def in_card_order(image: Volume, case: PredictCase, model: PredictModel, progress: Progress) -> Volume:
+    """The case's channels in the model card's order when the case names them: unchanged when the
+    names are in the card's order, reordered when they are the card's names in another order; a
+    warning when the names differ (then the given order is used)."""
+    names = case.channel_names
+    if not names or image.channels == 1:
+        return image
+    expected = list(model.card.channel_names[: len(names)])
+    if list(names) == expected:
+        return image
+    if sorted(names) == sorted(expected):
+        order = [list(names).index(name) for name in expected]
+        return Volume(image.array[order], image.ijk_to_ras, image.source)
+    progress.event("warning", case=case.case_id, message=f"{case.images[0]}: channels {list(names)} are not the channels "
+                   f"{expected} that {model.path} was trained on; they are used in the given order")
+    return image
+
+
 def _compute_cams(case: PredictCase, loaded: LoadedInput, models: Sequence[PredictModel], options: PredictOptions,
                   progress: Progress, span: tuple[float, float]) -> dict:
     """Every model's CAMs of one case (model name -> VolumeCams), reporting a ``batch`` event per batch."""
@@ -236,7 +255,8 @@ def _compute_cams(case: PredictCase, loaded: LoadedInput, models: Sequence[Predi
     cams = {}
     for number, model in enumerate(models):
         target = model.target_index(options.target_class)
-        results = iter_volume_cams(loaded.image, model.network, model.card, list(options.methods), target,
+        image = in_card_order(loaded.image, case, model, progress)
+        results = iter_volume_cams(image, model.network, model.card, list(options.methods), target,
                                    list(options.layers) if options.layers else None, region, options.batch_size, options.device)
         for done, total, result in results:
             if result is None:

@@ -244,3 +244,31 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(trained, tmp_pat
     assert re.search(message, text), text
     assert not list(out.rglob("result.json")) and not list(out.rglob("*.seg.nrrd"))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out") == before
+
+
+def test_named_channels_follow_the_model_cards_order(tmp_path, capsys):
+    from WSSSCamLib.models.zoo import build_model
+    from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
+
+    torch.manual_seed(0)
+    card = ModelCard("small-cnn", 2, 2, ["normal", "lesion"], ["a", "b"], input_size=[16, 16], recipe={"size": 16, "axis": "K"})
+    checkpoint_file = save_checkpoint(build_model("small-cnn", 2, 2), card, tmp_path / "two.pt")
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_nifti(Volume(rng.random((3, 16, 16)).astype(np.float32) + 1, OBLIQUE), tmp_path / f"{name}.nii.gz")
+    runs = {"card order": (["a", "b"], ["a", "b"]), "swapped": (["b", "a"], ["b", "a"]), "unnamed": (["b", "a"], None)}
+    cams = {}
+    for label, (files, names) in runs.items():
+        entry = {"case": "c", "images": [f"{n}.nii.gz" for n in files], **({"channels": names} if names else {})}
+        (tmp_path / "m.json").write_text(json.dumps([entry]))
+        out = tmp_path / label.replace(" ", "-")
+        assert main(["predict", "--manifest", str(tmp_path / "m.json"), "--checkpoint", str(checkpoint_file), "--out", str(out),
+                     "--methods", "layer-cam", "--progress", "none"]) == 0
+        cams[label] = read_volume(out / "c" / "cams" / "small-cnn__layer-cam.nii.gz").array
+    np.testing.assert_array_equal(cams["swapped"], cams["card order"])  # reordered by name
+    assert not np.array_equal(cams["unnamed"], cams["card order"])  # without names the given order is used
+    (tmp_path / "m.json").write_text(json.dumps([{"case": "c", "images": ["a.nii.gz", "b.nii.gz"], "channels": ["x", "y"]}]))
+    assert main(["predict", "--manifest", str(tmp_path / "m.json"), "--checkpoint", str(checkpoint_file), "--out", str(tmp_path / "w"),
+                 "--progress", "json"]) == 0
+    warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"warning"' in line]
+    assert len(warnings) == 1 and "channels ['x', 'y'] are not the channels ['a', 'b']" in warnings[0]["message"]
