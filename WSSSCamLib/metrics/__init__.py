@@ -1,10 +1,11 @@
 """Metrics: overlap of binary masks (Dice, IoU), confusion counts with per-case and pooled (seed 004)
-scores, agreement across CAM methods/models (seed 000), statistics, and classification (ROC AUC, accuracy)."""
+scores, agreement across CAM methods/models (seed 000), pointing games, statistics, and classification (ROC AUC, accuracy)."""
 
 from .agreement import pairwise_iou_agreement, pairwise_iou_agreement_at_thresholds
 from .classification import accuracy, roc_auc
 from .confusion import PooledScores, confusion_counts, dice_from_counts, iou_from_counts, pooled_scores
 from .overlap import dice, iou
+from .pointing import energy_pointing_game, pointing_game
 from .statistics import kruskal_wallis, shapiro_wilk, spearman
 
 __all__ = [
@@ -13,11 +14,13 @@ __all__ = [
     "confusion_counts",
     "dice",
     "dice_from_counts",
+    "energy_pointing_game",
     "iou",
     "iou_from_counts",
     "kruskal_wallis",
     "pairwise_iou_agreement",
     "pairwise_iou_agreement_at_thresholds",
+    "pointing_game",
     "pooled_scores",
     "roc_auc",
     "shapiro_wilk",
