@@ -169,14 +169,15 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
         torch.manual_seed(seed + fold)
         model = build_model(architecture, slices.images.shape[1], max(2, len(dataset.class_names)))
         fold_config = TrainConfig(**{**asdict(config), "seed": config.seed + fold})
-        trained = train_classifier(model, train, validation, fold_config)
+        trained = train_classifier(model, train, validation, fold_config, log_path=fold_dir / "train_log.csv")
         auc, acc = evaluate(model, test, device=config.device, flip_averaging=config.flip_averaging)
         result = FoldResult(fold, folds.held_out(fold), len(test), int(test.labels.sum()), auc, acc, trained.best_epoch, time.perf_counter() - started)
         card = ModelCard(architecture, slices.images.shape[1], max(2, len(dataset.class_names)), list(dataset.class_names), channel_names,
                          input_size=[recipe.size, recipe.size], slice_axis=recipe.axis, normalisation=recipe.normalisation(), recipe=asdict(recipe),
                          split={"k": k, "seed": folds.seed, "fold": fold, "train": train_cases, "validation": validation_cases, "test": folds.held_out(fold)},
                          data_fingerprint=data_fingerprint(dataset), training={**asdict(fold_config), "history": [asdict(h) for h in trained.history]},
-                         validation={"inner_val_auc": trained.val_auc, "test_auc": auc, "test_accuracy": acc})
+                         validation={"inner_val_auc": trained.val_auc, "test_auc": auc, "test_accuracy": acc,
+                                     "test_slices": len(test), "test_positive_slices": int(test.labels.sum())})
         save_checkpoint(model, card, fold_dir / "model.pt")
         write_text(result_file, json.dumps(asdict(result), indent=2))
         report.folds.append(result)

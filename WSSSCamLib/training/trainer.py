@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
+from ..atomic import write_text
 from ..data.augment import Augment, seed000_augmentation
 from ..data.slices import SliceSet
 from ..devices import resolve_device
@@ -51,6 +54,7 @@ class EpochRecord:
     val_auc: float | None = None
     val_accuracy: float | None = None
     learning_rate: float = 0.0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -116,9 +120,22 @@ def check_both_classes(labels: torch.Tensor, where: str) -> None:
                                 "a classifier needs slices of at least two classes (cases with and without lesion)")
 
 
+LOG_COLUMNS = ("epoch", "train_loss", "val_auc", "val_accuracy", "learning_rate", "seconds")
+
+
+def write_epoch_log(history: list[EpochRecord], path: Path) -> Path:
+    """The training log as CSV (one row per epoch: ``LOG_COLUMNS``; empty validation cells without
+    validation data; ``seconds`` = the epoch's wall time), rewritten atomically after every epoch."""
+    lines = [",".join(LOG_COLUMNS)]
+    for record in history:
+        lines.append(",".join("" if getattr(record, c) is None else f"{getattr(record, c):.6g}" for c in LOG_COLUMNS))
+    return write_text(path, "\n".join(lines) + "\n")
+
+
 def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | None = None, config: TrainConfig | None = None,
-                     augmentation: Augment | None = None) -> TrainResult:
-    """Train ``model`` in place on ``train`` and return the history; see :class:`TrainConfig`."""
+                     augmentation: Augment | None = None, log_path: str | Path | None = None) -> TrainResult:
+    """Train ``model`` in place on ``train`` and return the history; see :class:`TrainConfig`.
+    ``log_path``: a CSV written after every epoch (:func:`write_epoch_log`), so a run can be followed."""
     config = config or TrainConfig()
     check_both_classes(train.labels, "training set")
     device = resolve_device(config.device)
@@ -138,6 +155,7 @@ def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | N
     best_state, best_score, stale = None, -math.inf, 0
     progress = _progress(config.epochs, config.progress)
     for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
         model.train()
         loss_sum = 0.0
         for index in _batches(train.labels, config.batch_size, config.balance, generator, classes):
@@ -158,7 +176,10 @@ def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | N
             score = record.val_auc if not math.isnan(record.val_auc) else -record.train_loss
         else:
             score = epoch  # no validation data: keep the last epoch
+        record.seconds = time.perf_counter() - started
         result.history.append(record)
+        if log_path is not None:
+            write_epoch_log(result.history, Path(log_path))
         if score > best_score:
             best_score, stale = score, 0
             best_state = copy.deepcopy(model.state_dict())
