@@ -272,3 +272,30 @@ def test_named_channels_follow_the_model_cards_order(tmp_path, capsys):
                  "--progress", "json"]) == 0
     warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"warning"' in line]
     assert len(warnings) == 1 and "channels ['x', 'y'] are not the channels ['a', 'b']" in warnings[0]["message"]
+
+
+def test_kill_9_in_the_middle_then_the_same_command_finishes_the_rest(trained, tmp_path):
+    """A real child process killed with SIGKILL after its first committed case; the rerun skips it."""
+    import os
+    import signal
+    import time
+
+    from WSSSCamLib.predict.background import BackgroundPredict
+
+    arguments = [str(trained / "data"), "--checkpoint", checkpoint(trained), "--out", str(tmp_path / "out"), "--methods",
+                 "grad-cam,smoothgrad-cam++", "--batch-size", "1"]
+    run = BackgroundPredict(arguments).start()
+    deadline = time.monotonic() + 300
+    while not any(e["event"] == "case_done" for e in run.events):
+        run.poll()
+        assert run.state == "running" and time.monotonic() < deadline, run.error
+        time.sleep(0.01)
+    os.killpg(run._process.pid, signal.SIGKILL)
+    run._process.wait()
+    done = sorted(p.parent.name for p in (tmp_path / "out").glob("*/result.json"))
+    assert 1 <= len(done) < 4
+    again = BackgroundPredict(arguments).start()
+    assert again.wait(timeout=300) == "succeeded", again.error
+    finished = [e for e in again.events if e["event"] == "case_done"]
+    assert sorted(e["case"] for e in finished if e["skipped"]) == done and len(finished) == 4
+    assert len(list((tmp_path / "out").glob("*/result.json"))) == 4 and not list((tmp_path / "out").rglob("*.tmp*"))
