@@ -195,6 +195,12 @@ def check_inputs(kind: str, masks: torch.Tensor, maps: torch.Tensor, images: tor
                               f"got {tuple(torch.as_tensor(probabilities).shape)}")
 
 
+def in_dtype_of(value: float, maps: torch.Tensor) -> float:
+    """A cut as the nearest number of the maps' dtype (0.6 -> float32(0.6) for float32 maps), so that cuts
+    compare with map values as in :mod:`WSSSCamLib.masks` ("cuts are compared in the maps' dtype")."""
+    return float(torch.tensor(value, dtype=maps.dtype))
+
+
 def to_numpy(tensor: torch.Tensor, dtype=None) -> np.ndarray:
     """A CPU numpy copy (float64 for floats unless ``dtype``)."""
     array = tensor.detach().cpu()

@@ -9,8 +9,8 @@ and keeps
   (one lesion per positive slice / volume is the prior it encodes);
 - ``keep=largest``: the component with the most voxels (ties go to the component whose first voxel
   comes first in C order);
-- ``keep=above``: every component whose maximum CAM value is strictly above ``min_peak`` (default 0.8),
-  i.e. drop blobs the CAM was never confident about.
+- ``keep=above``: every component whose maximum CAM value is strictly above ``min_peak`` (default 0.8,
+  compared in the maps' dtype), i.e. drop blobs the CAM was never confident about.
 
 ``connectivity``: neighbours that join a component, 4 or 8 for 2D samples, 6, 18 or 26 for 3D;
 default (unset) the full neighbourhood, 8 in 2D and 26 in 3D. ``gate=true`` additionally empties
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..masks import classifier_positive, suppress_negatives
-from .base import Step, back, check_choice, check_inputs, check_setting, check_unit, to_numpy
+from .base import Step, back, check_choice, check_inputs, check_setting, check_unit, in_dtype_of, to_numpy
 
 KEEP = ("peak", "largest", "above")
 CONNECTIVITY = {2: (4, 8), 3: (6, 18, 26)}
@@ -109,10 +109,11 @@ class Components(Step):
         connectivity = CONNECTIVITY[dims][-1] if self.connectivity is None else self.connectivity
         check_setting(connectivity in CONNECTIVITY[dims], self.kind, "connectivity",
                       f"must be one of {CONNECTIVITY[dims]} for {dims}D samples", connectivity)
+        min_peak = None if self.min_peak is None else in_dtype_of(self.min_peak, maps)
         mask_array, map_array = to_numpy(masks), to_numpy(maps)
         out = np.empty(mask_array.shape, dtype=bool)
         for index in range(mask_array.shape[0]):
-            out[index] = keep_components(mask_array[index], map_array[index], self.keep, connectivity, self.min_peak)
+            out[index] = keep_components(mask_array[index], map_array[index], self.keep, connectivity, min_peak)
         result = back(out, masks)
         return gate(result, probabilities) if self.gate else result
 

@@ -3,7 +3,8 @@
 Seeds come from the confident ends of the CAM, the rest is decided by the image:
 
 - foreground seeds: inside the incoming mask where map >= ``high`` (default 0.8);
-- background seeds: outside the incoming mask where map <= ``low`` (default 0.2);
+- background seeds: outside the incoming mask where map <= ``low`` (default 0.2) (both cuts compared in
+  the maps' dtype, as :mod:`WSSSCamLib.masks` does);
 - every other pixel is unlabelled; each gets the label whose random walk, on the image graph with
   edge weights exp(-beta * |grad image|^2 / (10 std(image))) (scikit-image's normalisation; every
   channel of the image counts), reaches it first with the higher probability. The result is the set
@@ -31,7 +32,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import Step, back, channels_last, check_inputs, check_positive, check_setting, check_unit, to_numpy
+from .base import (
+    Step,
+    back,
+    channels_last,
+    check_inputs,
+    check_positive,
+    check_setting,
+    check_unit,
+    in_dtype_of,
+    to_numpy,
+)
 
 BACKGROUND, FOREGROUND = 1, 2
 
@@ -60,17 +71,20 @@ class RandomWalker(Step):
         for name in ("low", "high", "beta", "tol"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
-    def seeds(self, mask: np.ndarray, cam: np.ndarray) -> np.ndarray:
-        """int32 labels of one sample: 2 = foreground seed, 1 = background seed, 0 = unlabelled."""
+    def seeds(self, mask: np.ndarray, cam: np.ndarray, low: float | None = None,
+              high: float | None = None) -> np.ndarray:
+        """int32 labels of one sample: 2 = foreground seed, 1 = background seed, 0 = unlabelled
+        (``low``/``high``: the cuts as compared, default the settings)."""
+        low, high = self.low if low is None else low, self.high if high is None else high
         labels = np.zeros(mask.shape, dtype=np.int32)
-        labels[~mask & (cam <= self.low)] = BACKGROUND
-        labels[mask & (cam >= self.high)] = FOREGROUND
+        labels[~mask & (cam <= low)] = BACKGROUND
+        labels[mask & (cam >= high)] = FOREGROUND
         return labels
 
-    def _one(self, mask: np.ndarray, cam: np.ndarray, image: np.ndarray) -> np.ndarray:
+    def _one(self, mask: np.ndarray, cam: np.ndarray, image: np.ndarray, low: float, high: float) -> np.ndarray:
         from skimage.segmentation import random_walker
 
-        labels = self.seeds(mask, cam)
+        labels = self.seeds(mask, cam, low, high)
         if not (labels == FOREGROUND).any():
             return np.zeros(mask.shape, dtype=bool)
         if not (labels == BACKGROUND).any() or float(image.std()) == 0.0:
@@ -87,8 +101,9 @@ class RandomWalker(Step):
     def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
                  probabilities: torch.Tensor | None = None) -> torch.Tensor:
         check_inputs(self.kind, masks, maps, images, probabilities, need_images=True)
+        low, high = in_dtype_of(self.low, maps), in_dtype_of(self.high, maps)
         mask_array, map_array, image_array = to_numpy(masks), to_numpy(maps), to_numpy(images)
         out = np.empty(mask_array.shape, dtype=bool)
         for index in range(mask_array.shape[0]):
-            out[index] = self._one(mask_array[index], map_array[index], image_array[index])
+            out[index] = self._one(mask_array[index], map_array[index], image_array[index], low, high)
         return back(out, masks)
