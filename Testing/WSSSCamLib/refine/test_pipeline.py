@@ -103,7 +103,7 @@ def test_pipeline_names_round_trip():
 
 
 def test_the_empty_pipeline_is_the_identity():
-    truth, mask, image = shifted_case(2)
+    _truth, mask, image = shifted_case(2)
     assert Pipeline()(mask, mask.float(), image) is mask
 
 
@@ -132,7 +132,7 @@ def steps_for(dims):
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_every_step_returns_bool_masks_of_the_input_shape_and_leaves_the_inputs_alone(dims):
-    truth, maps, image = ring_case(dims, noise=0.1, channels=2)
+    _truth, maps, image = ring_case(dims, noise=0.1, channels=2)
     masks = (maps > 0.4).repeat(2, *([1] * dims))
     maps, image = maps.repeat(2, *([1] * dims)), image.repeat(2, 1, *([1] * dims))
     probabilities = torch.tensor([0.9, 0.1])
@@ -146,7 +146,7 @@ def test_every_step_returns_bool_masks_of_the_input_shape_and_leaves_the_inputs_
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_results_return_to_the_masks_device():
-    truth, maps, image = ring_case(2, noise=0.1)
+    _truth, maps, image = ring_case(2, noise=0.1)
     masks = maps > 0.4
     for step in steps_for(2):
         out = step(masks.cuda(), maps.cuda(), image.cuda(), torch.tensor([0.9]).cuda())
@@ -163,10 +163,11 @@ def test_results_return_to_the_masks_device():
     (lambda m, p, i: Slic()(m, p, i[:, :, :-1]), r"slic: images must be a float tensor N x C x \*spatial"),
     (lambda m, p, i: Slic()(m, p, i[:, 0]), r"slic: images must be a float tensor N x C x \*spatial"),
     (lambda m, p, i: Slic()(m, p, i.double().fill_(float("nan"))), r"slic: images contain NaN"),
-    (lambda m, p, i: RandomWalker()(m, p, i, torch.tensor([0.1, 0.2])), r"random_walker: probabilities must have shape"),
+    (lambda m, p, i: RandomWalker()(m, p, i, torch.tensor([0.1, 0.2])),
+     r"random_walker: probabilities must have shape"),
 ])
 def test_inputs_that_break_the_contract_are_refused_by_name(call, message):
-    truth, maps, image = ring_case(2)
+    _truth, maps, image = ring_case(2)
     with pytest.raises(RefinementError, match=message):
         call(maps > 0.4, maps, image)
 
