@@ -7,7 +7,9 @@ Krähenbühl's C++ code wrapped by pydensecrf, with its default diagonal kernels
 normalisation; Potts compatibility mu = [x_i != x_j] times ``compat``):
 
 - unary psi_u = -log P: ``unary=map`` (default): P(foreground) = the CAM value clipped to
-  [1e-5, 1 - 1e-5] (the DESIGN's "CAM as unary term"; the incoming masks are not used);
+  [1e-5, 1 - 1e-5] (the DESIGN's "CAM as unary term"; the incoming mask only decides whether the
+  sample is refined at all: a sample whose incoming mask is empty stays empty, so that a gate or
+  any earlier step that emptied it is not undone);
   ``unary=mask``: P(label of the incoming mask) = ``confidence`` (pydensecrf's unary_from_labels
   convention), so the step refines whatever a previous step produced;
 - smoothness kernel: compat_gaussian * exp(-|p_i - p_j|^2 / (2 sxy_gaussian^2)), positions p in pixels;
@@ -134,5 +136,8 @@ class DenseCrf(Step):
         mask_array, map_array, image_array = to_numpy(masks), to_numpy(maps), to_numpy(images)
         out = np.empty(mask_array.shape, dtype=bool)
         for index in range(mask_array.shape[0]):
+            if not mask_array[index].any():  # an empty sample stays empty (e.g. one a gate emptied)
+                out[index] = False
+                continue
             out[index] = self._one(densecrf, utils, mask_array[index], map_array[index], image_array[index])
         return back(out, masks)

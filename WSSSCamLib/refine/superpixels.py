@@ -7,7 +7,11 @@ intensity), and every superpixel becomes foreground or background as a whole:
 - ``pool=mask`` (default): foreground when the fraction of its pixels inside the CAM mask is strictly
   above ``min_fraction`` (default 0.5, i.e. more than half of the superpixel is in the mask);
 - ``pool=map``: foreground when its mean CAM value is strictly above ``min_mean`` (default 0.5),
-  the DESIGN's "average the CAM inside each region, then threshold" (the incoming masks are not used).
+  the DESIGN's "average the CAM inside each region, then threshold" (the incoming mask only decides
+  whether the sample is refined at all).
+
+Either way a sample whose incoming mask is empty stays empty, so that a gate or any earlier step
+that emptied it is not undone.
 
 The strict ">" follows the library's threshold convention (foreground = value > cut).
 
@@ -100,6 +104,9 @@ class _Pooling(Step):
         mask_array, map_array, image_array = to_numpy(masks), to_numpy(maps), to_numpy(images)
         out = np.empty(mask_array.shape, dtype=bool)
         for index in range(mask_array.shape[0]):
+            if not mask_array[index].any():  # an empty sample stays empty (e.g. one a gate emptied)
+                out[index] = False
+                continue
             labels = self._segment(image_array[index])
             out[index] = pool_superpixels(labels, mask_array[index], map_array[index], pool, cut)
         return back(out, masks)

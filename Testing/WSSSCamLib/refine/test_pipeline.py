@@ -121,6 +121,18 @@ def test_the_pipeline_applies_its_steps_in_order():
     assert not gated.any()
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_sample_emptied_by_the_gate_stays_empty_after_every_step(dims):
+    _truth, maps, image = ring_case(dims, noise=0.1)
+    ones = [1] * dims
+    masks, maps, image = (maps > 0.4).repeat(2, *ones), maps.repeat(2, *ones), image.repeat(2, 1, *ones)
+    probabilities = torch.tensor([0.9, 0.2])
+    steps = steps_for(dims) + [Slic(n=20 if dims == 2 else 27, pool="map")]
+    for step in steps:
+        out = Pipeline((Gate(), step))(masks, maps, image, probabilities)
+        assert out[0].any() and not out[1].any(), step.describe()
+
+
 def steps_for(dims):
     steps = [Slic(n=20 if dims == 2 else 27), RandomWalker(), Components(), Components(keep="largest"), Gate()]
     if dims == 2:
