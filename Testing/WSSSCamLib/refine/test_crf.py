@@ -1,4 +1,4 @@
-"""Dense CRF against hand cases (needs the optional pydensecrf2, installed by the 'test' extra): without a
+"""Dense CRF against hand cases (needs the optional pydensecrf2, extra "refine"; .ci/run installs it where it builds): without a
 pairwise term it is the 0.5 cut of the map; with the default kernels a CAM undecided across a sharp
 edge, or a mask shifted over it, snaps to the edge in 2D and 3D; a missing pydensecrf2 is a clear error."""
 
