@@ -28,8 +28,9 @@ def _train(args: argparse.Namespace) -> int:
 
     from .atomic import remove_stale_temporaries
     from .data.datasets import read_csv_dataset, read_decathlon
+    from .data.recipe import SliceRecipe
     from .lock import folder_lock
-    from .training.crossval import SliceRecipe, cross_validate
+    from .training.crossval import cross_validate
     from .training.trainer import TrainConfig
 
     root = Path(args.dataset)

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..metrics.confusion import _pooled_columns
-from .thresholds import THRESHOLD_GRID, _as_thresholds, _bucketize, _CHUNK_ELEMENTS, fixed_threshold_counts
+from ..metrics.confusion import pooled_score_columns
+from ..metrics.threshold_sweep import CHUNK_ELEMENTS, as_thresholds, bucketize
+from .thresholds import THRESHOLD_GRID, fixed_threshold_counts
 
 RULES: tuple[str, ...] = ("and", "or", "<", ">", "majority", "mean")
 _VOXELWISE = ("and", "or", "majority")
@@ -111,13 +112,13 @@ def _joint_histograms(flats: list[torch.Tensor], ref: torch.Tensor, grid: torch.
     n, voxels = ref.shape
     inverses, sizes = [], []
     for flat in flats:
-        _, inverse, size = _bucketize(flat[:1, :1], grid)
+        _, inverse, size = bucketize(flat[:1, :1], grid)
         inverses.append(inverse)
         sizes.append(size)
     bins = 1
     for size in sizes:
         bins *= size
-    step = max(1, _CHUNK_ELEMENTS // voxels)
+    step = max(1, CHUNK_ELEMENTS // voxels)
     hist_all = torch.empty(n, bins, dtype=torch.int64, device=ref.device)
     hist_ref = torch.empty(n, bins, dtype=torch.int64, device=ref.device)
     for start in range(0, n, step):
@@ -125,7 +126,7 @@ def _joint_histograms(flats: list[torch.Tensor], ref: torch.Tensor, grid: torch.
         joint = torch.zeros(stop - start, voxels, dtype=torch.int64, device=ref.device)
         stride = 1
         for flat, size in zip(flats, sizes):
-            ids, _, _ = _bucketize(flat[start:stop], grid)
+            ids, _, _ = bucketize(flat[start:stop], grid)
             joint += ids * stride
             stride *= size
         joint += bins * torch.arange(stop - start, device=ref.device)[:, None]
@@ -216,7 +217,7 @@ def ensemble_counts(
     if reference.ndim < 2:
         raise ValueError(f"ensemble_counts: reference must be N x *spatial, got shape {tuple(reference.shape)}")
     combos = ensemble_combinations(len(members), rule, grid)
-    values = _as_thresholds(list(grid), "ensemble_counts")
+    values = as_thresholds(list(grid), "ensemble_counts")
     if rule == "mean":
         return combos, fixed_threshold_counts(_mean_map(members), reference, values)
     combo_index = torch.tensor(
@@ -243,7 +244,7 @@ def grid_search(counts: torch.Tensor, combos: list[tuple[float, ...]]) -> tuple[
         raise ValueError(f"grid_search: counts must be C x N x 4, got shape {tuple(counts.shape)}")
     if counts.shape[0] == 0 or len(combos) != counts.shape[0]:
         raise ValueError(f"grid_search: {len(combos)} combos for {counts.shape[0]} count rows (need the same, at least 1)")
-    scores = _pooled_columns(counts.to(torch.int64).sum(dim=1))["dsc_seed004"]
+    scores = pooled_score_columns(counts.to(torch.int64).sum(dim=1))["dsc_seed004"]
     safe = torch.where(torch.isnan(scores), torch.full_like(scores, -torch.inf), scores)
     best = int((safe == safe.max()).int().argmax().item())
     return best, scores

@@ -98,7 +98,7 @@ class PooledScores:
     dsc_seed004: float
 
 
-def _pooled_columns(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+def pooled_score_columns(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
     """Vectorised pooled scores: pooled ... x 4 (already summed) -> dict of float64 tensors of shape pooled.shape[:-1].
 
     A class absent from both prediction and reference (its union is 0) gets IoU 1 and fg_dice 1,
@@ -127,5 +127,5 @@ def pooled_scores(counts: torch.Tensor) -> PooledScores:
     if counts.ndim < 1 or counts.shape[-1] != 4:
         raise ValueError(f"pooled_scores: counts must be ... x 4 (tp, fp, fn, tn), got shape {tuple(counts.shape)}")
     pooled = counts.reshape(-1, 4).to(torch.int64).sum(0)
-    columns = _pooled_columns(pooled)
+    columns = pooled_score_columns(pooled)
     return PooledScores(**{name: float(value.item()) for name, value in columns.items()})

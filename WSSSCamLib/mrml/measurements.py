@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from ..metrics.volume_measures import agreement_rows, measure_masks, pairwise_iou_rows, voxel_volume_mm3
 
-
 __all__ = ["agreement_rows", "measure_masks", "measure_segments", "pairwise_iou_rows", "voxel_volume_mm3"]
 
 

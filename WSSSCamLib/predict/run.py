@@ -24,8 +24,8 @@ import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,8 +42,9 @@ from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, wr
 from ..devices import resolve_device
 from ..inference import iter_volume_cams
 from ..metrics.volume_measures import agreement_rows, measure_masks
+from ..models.card import ModelCard
 from ..paths import output_path
-from ..training.checkpoint import ModelCard, load_checkpoint
+from ..training.checkpoint import load_checkpoint
 from .inputs import LoadedInput, PredictCase, PredictInputError, load_input
 from .progress import Progress
 from .segments import SegmentationRule, Segments, member_key, segment_volumes

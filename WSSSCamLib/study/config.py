@@ -25,7 +25,7 @@ Example (YAML)::
 Relative paths are resolved against the configuration file's folder. Every error names the file
 and the key. Every value is type-checked at load time against one schema (``TOP_LEVEL``, ``RECIPE``,
 ``TRAIN``, ``MODEL``, ``ENSEMBLE`` below; ``recipe`` and ``train`` follow the fields of
-:class:`~WSSSCamLib.training.crossval.SliceRecipe` and :class:`~WSSSCamLib.training.trainer.TrainConfig`,
+:class:`~WSSSCamLib.data.recipe.SliceRecipe` and :class:`~WSSSCamLib.training.trainer.TrainConfig`,
 so an option added there joins the schema). ``allow_outside_dataset: true`` lets ``dataset.json``
 refer to image and label files outside the dataset folder (refused otherwise).
 """
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cams import METHODS, resolve_methods
+from ..data.recipe import SliceRecipe
 from ..devices import DeviceError, check_device
 from ..masks import RULES, THRESHOLD_GRID, Threshold
 from ..models.zoo import ARCHITECTURES, SEGMENTATION_ARCHITECTURES
@@ -55,7 +56,6 @@ from ..schema import (
     section,
     string,
 )
-from ..training.crossval import SliceRecipe
 from ..training.trainer import TrainConfig
 
 
@@ -79,6 +79,10 @@ class EnsembleSpec:
     @property
     def name(self) -> str:
         return f"{self.rule}({', '.join(f'{m}/{k}' for m, k in self.members)})"
+
+
+VARIANTS: tuple[str, ...] = ("cam", "cam-mask", "mask", "inverse-mask", "original")
+"""The filtered-retraining variants (what each filter is: :mod:`WSSSCamLib.study.retraining`)."""
 
 
 @dataclass
@@ -317,7 +321,6 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
 
 
 def _parse_retraining(data: Any, model_names: dict[str, ModelSpec], methods: list[str], source: str) -> FilteredRetrainingSpec | None:
-    from .retraining import VARIANTS
 
     if data is None:
         return None

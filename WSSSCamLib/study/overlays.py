@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.datasets import Dataset, load_case
-from ..data.slices import _AXES
+from ..data.slices import SLICE_AXES
 from ..data.splits import Folds
 from ..devices import resolve_device
 from ..figures.overlays import grey_rgb, overlay_rgb, write_png
@@ -74,7 +74,7 @@ def _native_slice(image: np.ndarray, recipe, index: int) -> np.ndarray:
     """The displayed channel (the context channel, else the first) of slice ``index`` of a
     (C x) K x J x I image, at native resolution."""
     image = image if image.ndim == 4 else image[None]
-    return np.take(image[recipe.context_channel or 0], index, axis=_AXES[recipe.axis])
+    return np.take(image[recipe.context_channel or 0], index, axis=SLICE_AXES[recipe.axis])
 
 
 __all__ = ["best_single", "example_overlays"]

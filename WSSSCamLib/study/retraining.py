@@ -50,9 +50,8 @@ from ..masks import Threshold, apply_threshold
 from ..models.zoo import build_model
 from ..training.checkpoint import load_checkpoint
 from ..training.trainer import TrainConfig, evaluate, train_classifier
-from .config import FilteredRetrainingSpec
+from .config import VARIANTS, FilteredRetrainingSpec
 
-VARIANTS: tuple[str, ...] = ("cam", "cam-mask", "mask", "inverse-mask", "original")
 RETRAINING_COLUMNS = ["variant", "fold", "test_slices", "test_positive_slices", "auc", "accuracy", "epochs", "seconds"]
 
 

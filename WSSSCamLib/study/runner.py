@@ -32,6 +32,7 @@ import torch
 
 from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..data.datasets import Dataset, read_csv_dataset, read_decathlon
+from ..data.recipe import SliceRecipe, dataset_slices
 from ..data.splits import Folds, case_folds
 from ..devices import resolve_device
 from ..errors import InvalidInputError, MissingFileError, NotReadyError
@@ -44,7 +45,7 @@ from ..training.checkpoint import (
     load_checkpoint,
     read_card,
 )
-from ..training.crossval import SliceRecipe, cross_validate, dataset_slices
+from ..training.crossval import cross_validate
 from ..training.trainer import TrainConfig
 from . import aggregate, retraining
 from .config import ModelSpec, StudyConfig

@@ -32,7 +32,8 @@ from torch import nn
 from ..atomic import atomic_path, write_text
 from ..cams import CamEngine
 from ..data.datasets import Case, LoadedCase, load_case
-from ..data.slices import _AXES, SliceSet, extract_slices
+from ..data.recipe import SliceRecipe
+from ..data.slices import SLICE_AXES, SliceSet, extract_slices
 from ..errors import InvalidInputError
 from ..inference.volume_cams import slice_cams
 from ..masks import (
@@ -44,9 +45,8 @@ from ..masks import (
     mean_dice_over_thresholds,
 )
 from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
+from ..models.card import ModelCard
 from ..paths import check_case_id, output_path
-from ..training.checkpoint import ModelCard
-from ..training.crossval import SliceRecipe
 from .config import StudyConfig
 
 SLICE_COLUMNS = ["case", "slice", "fold", "role", "model", "method", "result", "kind", "tp", "fp", "fn", "tn", "probability", "score"]
@@ -99,7 +99,7 @@ def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlic
     inputs = extract_slices(case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel)
     reference = None
     if loaded.mask is not None:
-        reference = torch.from_numpy(np.ascontiguousarray(np.moveaxis(loaded.mask.array, _AXES[recipe.axis], 0)) > 0)
+        reference = torch.from_numpy(np.ascontiguousarray(np.moveaxis(loaded.mask.array, SLICE_AXES[recipe.axis], 0)) > 0)
     return CaseSlices(case.case_id, inputs, reference, case.label)
 
 

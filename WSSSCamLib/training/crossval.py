@@ -20,59 +20,15 @@ from pathlib import Path
 import torch
 
 from ..atomic import write_text
-from ..data.datasets import Dataset, load_case
-from ..data.slices import SliceSet, extract_slices
+from ..data.datasets import Dataset
+from ..data.recipe import SliceRecipe, dataset_slices
+from ..data.slices import SliceSet
 from ..data.splits import Folds, case_folds
-from ..data.transforms import Compose, PercentileClip, ZScore
 from ..devices import resolve_device
 from ..errors import InvalidInputError
 from ..models.zoo import build_model
 from .checkpoint import ModelCard, fingerprint, save_checkpoint
 from .trainer import TrainConfig, check_both_classes, evaluate, train_classifier
-
-
-@dataclass
-class SliceRecipe:
-    """How volumes become classifier input: per-channel percentile clip and z-score of non-zero voxels
-    (per case), slices along ``axis`` resized to ``size`` x ``size``, optional 2.5D context channel."""
-
-    size: int = 96
-    axis: str = "K"
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    context_channel: int | None = None
-
-    def normalisation(self) -> str:
-        low, high = self.clip_percentiles
-        return f"per case and channel: clip to [{low}, {high}] percentiles of non-zero voxels, then z-score of non-zero voxels"
-
-    @classmethod
-    def from_card(cls, card) -> SliceRecipe:
-        """The recipe a model card records (cards without one: its input size and slice axis, defaults otherwise)."""
-        if card.recipe:
-            values = dict(card.recipe)
-            values["clip_percentiles"] = tuple(values.get("clip_percentiles", (0.5, 99.5)))
-            return cls(**values)
-        return cls(size=card.input_size[0] if card.input_size else 96, axis=card.slice_axis)
-
-    def preprocess(self) -> Compose:
-        """The intensity transforms of this recipe (per case and channel)."""
-        return Compose([PercentileClip(*self.clip_percentiles), ZScore()])
-
-
-def dataset_slices(dataset: Dataset, recipe: SliceRecipe, progress: bool = True) -> SliceSet:
-    """Read, normalise and slice every case of ``dataset`` (labels from masks, else case labels)."""
-    preprocess = recipe.preprocess()
-    parts = []
-    cases = dataset.cases
-    if progress:
-        from tqdm.auto import tqdm
-
-        cases = tqdm(cases, desc="reading cases", unit="case", leave=False)
-    for case in cases:
-        loaded = load_case(case)
-        image, mask = preprocess(loaded.image, loaded.mask)
-        parts.append(extract_slices(case.case_id, image, mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel))
-    return SliceSet.concatenate(parts)
 
 
 def data_fingerprint(dataset: Dataset) -> str:
