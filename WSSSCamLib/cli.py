@@ -78,7 +78,7 @@ def _at_least(minimum: int):
 
 def _study(args: argparse.Namespace) -> int:
     from .study import load_config, run_study
-    from .study.runner import STAGES
+    from .study import STAGES
 
     config = load_config(args.config)
     if args.out:

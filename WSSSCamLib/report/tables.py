@@ -31,7 +31,8 @@ KIND_ORDER = ("empty", "threshold", "ensemble")
 _NAMED_RESULTS = ("mean", "median", "otsu", "adaptive")
 _FIXED = re.compile(r"^t=([0-9]*\.?[0-9]+)$")
 _PERCENTILE = re.compile(r"^p([0-9]*\.?[0-9]+)$")
-CASES_STANDARD_COLUMNS = ("case", "fold", "label", "has_mask", "slices")
+CASES_STANDARD_COLUMNS = ("case", "fold", "label", "has_mask", "slices", "abnormal_slices")
+"""Columns every cases table has; any other numeric column is an external per-case measure."""
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], name: str) -> None:
@@ -158,6 +159,22 @@ def best_configuration(table: pd.DataFrame, metric: str = MAIN_METRIC) -> tuple[
     return best, (empty.iloc[0] if not empty.empty else None)
 
 
+def best_result(results: pd.DataFrame, metric: str = MAIN_METRIC, kinds: Iterable[str] = ("threshold",)) -> pd.Series | None:
+    """The "best configuration" rule: of the pooled ('ALL') rows of ``results`` whose kind is one of ``kinds``,
+    the row with the highest ``metric`` value (the first on ties), or None when there is none."""
+    require_columns(results, ("case", "metric", "kind", "value"), "results")
+    rows = results[(results["case"].astype(str) == POOLED_ROW) & (results["metric"] == metric) & results["kind"].isin(list(kinds))]
+    rows = rows[rows["value"].notna()]
+    return rows.loc[rows["value"].idxmax()] if not rows.empty else None
+
+
+def figure_result(results: pd.DataFrame) -> str:
+    """The fixed-threshold result that the figures and statistics show: 't=0.50' when it was computed, else
+    the middle fixed threshold computed, else 't=0.50'."""
+    fixed = sorted(r for r in results["result"].unique() if fixed_threshold(r) is not None)
+    return "t=0.50" if "t=0.50" in fixed else (fixed[len(fixed) // 2] if fixed else "t=0.50")
+
+
 def threshold_table(results: pd.DataFrame, metric: str = MAIN_METRIC) -> pd.DataFrame:
     """Matrix of ``metric`` ('ALL' rows, kind 'threshold'): index (model, method), one column per
     result, columns in :func:`result_sort_key` order, rows in order of first appearance; NaN where a
@@ -259,6 +276,12 @@ def case_areas(slices_or_results: pd.DataFrame, result: str = "t=0.50") -> pd.Da
 def measure_columns(cases: pd.DataFrame) -> list[str]:
     """External measure columns of a cases table: numeric columns beyond the schema's standard ones."""
     return [c for c in cases.columns if c not in CASES_STANDARD_COLUMNS and pd.api.types.is_numeric_dtype(cases[c])]
+
+
+def external_measure(cases: pd.DataFrame) -> str | None:
+    """The external measure that the report correlates CAM areas with: the first of :func:`measure_columns`, or None."""
+    measures = measure_columns(cases)
+    return measures[0] if measures else None
 
 
 def correlation_table(slices_or_results: pd.DataFrame, cases: pd.DataFrame | None = None,

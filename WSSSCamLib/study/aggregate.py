@@ -5,6 +5,7 @@
   DSC = 2 mIoU / (1 + mIoU), and the best combination (ties: the first, i.e. lowest thresholds)
   is applied unchanged to the fold's held-out cases.
 * ``results``: per case and pooled over all held-out slices ('ALL'), one row per metric.
+* ``cases``: one row per case: its fold, label, slices and slices with abnormality, external measures.
 
 Conventions: a slice "with abnormality" has at least one reference voxel; per-slice Dice/IoU of
 two empty masks is 1 ("dice_mean_all_slices"); averages over slices with abnormality never meet
@@ -17,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.datasets import Dataset
+from ..data.splits import Folds
 from ..masks import grid_search
 from ..metrics import dice_from_counts, iou_from_counts, pooled_scores
 
@@ -181,3 +184,17 @@ def _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wi
                 row["statistic"], row["p"] = np.nan, np.nan
             rows.append(row)
     return pd.DataFrame(rows, columns=["test", "model", "method", "n", "statistic", "p"])
+
+
+def cases_table(dataset: Dataset, folds: Folds, slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per case: case, fold (holding it out), label, has_mask, slices and abnormal_slices (held-out
+    slices, and those with a reference voxel, counted from the Empty rows: FN > 0), then its external measures."""
+    fold_of = {case_id: f for f, cases in enumerate(folds.folds) for case_id in cases}
+    empty = slices[(slices["kind"] == "empty") & (slices["role"] == "test")]
+    abnormal = empty.assign(abnormal=empty["fn"] > 0).groupby("case")["abnormal"].agg(["size", "sum"])
+    rows = []
+    for case in dataset.cases:
+        row = {"case": case.case_id, "fold": fold_of[case.case_id], "label": case.label, "has_mask": case.mask is not None,
+               "slices": int(abnormal["size"].get(case.case_id, 0)), "abnormal_slices": int(abnormal["sum"].get(case.case_id, 0))}
+        rows.append({**row, **case.measures})
+    return pd.DataFrame(rows)

@@ -45,12 +45,13 @@ from ..data.slices import SliceSet
 from ..data.splits import Folds
 from ..devices import resolve_device
 from ..errors import InvalidInputError
-from ..inference.volume_cams import cam_engine_for, slice_cams
+from ..inference.volume_cams import slice_cams
 from ..masks import Threshold, apply_threshold
 from ..models.zoo import build_model
-from ..training.checkpoint import load_checkpoint
 from ..training.trainer import TrainConfig, evaluate, train_classifier
 from .config import VARIANTS, FilteredRetrainingSpec
+from .context import FoldModel
+from .layout import retraining_result_path, retraining_result_paths
 
 RETRAINING_COLUMNS = ["variant", "fold", "test_slices", "test_positive_slices", "auc", "accuracy", "epochs", "seconds"]
 
@@ -94,14 +95,15 @@ def cam_weights(slices: SliceSet, engine: CamEngine, target_class: int, method: 
     return torch.cat(parts) if parts else torch.empty(0, *size)
 
 
-def variant_weights(variant: str, checkpoint: Path, spec: FilteredRetrainingSpec, batch_size: int, device: torch.device) -> Callable[[SliceSet, int], torch.Tensor | None]:
+def variant_weights(variant: str, fold_model: Callable[[], FoldModel], spec: FilteredRetrainingSpec, batch_size: int,
+                    device: torch.device) -> Callable[[SliceSet, int], torch.Tensor | None]:
     """The weight function of ``variant``: (slices, draw seed) -> weights w (None for ``original``).
-    The CAM variants load the fold checkpoint once, here, for both splits."""
+    The CAM variants ask ``fold_model`` for the fold's network (on ``device``) once, here, for both splits."""
     if variant in ("cam", "cam-mask"):
-        model, card = load_checkpoint(checkpoint, device=device)
-        engine = cam_engine_for(model.eval(), card)
+        network = fold_model()
         threshold = Threshold.parse(spec.threshold) if variant == "cam-mask" else None
-        return lambda part, _: cam_weights(part, engine, card.num_classes - 1, spec.method, batch_size, device, threshold)
+        return lambda part, _: cam_weights(part, network.engine, network.card.num_classes - 1, spec.method, batch_size, device,
+                                           threshold)
     if variant == "mask":
         return borrowed_masks
     if variant == "inverse-mask":
@@ -109,10 +111,6 @@ def variant_weights(variant: str, checkpoint: Path, spec: FilteredRetrainingSpec
     if variant == "original":
         return lambda part, draw: None
     raise ValueError(f"unknown filtered-retraining variant '{variant}'; choose from {list(VARIANTS)}")
-
-
-def result_path(output: Path, variant: str, fold: int) -> Path:
-    return output / "retraining" / variant / f"fold{fold}.json"
 
 
 def result_fingerprint(spec: FilteredRetrainingSpec, variant: str, seed: int, train_options: dict, checkpoint_sha256: str) -> str:
@@ -127,23 +125,24 @@ def result_fingerprint(spec: FilteredRetrainingSpec, variant: str, seed: int, tr
 
 def stored_fingerprint(output: Path, variant: str, fold: int) -> str | None:
     """The fingerprint of a finished result, or None when there is none (or it cannot be read)."""
-    path = result_path(output, variant, fold)
+    path = retraining_result_path(output, variant, fold)
     try:
         return json.loads(path.read_text()).get("fingerprint")
     except (OSError, ValueError):
         return None
 
 
-def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, classes: int, checkpoint: Path,
+def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, classes: int, fold_model: Callable[[], FoldModel],
                  spec: FilteredRetrainingSpec, variant: str, train_options: dict, seed: int, batch_size: int, device: str,
                  fingerprint: str = "") -> dict:
     """Train ``architecture`` (``classes`` outputs, as the fold checkpoint) from scratch on the fold's
-    training cases filtered by ``variant``; test on its held-out cases filtered the same way."""
+    training cases filtered by ``variant``; test on its held-out cases filtered the same way. ``fold_model``
+    gives the fold's network on ``device`` (asked only by the CAM variants)."""
     started = time.perf_counter()
     torch_device = resolve_device(device)
     train, test = slices.of_cases(folds.training(fold)), slices.of_cases(folds.held_out(fold))
     split_seed = seed + fold
-    weigh = variant_weights(variant, checkpoint, spec, batch_size, torch_device)
+    weigh = variant_weights(variant, fold_model, spec, batch_size, torch_device)
     filtered = []
     for part, offset in ((train, 0), (test, 1)):
         weights = weigh(part, split_seed * 2 + offset)
@@ -163,7 +162,8 @@ def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, c
 
 
 def write_result(output: Path, result: dict) -> Path:
-    path = result_path(output, result["variant"], result["fold"])
+    """Write one variant x fold result (atomically) where the layout puts it; returns its path."""
+    path = retraining_result_path(output, result["variant"], result["fold"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(result, indent=1))
     return path
@@ -172,7 +172,7 @@ def write_result(output: Path, result: dict) -> Path:
 def retraining_table(output: Path, variants: list[str] | None = None, folds: int | None = None) -> pd.DataFrame:
     """The finished retraining results under ``output/retraining`` (one row per variant x fold), only
     of ``variants`` and folds below ``folds`` when given."""
-    rows = [json.loads(p.read_text()) for p in sorted((output / "retraining").glob("*/fold*.json"))]
+    rows = [json.loads(p.read_text()) for p in retraining_result_paths(output)]
     rows = [r for r in rows if (variants is None or r["variant"] in variants) and (folds is None or r["fold"] < folds)]
     if not rows:
         return pd.DataFrame({c: [] for c in RETRAINING_COLUMNS})

@@ -23,7 +23,7 @@ from ..atomic import write_text
 from ..data.datasets import Dataset
 from ..data.recipe import SliceRecipe, dataset_slices
 from ..data.slices import SliceSet
-from ..data.splits import Folds, case_folds
+from ..data.splits import Folds, case_folds, dataset_folds
 from ..devices import resolve_device
 from ..errors import InvalidInputError
 from ..models.zoo import build_model
@@ -83,8 +83,8 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
                    folds: Folds | None = None, only_folds: Sequence[int] | None = None) -> CrossValidationReport:
     """Run (or resume) k-fold case-level cross-validation and write results under ``out_dir``.
 
-    ``folds``: use these case folds (default: seeded, stratified by whether a case has positive
-    slices, saved as ``folds.json``); ``only_folds``: train just these folds (a shard of the work)."""
+    ``folds``: use these case folds (default: the fold policy :func:`~WSSSCamLib.data.splits.dataset_folds`,
+    saved as ``folds.json``); ``only_folds``: train just these folds (a shard of the work)."""
     recipe = recipe or SliceRecipe()
     config = config or TrainConfig(seed=seed)
     resolve_device(config.device, "device")  # before any work: a device this machine lacks is refused here
@@ -92,11 +92,9 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
     check_both_classes(slices.labels, f"{dataset.root}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    case_ids = [c.case_id for c in dataset.cases]
-    case_positive = [int(bool(slices.of_cases([c]).labels.any())) for c in case_ids]
     folds_file = out / "folds.json"
     if folds is None:
-        folds = Folds.load(folds_file) if folds_file.exists() else case_folds(case_ids, k, seed, labels=case_positive)
+        folds = Folds.load(folds_file) if folds_file.exists() else dataset_folds(dataset, k, seed)
     elif folds_file.exists() and Folds.load(folds_file).folds != folds.folds:
         raise InvalidInputError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
     folds.save(folds_file)

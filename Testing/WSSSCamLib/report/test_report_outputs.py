@@ -143,3 +143,15 @@ def test_report_contains_tables_figures_and_escaped_text(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.png"):
         write_report(out, make_results(), None, None, None, {}, {"x": tmp_path / "missing.png"})
     assert path.read_text(encoding="utf-8") == text  # the failed call left the report untouched
+
+
+def test_abnormal_slices_is_a_standard_case_column_not_an_external_measure(tmp_path):
+    """The study's cases table always has abnormal_slices; without a measures CSV (the LGG study) the
+    report has no external measure, so no CAM area is correlated with the count of abnormal slices."""
+    from WSSSCamLib.report.tables import external_measure, measure_columns
+
+    cases = CASES.drop(columns="liquid_loss").assign(abnormal_slices=[3, 0, 5, 2, 4])
+    assert measure_columns(cases) == [] and external_measure(cases) is None
+    assert external_measure(cases.assign(liquid_loss=CASES["liquid_loss"])) == "liquid_loss"
+    text = write_report(tmp_path / "study", make_results(), None, None, cases, {}, {}).read_text(encoding="utf-8")
+    assert "the external measure" not in text and "Other measures in the cases table" not in text
