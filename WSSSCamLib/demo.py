@@ -4,7 +4,7 @@ Writes a Decathlon-layout dataset of brain-like 3D phantoms (soft-boundary lesio
 external per-case measure), then runs :func:`WSSSCamLib.study.run_study` with two small
 classifiers (``small-cnn`` and ``small-cnn-plain``) trained per fold on slice labels only (3-fold case-level cross-validation), every
 classifier CAM method, the threshold grid plus percentile/mean/median/Otsu thresholds, the four
-ensembles of seed 004 (grid-searched on the training cases), Dice/IoU per slice, per case and
+ensembles of Ostrowski et al. 2023 (grid-searched on the training cases), Dice/IoU per slice, per case and
 pooled, agreement across methods and models, the correlation with the external measure, figures
 and the HTML report.
 """

@@ -131,7 +131,7 @@ class CropOrPad:
 
 @dataclass
 class RemoveBackground:
-    """Background removal of seed 000, per axial slice of ``channel``, applied to every channel.
+    """Background removal of Syed et al. 2023, per axial slice of ``channel``, applied to every channel.
 
     8-bit conversion, maximum filter, erosion, Gaussian blur, then k-means with k = 2 on the
     intensities: the brighter cluster is the foreground; everything else is set to zero.

@@ -4,8 +4,8 @@ Maps are float tensors N x *spatial (one 2D slice or 3D volume per sample, value
 masks are bool tensors of the same shape. Everything is per sample and stays on the maps' device,
 except the local adaptive threshold, which runs skimage on the CPU and moves the mask back.
 
-Convention for every mode: foreground = map > cut (strict), as in seed 003 (B_t(B > t) = 1,
-B_t(B <= t) = 0) and seed 000 ("values > t_cam ... set to 1"). Hence an all-zero map gives an empty
+Convention for every mode: foreground = map > cut (strict), as in Guan & Loew 2021 (B_t(B > t) = 1,
+B_t(B <= t) = 0) and Syed et al. 2023 ("values > t_cam ... set to 1"). Hence an all-zero map gives an empty
 mask in every mode. Cuts are compared in the maps' dtype (a fixed t = 0.3 is the float32 number
 nearest 0.3 for float32 maps), identically in ``apply_threshold`` and ``fixed_threshold_counts``.
 """
@@ -237,9 +237,9 @@ def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, threshol
 
 
 def mean_dice_over_thresholds(maps: torch.Tensor, reference: torch.Tensor, steps: int = 256) -> torch.Tensor:
-    """Threshold-free score of seed 003 eq. 9: mean-Dice(A, B) = 1/256 sum_{t=0}^{255} Dice(A, B_t).
+    """Threshold-free score of Guan & Loew 2021 eq. 9: mean-Dice(A, B) = 1/256 sum_{t=0}^{255} Dice(A, B_t).
 
-    Seed 003 binarises a [0, 255] grey CAM B with B_t = (B > t) for the integers t = 0..255. On our
+    Guan & Loew 2021 binarises a [0, 255] grey CAM B with B_t = (B > t) for the integers t = 0..255. On our
     [0, 1] maps that is mask = map > k / (steps - 1) for k = 0, ..., steps - 1 (steps = 256 ->
     thresholds 0, 1/255, ..., 1); the last threshold (1.0) gives an empty mask, as t = 255 does in the
     paper. Empty convention: a threshold at which mask and reference are both empty scores Dice 1

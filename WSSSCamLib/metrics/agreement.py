@@ -1,6 +1,6 @@
-"""Agreement between the masks of several CAM methods or models (seed 000, eqs. 17 and 18).
+"""Agreement between the masks of several CAM methods or models (Syed et al. 2023, eqs. 17 and 18).
 
-Seed 000 (Sun et al.), eq. 17: for a fixed model m the agreement of one slice is the mean IoU over
+Syed et al. (2023), eq. 17: for a fixed model m the agreement of one slice is the mean IoU over
 all unique pairs i < j of CAM methods, phi_m = 1 / C(|C|, 2) * sum_{i<j} IoU(c_i m, c_j m); eq. 18 is
 the same across models for a fixed CAM method. Which of the two it is depends only on what the caller
 passes as members.
@@ -16,7 +16,7 @@ from .threshold_sweep import CHUNK_ELEMENTS, as_thresholds, bucketize, count_abo
 
 
 def pairwise_iou_agreement(masks: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean pairwise IoU of the member masks, per sample (seed 000 eq. 17 / eq. 18).
+    """Mean pairwise IoU of the member masks, per sample (Syed et al. 2023 eq. 17 / eq. 18).
 
     masks: M >= 2 binary masks, each N x *spatial, all of one shape and device.
     Returns float64 N: mean over the M (M - 1) / 2 unordered pairs of IoU(member i, member j).

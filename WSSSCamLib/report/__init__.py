@@ -1,4 +1,4 @@
-"""Reporting: tables (seed 004 Table 1 form, threshold matrix, agreement, correlations), PNG figures
+"""Reporting: tables (Ostrowski et al. 2023 Table 1 form, threshold matrix, agreement, correlations), PNG figures
 and a self-contained HTML report, all built from the study tables (slices, results, agreement,
 threshold_grid, cases, provenance)."""
 

@@ -1,7 +1,7 @@
 """From the units' per-slice counts to the study's tables (see ``docs``: the study table schema).
 
 * The ensemble threshold grid search: for each fold and ensemble, the counts of the fold's
-  training cases (role ``train``) are pooled per threshold combination, scored by seed 004's
+  training cases (role ``train``) are pooled per threshold combination, scored by Ostrowski et al. 2023's
   DSC = 2 mIoU / (1 + mIoU), and the best combination (ties: the first, i.e. lowest thresholds)
   is applied unchanged to the fold's held-out cases.
 * ``results``: per case and pooled over all held-out slices ('ALL'), one row per metric.
@@ -75,7 +75,7 @@ def test_rows(slices: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
 
 def with_cross_validated_thresholds(test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add, per single model x method, the result 'cv-threshold': for the held-out cases of fold k the
-    fixed threshold that maximises the pooled seed-004 DSC over the held-out cases of the *other*
+    fixed threshold that maximises the pooled Ostrowski et al. (2023) DSC over the held-out cases of the *other*
     folds (ties: the lowest threshold). Fold k's own cases never choose their threshold, unlike the
     best of the threshold grid, which is chosen on the data it is reported on (an oracle, as the
     seeds report). Returns the rows with the new result, and the chosen threshold per fold."""
@@ -117,7 +117,7 @@ def results_table(test: pd.DataFrame) -> pd.DataFrame:
     for key, group in counted.groupby(KEYS, sort=False):
         scores = pooled_scores(_counts(group))
         values = {"pooled_fg_dice": scores.fg_dice, "pooled_fg_iou": scores.fg_iou, "pooled_miou": scores.miou,
-                  "pooled_dsc_seed004": scores.dsc_seed004,
+                  "pooled_dsc_miou": scores.dsc_miou,
                   "dice_mean_abnormal_slices": group.loc[group["abnormal"], "dice"].mean(),
                   "iou_mean_abnormal_slices": group.loc[group["abnormal"], "iou"].mean(),
                   "dice_mean_all_slices": group["dice"].mean(), "slices": float(len(group)),

@@ -20,7 +20,7 @@ Example (YAML)::
     ensembles:                                   # members are model/method; thresholds grid-searched on training cases
       - {rule: and, members: [small-cnn/grad-cam, resnet18/grad-cam]}
     overlays: 4                                  # example overlay figures
-    filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # seed 003
+    filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # Guan & Loew 2021
 
 Relative paths are resolved against the configuration file's folder. Every error names the file
 and the key. Every value is type-checked at load time against one schema (``TOP_LEVEL``, ``RECIPE``,
@@ -87,7 +87,7 @@ VARIANTS: tuple[str, ...] = ("cam", "cam-mask", "mask", "inverse-mask", "origina
 
 @dataclass
 class FilteredRetrainingSpec:
-    """Seed 003's check: retrain ``model``'s architecture on CAM-filtered and on mask-filtered images
+    """Guan & Loew 2021's check: retrain ``model``'s architecture on CAM-filtered and on mask-filtered images
     (variants: see :mod:`WSSSCamLib.study.retraining`; ``threshold`` is used by ``cam-mask`` only)."""
 
     model: str

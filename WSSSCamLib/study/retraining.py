@@ -1,6 +1,6 @@
-"""Seed 003's evaluation of CAMs: retrain the classifier on CAM-filtered and on mask-filtered slices.
+"""Guan & Loew 2021's evaluation of CAMs: retrain the classifier on CAM-filtered and on mask-filtered slices.
 
-Seed 003 (section II-B, Experiment #2) multiplies every ROI by its Grad-CAM (resized, scaled to
+Guan & Loew 2021 (section II-B, Experiment #2) multiplies every ROI by its Grad-CAM (resized, scaled to
 [0, 1]) and trains the same architecture from scratch on those CAM-filtered ROIs; for comparison
 it also trains on truth-mask-filtered ROIs (abnormal ROIs times their tumour mask, normal ROIs
 times a randomly chosen tumour mask of an abnormal ROI, so both classes show similar outlines).
@@ -10,14 +10,14 @@ the mask-filtered one.
 Here, per fold k of the study, with the fold's checkpoint of ``spec.model``:
 
 * weights ``w`` (N x H x W in [0, 1], the classifier's input grid ``recipe.size``) per variant:
-  ``cam``: the ``spec.method`` map of the positive class (seed 003); ``cam-mask``: that map
+  ``cam``: the ``spec.method`` map of the positive class (Guan & Loew 2021); ``cam-mask``: that map
   thresholded with ``spec.threshold`` (binary); ``mask``: the reference mask (normal slices get the
   mask of an abnormal slice of the same split, drawn with the study's seed); ``inverse-mask``:
-  1 - that mask (seed 003's control: tumour removed); ``original``: no filter (w = 1).
+  1 - that mask (Guan & Loew 2021's control: tumour removed); ``original``: no filter (w = 1).
 * filtered slice ``x' = b + (x - b) * w`` per channel, where ``b`` is the channel's minimum over
   the slice: the normalised slices are not zero at background, so "multiply by w" is applied to the
   non-negative image ``x - b`` and removed pixels become the slice's darkest value (black in the
-  unnormalised image, as in seed 003).
+  unnormalised image, as in Guan & Loew 2021).
 * the same architecture is trained from scratch (seed + fold, ``spec.epochs``, no early stopping,
   the model's ``train`` options otherwise) on the fold's training cases and tested on its
   held-out cases (filtered the same way; maps from the fold's model, which never saw them).
@@ -180,7 +180,7 @@ def retraining_table(output: Path, variants: list[str] | None = None, folds: int
 
 
 def retraining_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of ROC AUC and accuracy over folds, per variant (seed 003 Table II form)."""
+    """Mean and standard deviation of ROC AUC and accuracy over folds, per variant (Guan & Loew 2021 Table II form)."""
     if table.empty:
         return pd.DataFrame(columns=["variant", "folds", "auc_mean", "auc_sd", "accuracy_mean", "accuracy_sd"])
     grouped = table.groupby("variant", sort=False)

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..data.augment import Augment, seed000_augmentation
+from ..data.augment import Augment, syed2023_augmentation
 from ..data.slices import SliceSet
 from ..devices import resolve_device
 from ..errors import InvalidInputError
@@ -124,7 +124,7 @@ def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | N
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    augmentation = augmentation or (seed000_augmentation() if config.augment else None)
+    augmentation = augmentation or (syed2023_augmentation() if config.augment else None)
     classes = int(max(int(train.labels.max()) + 1, 2))
     model.to(device)
     weights = _class_weights(train.labels, classes).to(device) if config.balance == "loss" else None

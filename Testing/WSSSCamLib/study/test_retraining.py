@@ -1,4 +1,4 @@
-"""Seed 003's filtered retraining: the filter by hand, borrowed masks, and the study stage end to end."""
+"""Guan & Loew 2021's filtered retraining: the filter by hand, borrowed masks, and the study stage end to end."""
 
 import json
 

@@ -67,7 +67,7 @@ def test_single_run_writes_every_table_and_the_report(single_run):
     empty = slices[slices["kind"] == "empty"]
     background_iou = empty["tn"].sum() / (empty["tn"].sum() + empty["fn"].sum())
     assert pooled[("", "empty", "empty", "pooled_miou")] == pytest.approx(background_iou / 2)
-    assert pooled[("", "empty", "empty", "pooled_dsc_seed004")] == pytest.approx(background_iou / (1 + background_iou / 2))
+    assert pooled[("", "empty", "empty", "pooled_dsc_miou")] == pytest.approx(background_iou / (1 + background_iou / 2))
     # model b computes only its own methods; ensembles appear once, with thresholds chosen on training cases
     assert set(results.loc[results["model"] == "b", "method"]) == {"grad-cam", "hires-cam"}
     assert set(results.loc[results["kind"] == "ensemble", "result"]) == {"train-grid"}
