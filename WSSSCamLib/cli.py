@@ -77,8 +77,7 @@ def _at_least(minimum: int):
 
 
 def _study(args: argparse.Namespace) -> int:
-    from .study import load_config, run_study
-    from .study import STAGES
+    from .study import STAGES, load_config, run_study
 
     config = load_config(args.config)
     if args.out:
@@ -168,6 +167,7 @@ def _methods(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``wssscam`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="wssscam", description="Weakly supervised segmentation with class activation maps.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)

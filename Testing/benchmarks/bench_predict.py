@@ -62,7 +62,14 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import WSSSCamLib.predict, WSSSCamLib.cli"], check=True)
     imports = time.perf_counter() - started
     from WSSSCamLib.masks import Threshold
-    from WSSSCamLib.predict import PredictOptions, SegmentationRule, cases_from_manifest, cases_from_paths, load_models, predict_case
+    from WSSSCamLib.predict import (
+        PredictOptions,
+        SegmentationRule,
+        cases_from_manifest,
+        cases_from_paths,
+        load_models,
+        predict_case,
+    )
     from WSSSCamLib.predict.progress import Progress
 
     started = time.perf_counter()

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         print_split(output, None, None)
         return 0
 
-    from WSSSCamLib.demo import demo_config
     from WSSSCamLib.data.synthetic import write_synthetic_dataset
+    from WSSSCamLib.demo import demo_config
     from WSSSCamLib.study import load_config, parse_config, run_study
 
     work = Path(args.work or tempfile.mkdtemp(prefix="wssscam-bench-"))

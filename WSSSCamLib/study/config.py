@@ -73,6 +73,8 @@ class ModelSpec:
 
 @dataclass
 class EnsembleSpec:
+    """An ensemble of the study: its rule and members (model name, method); named ``rule(model/method, ...)``."""
+
     rule: str
     members: list[tuple[str, str]]  # (model name, method)
 
@@ -99,6 +101,8 @@ class FilteredRetrainingSpec:
 
 @dataclass
 class StudyConfig:
+    """A validated study configuration (see the module docstring for every key); built by :func:`parse_config`."""
+
     dataset: Path
     output: Path
     models: list[ModelSpec]

@@ -8,7 +8,6 @@ weights loaded at most once per process, whichever stages ask (cams, retrain, re
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from ..data.splits import Folds
 from ..errors import InvalidInputError, MissingFileError
 from ..inference.volume_cams import cam_engine_for
 from ..models.card import ModelCard
-from ..training.checkpoint import card_path, load_checkpoint, read_card
+from ..training.checkpoint import card_path, file_sha256, load_checkpoint, read_card
 from .config import ModelSpec, StudyConfig
 from .inputs import read_dataset, recipe_of, study_folds
 from .layout import checkpoint_path
@@ -36,15 +35,6 @@ Shard = tuple[int, int]
 def in_shard(index: int, shard: Shard) -> bool:
     """Whether the fold or case at ``index`` belongs to ``shard``."""
     return index % shard[1] == shard[0]
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -48,7 +48,17 @@ def fingerprint(items: list[tuple[str, ...]]) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a checkpoint's, for provenance and staleness checks), hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def card_path(checkpoint: str | Path) -> Path:
+    """The model card beside ``checkpoint``: the same name with ``.json``."""
     return Path(checkpoint).with_suffix(".json")
 
 

@@ -42,6 +42,8 @@ def data_fingerprint(dataset: Dataset) -> str:
 
 @dataclass
 class FoldResult:
+    """One trained fold: its held-out cases and slices, test ROC AUC and accuracy, best epoch and wall time."""
+
     fold: int
     test_cases: list[str]
     test_slices: int
@@ -54,6 +56,8 @@ class FoldResult:
 
 @dataclass
 class CrossValidationReport:
+    """The folds of one architecture's cross-validation, with means and a Markdown table."""
+
     architecture: str
     folds: list[FoldResult] = field(default_factory=list)
 

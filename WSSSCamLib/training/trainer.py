@@ -46,6 +46,8 @@ class TrainConfig:
 
 @dataclass
 class EpochRecord:
+    """One epoch of training: its number and losses/scores as recorded in the model card's history."""
+
     epoch: int
     train_loss: float
     val_auc: float | None = None

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from WSSSCamLib.metrics import PooledScores, confusion_counts, dice, dice_from_counts, iou, iou_from_counts, pooled_scores
+from WSSSCamLib.metrics import (
+    PooledScores,
+    confusion_counts,
+    dice,
+    dice_from_counts,
+    iou,
+    iou_from_counts,
+    pooled_scores,
+)
 
 
 def masks(*rows):

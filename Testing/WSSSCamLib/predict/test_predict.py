@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from dicom_series import write_dicom_series
+
 from WSSSCamLib.cli import main
 from WSSSCamLib.data.datasets import read_decathlon
 from WSSSCamLib.data.readers import read_volume, write_nifti, write_nrrd

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from WSSSCamLib.report import agreement_summary, chosen_thresholds, correlation_table, main_table, markdown_table, threshold_table
+from WSSSCamLib.report import (
+    agreement_summary,
+    chosen_thresholds,
+    correlation_table,
+    main_table,
+    markdown_table,
+    threshold_table,
+)
 from WSSSCamLib.report.tables import correlation_matrix, result_sort_key
 
 ENSEMBLE = "and(small-cnn/grad-cam, resnet18/grad-cam)"

@@ -9,8 +9,7 @@ import torch
 from WSSSCamLib.data.slices import SliceSet
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
 from WSSSCamLib.inference.volume_cams import cam_engine_for, slice_cams
-from WSSSCamLib.study import ConfigError, parse_config, run_study
-from WSSSCamLib.study import retraining
+from WSSSCamLib.study import ConfigError, parse_config, retraining, run_study
 from WSSSCamLib.training.checkpoint import load_checkpoint
 
 TRAIN = {"epochs": 1, "patience": 0, "batch_size": 16, "augment": False}

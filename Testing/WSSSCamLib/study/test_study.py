@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
-from WSSSCamLib.study import ConfigError, load_config, merge_outputs, parse_config, run_study
-from WSSSCamLib.study import layout, unit_store
+from WSSSCamLib.study import ConfigError, layout, load_config, merge_outputs, parse_config, run_study, unit_store
 
 TRAIN = {"epochs": 2, "patience": 0, "batch_size": 16, "augment": False}
 

@@ -9,8 +9,16 @@ from WSSSCamLib.data.augment import ContrastStretch, HistogramEqualize, RandomAf
 from WSSSCamLib.data.slices import SliceSet
 from WSSSCamLib.data.synthetic import synthetic_batch
 from WSSSCamLib.metrics import roc_auc
-from WSSSCamLib.training import CheckpointError, ModelCard, TrainConfig, evaluate, load_checkpoint, save_checkpoint, train_classifier
 from WSSSCamLib.models.zoo import build_model
+from WSSSCamLib.training import (
+    CheckpointError,
+    ModelCard,
+    TrainConfig,
+    evaluate,
+    load_checkpoint,
+    save_checkpoint,
+    train_classifier,
+)
 
 
 def slices(count, seed):
