@@ -131,7 +131,7 @@ def resize(m: torch.Tensor, size, align_corners=False) -> torch.Tensor:
 
 
 def score_cam(model, x, a, classes, channels=None, region=None):
-    """Score-CAM by the loop of seed 000 eqs. 6-9, one masked input at a time."""
+    """Score-CAM by the loop of Syed et al. 2023 eqs. 6-9, one masked input at a time."""
     weights = torch.zeros(a.shape[:2], dtype=a.dtype)
     for n in range(a.shape[0]):
         ks = list(range(a.shape[1])) if channels is None else [int(k) for k in channels[n]]
@@ -149,7 +149,7 @@ def score_cam(model, x, a, classes, channels=None, region=None):
 
 
 def fuse(maps, size, gamma=2.0):
-    """Seed 000 eq. 13: shallow layers tanh(gamma M / max M), the deepest M / max M, element-wise max."""
+    """Syed et al. 2023 eq. 13: shallow layers tanh(gamma M / max M), the deepest M / max M, element-wise max."""
     scaled = []
     for i, m in enumerate(maps):
         up = resize(m, size)

@@ -843,7 +843,12 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
     def export(self, kind: str, results, volumeNode, directory, camNode=None) -> list:
         """Write the results: 'seg.nrrd', 'nifti' (label map + label names), 'dicom' (DICOM SEG), or 'cam'
         (the shown CAM volume as NRRD and NIfTI). Returns the files written."""
-        from WSSSCamLib.mrml import export_dicom_seg, export_segmentation_labelmap, export_segmentation_seg_nrrd, export_volume
+        from WSSSCamLib.mrml import (
+            export_dicom_seg,
+            export_segmentation_labelmap,
+            export_segmentation_seg_nrrd,
+            export_volume,
+        )
 
         directory = Path(directory)
         segmentation = results.segmentation_node

@@ -28,8 +28,9 @@ def _train(args: argparse.Namespace) -> int:
 
     from .atomic import remove_stale_temporaries
     from .data.datasets import read_csv_dataset, read_decathlon
+    from .data.recipe import SliceRecipe
     from .lock import folder_lock
-    from .training.crossval import SliceRecipe, cross_validate
+    from .training.crossval import cross_validate
     from .training.trainer import TrainConfig
 
     root = Path(args.dataset)
@@ -76,8 +77,7 @@ def _at_least(minimum: int):
 
 
 def _study(args: argparse.Namespace) -> int:
-    from .study import load_config, run_study
-    from .study.runner import STAGES
+    from .study import STAGES, load_config, run_study
 
     config = load_config(args.config)
     if args.out:
@@ -167,6 +167,7 @@ def _methods(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``wssscam`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="wssscam", description="Weakly supervised segmentation with class activation maps.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -4,7 +4,7 @@ Writes a Decathlon-layout dataset of brain-like 3D phantoms (soft-boundary lesio
 external per-case measure), then runs :func:`WSSSCamLib.study.run_study` with two small
 classifiers (``small-cnn`` and ``small-cnn-plain``) trained per fold on slice labels only (3-fold case-level cross-validation), every
 classifier CAM method, the threshold grid plus percentile/mean/median/Otsu thresholds, the four
-ensembles of seed 004 (grid-searched on the training cases), Dice/IoU per slice, per case and
+ensembles of Ostrowski et al. 2023 (grid-searched on the training cases), Dice/IoU per slice, per case and
 pooled, agreement across methods and models, the correlation with the external measure, figures
 and the HTML report.
 """
@@ -20,6 +20,7 @@ import pandas as pd
 from .atomic import write_text
 from .cams import METHODS
 from .data.synthetic import write_synthetic_dataset
+from .report.tables import MAIN_METRIC, best_result
 from .study import parse_config, run_study
 
 CLASSIFIER_METHODS = [name for name, method in METHODS.items() if not method.segmentation]
@@ -58,16 +59,16 @@ def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: i
     return summary
 
 
-def summarise(results: pd.DataFrame, report: Path, seconds: float, metric: str = "pooled_dsc_seed004") -> dict:
+def summarise(results: pd.DataFrame, report: Path, seconds: float, metric: str = MAIN_METRIC) -> dict:
     """Headline numbers: Empty baseline, best single configuration, best ensemble, under ``metric``."""
     pooled = results[(results["case"] == "ALL") & (results["metric"] == metric)]
     empty = float(pooled.loc[pooled["kind"] == "empty", "value"].iloc[0])
-    single = pooled[pooled["kind"] == "threshold"].sort_values("value", ascending=False).iloc[0]
+    single = best_result(results, metric, ("threshold",))
     summary = {"report": str(report), "seconds": round(seconds, 1), "metric": metric, "empty": empty,
                "best_single": {"model": single["model"], "method": single["method"], "result": single["result"], "value": float(single["value"])}}
-    ensembles = pooled[pooled["kind"] == "ensemble"].sort_values("value", ascending=False)
-    if not ensembles.empty:
-        summary["best_ensemble"] = {"name": ensembles.iloc[0]["model"], "value": float(ensembles.iloc[0]["value"])}
+    ensemble = best_result(results, metric, ("ensemble",))
+    if ensemble is not None:
+        summary["best_ensemble"] = {"name": ensemble["model"], "value": float(ensemble["value"])}
     fg = results[(results["case"] == "ALL") & (results["metric"] == "dice_mean_abnormal_slices")]
     match = fg[(fg["model"] == single["model"]) & (fg["method"] == single["method"]) & (fg["result"] == single["result"])]
     summary["best_single"]["dice_mean_abnormal_slices"] = float(match["value"].iloc[0]) if not match.empty else float("nan")
@@ -75,6 +76,7 @@ def summarise(results: pd.DataFrame, report: Path, seconds: float, metric: str =
 
 
 def print_summary(summary: dict) -> None:
+    """Print the headline numbers of :func:`summarise`."""
     best = summary["best_single"]
     print(f"\nWSSSCam demo finished in {summary['seconds']:.0f} s")
     print(f"  {summary['metric']}: Empty baseline {summary['empty']:.3f}; best single {best['model']} / {best['method']} "

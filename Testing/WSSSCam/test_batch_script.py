@@ -12,7 +12,8 @@ import pytest
 from WSSSCamLib.data.datasets import read_decathlon
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
 from WSSSCamLib.training import TrainConfig
-from WSSSCamLib.training.crossval import SliceRecipe, cross_validate
+from WSSSCamLib.data.recipe import SliceRecipe
+from WSSSCamLib.training.crossval import cross_validate
 
 SCRIPT = Path(__file__).resolve().parents[2] / "Resources" / "Scripts" / "run_wssscam.py"
 

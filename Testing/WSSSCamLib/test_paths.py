@@ -16,7 +16,7 @@ from WSSSCamLib.paths import (
     is_under,
     output_path,
 )
-from WSSSCamLib.study.units import unit_paths
+from WSSSCamLib.study.layout import unit_paths
 
 
 def files_under(folder):

@@ -29,7 +29,7 @@ def cams_alone(case, model, options) -> float:
     from WSSSCamLib.data.slices import extract_slices
     from WSSSCamLib.inference import cam_engine_for
     from WSSSCamLib.predict import load_input
-    from WSSSCamLib.training.crossval import SliceRecipe
+    from WSSSCamLib.data.recipe import SliceRecipe
 
     loaded = load_input(case)
     recipe = SliceRecipe.from_card(model.card)
@@ -62,7 +62,14 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import WSSSCamLib.predict, WSSSCamLib.cli"], check=True)
     imports = time.perf_counter() - started
     from WSSSCamLib.masks import Threshold
-    from WSSSCamLib.predict import PredictOptions, SegmentationRule, cases_from_manifest, cases_from_paths, load_models, predict_case
+    from WSSSCamLib.predict import (
+        PredictOptions,
+        SegmentationRule,
+        cases_from_manifest,
+        cases_from_paths,
+        load_models,
+        predict_case,
+    )
     from WSSSCamLib.predict.progress import Progress
 
     started = time.perf_counter()

@@ -9,7 +9,7 @@ The models are trained (or found) first and not timed. Then the 'cams' and 'repo
 from scratch in a fresh copy of the output folder (models and folds only), and the script prints
 the seconds of each unit stage summed over all units (read+preprocess, transfer, cams,
 masks+metrics, agreement, write), the report stage, the wall time, and held-out slices per second.
-Seed 003's filtered retraining is training, so it is left out of the timed run.
+Guan & Loew 2021's filtered retraining is training, so it is left out of the timed run.
 
 ``--existing OUTPUT`` recomputes nothing: it prints the same split from the timings every unit of a
 finished study recorded in its marker while that study ran (slices per second then refer to the
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         print_split(output, None, None)
         return 0
 
-    from WSSSCamLib.demo import demo_config
     from WSSSCamLib.data.synthetic import write_synthetic_dataset
+    from WSSSCamLib.demo import demo_config
     from WSSSCamLib.study import load_config, parse_config, run_study
 
     work = Path(args.work or tempfile.mkdtemp(prefix="wssscam-bench-"))

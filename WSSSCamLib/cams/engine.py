@@ -75,7 +75,7 @@ class CamEngine:
             module of the three deepest resolution stages.
         classifier_layer: the linear layer after global pooling, for CAM (Zhou); ``None`` takes the
             last linear layer.
-        gamma: Layer-CAM fusion scale (seed 000 eq. 13).
+        gamma: Layer-CAM fusion scale (Syed et al. 2023 eq. 13).
         score_chunk_size: masked inputs per forward pass in Score-CAM (bounds memory); ``None``
             picks 16 on the CPU (the fastest batch there) and up to 256 on a GPU (about 1 GiB of
             masked inputs).

@@ -39,7 +39,7 @@ def grad_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor
 def hires_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     """HiResCAM (Draelos & Carin): map = sum_k g^k * A^k, element-wise (no spatial averaging).
 
-    With a segmentation target this is Seg-HiRes-Grad-CAM (seed 001).
+    With a segmentation target this is Seg-HiRes-Grad-CAM (Rheude et al. 2024).
     """
     return (gradients * activations).sum(dim=1)
 
@@ -69,5 +69,5 @@ def xgrad_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tenso
 
 
 def layer_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-    """Layer-CAM (Jiang et al.) at one layer: map = sum_k ReLU(g^k) * A^k (seed 000 eqs. 10-12)."""
+    """Layer-CAM (Jiang et al.) at one layer: map = sum_k ReLU(g^k) * A^k (Syed et al. 2023 eqs. 10-12)."""
     return (gradients.clamp(min=0) * activations).sum(dim=1)

@@ -45,7 +45,7 @@ def scale_by_max(maps: torch.Tensor) -> torch.Tensor:
 
 
 def fuse_layer_maps(maps: Sequence[torch.Tensor], size: Sequence[int], gamma: float = 2.0) -> torch.Tensor:
-    """Layer-CAM fusion across layers (seed 000 eq. 13, Jiang et al. 2021).
+    """Layer-CAM fusion across layers (Syed et al. 2023 eq. 13, Jiang et al. 2021).
 
     ``maps`` are the per-layer Layer-CAM maps after ReLU, ordered shallow to deep. Each is
     resized to ``size``; the shallow ones are scaled as tanh(gamma * M / max M), the deepest as

@@ -1,4 +1,4 @@
-"""Score-CAM and Faster Score-CAM channel weights (Wang et al. 2020; seed 000 eqs. 6-9).
+"""Score-CAM and Faster Score-CAM channel weights (Wang et al. 2020; Syed et al. 2023 eqs. 6-9).
 
 For every sample n and channel k the activation map A^k is upsampled to the input grid,
 min-max normalised to [0, 1] and multiplied with the input (eq. 7); the class score of that

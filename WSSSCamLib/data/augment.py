@@ -1,4 +1,4 @@
-"""Training-time augmentation of slice batches (seed 000), on the batch's device.
+"""Training-time augmentation of slice batches (Syed et al. 2023), on the batch's device.
 
 All transforms take and return N x C x H x W float tensors and draw their randomness from a
 ``torch.Generator`` so that a seeded run is reproducible:
@@ -131,7 +131,7 @@ class Augment:
         return x
 
 
-def seed000_augmentation() -> Augment:
-    """The augmentation of seed 000: rotation <= 45 degrees, flips, shifts <= 20 %, contrast
+def syed2023_augmentation() -> Augment:
+    """The augmentation of Syed et al. 2023: rotation <= 45 degrees, flips, shifts <= 20 %, contrast
     stretching, histogram equalisation and CLAHE (the last three each on a share of the samples)."""
     return Augment([RandomAffine(45.0, 0.2, True, 1.0), ContrastStretch(p=0.3), HistogramEqualize(p=0.1), Clahe(p=0.1)])

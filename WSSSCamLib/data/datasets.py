@@ -2,7 +2,7 @@
 
 A :class:`Case` names the files of one patient/case: one image file per channel (modality), an
 optional reference mask, an optional case-level label and optional external measures (such as
-seed 000's liquid loss). :func:`load_case` reads them into volumes and checks that they agree.
+Syed et al. 2023's liquid loss). :func:`load_case` reads them into volumes and checks that they agree.
 
 Bad input is refused with :class:`DatasetError` (or :class:`VolumeReadError` for a file) naming the file
 and the problem, before any training: case ids that are not plain file names or appear twice, file

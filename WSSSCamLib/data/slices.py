@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from ..errors import InvalidInputError
 from .volume import Volume
 
-_AXES = {"K": 0, "J": 1, "I": 2}
+SLICE_AXES: dict[str, int] = {"K": 0, "J": 1, "I": 2}
+"""Slicing axis name -> array axis of a K x J x I volume (of a C x K x J x I image: that + 1)."""
 
 
 @dataclass
@@ -63,11 +64,11 @@ def extract_slices(case_id: str, image: Volume, mask: Volume | None = None, axis
     and masks so that an output pixel is foreground when any voxel under it is (labels stay true). ``context_channel`` (2.5D input): appends that
     channel's previous and next slice (the edge slice repeated at the ends) as two more channels.
     """
-    if axis not in _AXES:
-        raise ValueError(f"slicing axis must be one of {list(_AXES)}, got '{axis}'")
+    if axis not in SLICE_AXES:
+        raise ValueError(f"slicing axis must be one of {list(SLICE_AXES)}, got '{axis}'")
     if mask is None and case_label is None:
         raise InvalidInputError(f"case '{case_id}': slice labels need a mask or a case label")
-    a = _AXES[axis]
+    a = SLICE_AXES[axis]
     array = image.array if image.array.ndim == 4 else image.array[None]
     images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, a + 1, 0)))  # N, C, H, W
     if context_channel is not None:

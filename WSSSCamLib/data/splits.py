@@ -1,4 +1,8 @@
-"""Case-level splits: k folds of cases (never slices), seeded, saved with the run as JSON."""
+"""Case-level splits: k folds of cases (never slices), seeded, saved with the run as JSON.
+
+The fold policy of both ``wssscam train`` and ``wssscam study`` is :func:`dataset_folds`: seeded and
+stratified by whether a case holds abnormality, so every fold gets its share of positive cases.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..errors import InvalidInputError
+from .datasets import Case, Dataset
+from .readers import read_volume
 
 
 @dataclass
@@ -58,3 +64,16 @@ def case_folds(case_ids: Sequence[str], k: int = 5, seed: int = 0, labels: Seque
             folds[position % k].append(case_id)
             position += 1
     return Folds(folds, seed)
+
+
+def case_positive(case: Case) -> bool:
+    """Whether a case holds abnormality: its mask has a voxel > 0 (as a slice label does), else its case label is not 0."""
+    if case.mask is not None:
+        return bool((read_volume(case.mask).array > 0).any())
+    return case.label is not None and int(case.label) != 0
+
+
+def dataset_folds(dataset: Dataset, k: int, seed: int) -> Folds:
+    """The fold policy: :func:`case_folds` of the dataset's cases, stratified by :func:`case_positive`."""
+    cases = dataset.cases
+    return case_folds([c.case_id for c in cases], k, seed, labels=[int(case_positive(c)) for c in cases])

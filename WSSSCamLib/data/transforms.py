@@ -37,12 +37,16 @@ class Compose:
         return image, mask
 
 
+DEFAULT_CLIP_PERCENTILES: tuple[float, float] = (0.5, 99.5)
+"""The [low, high] percentiles (of non-zero voxels) that intensities are clipped to by default."""
+
+
 @dataclass
 class PercentileClip:
     """Clip each channel to its [low, high] percentiles (of non-zero voxels with ``nonzero_only``)."""
 
-    low: float = 0.5
-    high: float = 99.5
+    low: float = DEFAULT_CLIP_PERCENTILES[0]
+    high: float = DEFAULT_CLIP_PERCENTILES[1]
     nonzero_only: bool = True
 
     def __call__(self, image: Volume, mask: Volume | None = None) -> Pair:
@@ -127,7 +131,7 @@ class CropOrPad:
 
 @dataclass
 class RemoveBackground:
-    """Background removal of seed 000, per axial slice of ``channel``, applied to every channel.
+    """Background removal of Syed et al. 2023, per axial slice of ``channel``, applied to every channel.
 
     8-bit conversion, maximum filter, erosion, Gaussian blur, then k-means with k = 2 on the
     intensities: the brighter cluster is the foreground; everything else is set to zero.

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cams import CamEngine, Region, resolve_methods
-from ..data.slices import _AXES, extract_slices
+from ..data.recipe import SliceRecipe
+from ..data.slices import SLICE_AXES, extract_slices
 from ..data.volume import Volume
 from ..devices import resolve_device
-from ..training.checkpoint import ModelCard
-from ..training.crossval import SliceRecipe
+from ..models.card import ModelCard
 
 
 @dataclass
@@ -85,7 +85,7 @@ def iter_volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods:
     model = model.to(device).eval()
     image, _ = recipe.preprocess()(volume, None)
     slices = extract_slices(volume.source or "volume", image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel)
-    axis = _AXES[recipe.axis]
+    axis = SLICE_AXES[recipe.axis]
     native = [n for i, n in enumerate(volume.shape_kji) if i != axis]
     regions = None
     if region is not None:

@@ -1,5 +1,5 @@
-"""From CAM maps to masks: thresholds (fixed, percentile, mean, median, Otsu, adaptive), seed 003's
-mean Dice over thresholds, negative suppression, and seed 004's ensembles with threshold grid search."""
+"""From CAM maps to masks: thresholds (fixed, percentile, mean, median, Otsu, adaptive), Guan & Loew 2021's
+mean Dice over thresholds, negative suppression, and Ostrowski et al. 2023's ensembles with threshold grid search."""
 
 from .ensembles import RULES, combine_masks, ensemble_combinations, ensemble_counts, grid_search, mean_map_mask
 from .thresholds import (

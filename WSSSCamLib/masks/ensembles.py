@@ -1,9 +1,9 @@
-"""Ensembles of CAM masks (seed 004, Ostrowski et al., section 2.3 and the threshold search).
+"""Ensembles of CAM masks (Ostrowski et al. 2023, section 2.3 and the threshold search).
 
-Seed 004 combines the thresholded masks of several members (CAMs of different models or methods):
+Ostrowski et al. 2023 combines the thresholded masks of several members (CAMs of different models or methods):
 'or' sums (unites) the member masks, 'and' multiplies them, '<' ('min') and '>' ('max') "only take the
 masks with the least or most positive classified pixels" - a whole-mask choice per sample, not a
-voxel-wise min/max. Every member has its own threshold; seed 004 tests "all combinations of
+voxel-wise min/max. Every member has its own threshold; Ostrowski et al. 2023 tests "all combinations of
 thresholds from 0 to 1 in steps of 0.1" on the training split and keeps the best (here the grid
 THRESHOLD_GRID = 0.1..0.9, since t = 0 and t = 1 give full and empty masks). Beyond the paper:
 'majority' (a voxel is foreground when strictly more than half of the members say so) and 'mean'
@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..metrics.confusion import _pooled_columns
-from .thresholds import THRESHOLD_GRID, _as_thresholds, _bucketize, _CHUNK_ELEMENTS, fixed_threshold_counts
+from ..metrics.confusion import pooled_score_columns
+from ..metrics.threshold_sweep import CHUNK_ELEMENTS, as_thresholds, bucketize
+from .thresholds import THRESHOLD_GRID, fixed_threshold_counts
 
 RULES: tuple[str, ...] = ("and", "or", "<", ">", "majority", "mean")
 _VOXELWISE = ("and", "or", "majority")
@@ -50,7 +51,7 @@ def _first_extreme(values: torch.Tensor, dim: int, largest: bool) -> torch.Tenso
 def combine_masks(masks: Sequence[torch.Tensor], rule: str) -> torch.Tensor:
     """Combine member masks (each bool N x *spatial) into one bool N x *spatial mask.
 
-    'and': voxel in every member (seed 004's product); 'or': in any member (union); '<': per sample
+    'and': voxel in every member (Ostrowski et al. 2023's product); 'or': in any member (union); '<': per sample
     the WHOLE mask of the member with the fewest foreground voxels, '>' with the most (ties go to
     the earlier member); 'majority': in strictly more than half of the members. 'mean' combines maps,
     not masks: use ``mean_map_mask``.
@@ -111,13 +112,13 @@ def _joint_histograms(flats: list[torch.Tensor], ref: torch.Tensor, grid: torch.
     n, voxels = ref.shape
     inverses, sizes = [], []
     for flat in flats:
-        _, inverse, size = _bucketize(flat[:1, :1], grid)
+        _, inverse, size = bucketize(flat[:1, :1], grid)
         inverses.append(inverse)
         sizes.append(size)
     bins = 1
     for size in sizes:
         bins *= size
-    step = max(1, _CHUNK_ELEMENTS // voxels)
+    step = max(1, CHUNK_ELEMENTS // voxels)
     hist_all = torch.empty(n, bins, dtype=torch.int64, device=ref.device)
     hist_ref = torch.empty(n, bins, dtype=torch.int64, device=ref.device)
     for start in range(0, n, step):
@@ -125,7 +126,7 @@ def _joint_histograms(flats: list[torch.Tensor], ref: torch.Tensor, grid: torch.
         joint = torch.zeros(stop - start, voxels, dtype=torch.int64, device=ref.device)
         stride = 1
         for flat, size in zip(flats, sizes):
-            ids, _, _ = _bucketize(flat[start:stop], grid)
+            ids, _, _ = bucketize(flat[start:stop], grid)
             joint += ids * stride
             stride *= size
         joint += bins * torch.arange(stop - start, device=ref.device)[:, None]
@@ -216,7 +217,7 @@ def ensemble_counts(
     if reference.ndim < 2:
         raise ValueError(f"ensemble_counts: reference must be N x *spatial, got shape {tuple(reference.shape)}")
     combos = ensemble_combinations(len(members), rule, grid)
-    values = _as_thresholds(list(grid), "ensemble_counts")
+    values = as_thresholds(list(grid), "ensemble_counts")
     if rule == "mean":
         return combos, fixed_threshold_counts(_mean_map(members), reference, values)
     combo_index = torch.tensor(
@@ -232,10 +233,10 @@ def ensemble_counts(
 
 
 def grid_search(counts: torch.Tensor, combos: list[tuple[float, ...]]) -> tuple[int, torch.Tensor]:
-    """Pick the threshold combination with the best pooled seed-004 DSC.
+    """Pick the threshold combination with the best pooled Ostrowski et al. (2023) DSC.
 
     counts: int64 C x N x 4 from ``ensemble_counts``; combos: its C combinations. Score of combo c:
-    ``pooled_scores(counts[c]).dsc_seed004`` (counts pooled over the N samples, mIoU of background and
+    ``pooled_scores(counts[c]).dsc_miou`` (counts pooled over the N samples, mIoU of background and
     foreground, DSC = 2 mIoU / (1 + mIoU)). Returns (index of the best combo, float64 C scores);
     ties go to the first (lowest) index; NaN scores never win (all NaN -> index 0).
     """
@@ -243,7 +244,7 @@ def grid_search(counts: torch.Tensor, combos: list[tuple[float, ...]]) -> tuple[
         raise ValueError(f"grid_search: counts must be C x N x 4, got shape {tuple(counts.shape)}")
     if counts.shape[0] == 0 or len(combos) != counts.shape[0]:
         raise ValueError(f"grid_search: {len(combos)} combos for {counts.shape[0]} count rows (need the same, at least 1)")
-    scores = _pooled_columns(counts.to(torch.int64).sum(dim=1))["dsc_seed004"]
+    scores = pooled_score_columns(counts.to(torch.int64).sum(dim=1))["dsc_miou"]
     safe = torch.where(torch.isnan(scores), torch.full_like(scores, -torch.inf), scores)
     best = int((safe == safe.max()).int().argmax().item())
     return best, scores

@@ -4,8 +4,8 @@ Maps are float tensors N x *spatial (one 2D slice or 3D volume per sample, value
 masks are bool tensors of the same shape. Everything is per sample and stays on the maps' device,
 except the local adaptive threshold, which runs skimage on the CPU and moves the mask back.
 
-Convention for every mode: foreground = map > cut (strict), as in seed 003 (B_t(B > t) = 1,
-B_t(B <= t) = 0) and seed 000 ("values > t_cam ... set to 1"). Hence an all-zero map gives an empty
+Convention for every mode: foreground = map > cut (strict), as in Guan & Loew 2021 (B_t(B > t) = 1,
+B_t(B <= t) = 0) and Syed et al. 2023 ("values > t_cam ... set to 1"). Hence an all-zero map gives an empty
 mask in every mode. Cuts are compared in the maps' dtype (a fixed t = 0.3 is the float32 number
 nearest 0.3 for float32 maps), identically in ``apply_threshold`` and ``fixed_threshold_counts``.
 """
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..metrics.confusion import dice_from_counts
+from ..metrics.threshold_sweep import CHUNK_ELEMENTS, as_thresholds, bucketize, count_above
 
 THRESHOLD_GRID: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MODES: tuple[str, ...] = ("fixed", "percentile", "mean", "median", "otsu", "adaptive")
@@ -32,8 +33,6 @@ _ACCEPTED = (
     "(q in (0, 100), default 95), 'mean', 'median', 'otsu', 'adaptive' or 'adaptive15' or 'adaptive:21' "
     "(odd block size >= 3, default 15)"
 )
-# Elements handled at once by the counting kernels (bounds the int64 bucket-index temporaries).
-_CHUNK_ELEMENTS = 1 << 24
 
 
 def _format_number(value: float) -> str:
@@ -206,37 +205,6 @@ def apply_threshold(maps: torch.Tensor, threshold: Threshold) -> torch.Tensor:
     return maps > cuts.view(-1, *([1] * (maps.ndim - 1)))
 
 
-def _as_thresholds(thresholds, who: str) -> torch.Tensor:
-    values = torch.as_tensor(thresholds, dtype=torch.float64).reshape(-1).cpu()
-    if values.numel() == 0:
-        raise ValueError(f"{who}: thresholds is empty")
-    if not torch.isfinite(values).all():
-        raise ValueError(f"{who}: thresholds must be finite, got {values.tolist()}")
-    return values
-
-
-def _bucketize(flat: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Bucket ids of N x V map values against the thresholds cast to the maps' dtype.
-
-    Returns (ids N x V int64, inverse T, buckets U + 1) where ids = #{unique thresholds < value},
-    so value > thresholds[t] exactly when ids > inverse[t]. NaN counts as below every threshold.
-    """
-    cast = thresholds.to(device=flat.device, dtype=flat.dtype)
-    unique, inverse = torch.unique(cast, sorted=True, return_inverse=True)
-    values = torch.nan_to_num(flat, nan=-math.inf)
-    return torch.bucketize(values, unique, right=False), inverse, unique.numel() + 1
-
-
-def _per_sample_above(ids: torch.Tensor, inverse: torch.Tensor, buckets: int, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """m x T int64: per sample (row of the m x V bucket ids from ``_bucketize``), how many voxels (only
-    where ``keep``, m x V bool, if given) lie above threshold t, i.e. have ids > inverse[t]: a
-    per-sample histogram of the ids and its reverse cumulative sum (values > unique[j] fill buckets j+1..U)."""
-    m = ids.shape[0]
-    offset = ids + buckets * torch.arange(m, device=ids.device)[:, None]
-    hist = torch.bincount(offset[keep] if keep is not None else offset.reshape(-1), minlength=m * buckets).view(m, buckets)
-    return hist.flip(1).cumsum(1).flip(1)[:, 1:][:, inverse]
-
-
 def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, thresholds: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """Confusion counts of mask = map > t for every t: int64 T x N x 4 (tp, fp, fn, tn).
 
@@ -248,18 +216,18 @@ def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, threshol
     _check_maps(maps, "fixed_threshold_counts")
     if reference.shape != maps.shape:
         raise ValueError(f"fixed_threshold_counts: maps shape {tuple(maps.shape)} and reference shape {tuple(reference.shape)} differ")
-    values = _as_thresholds(thresholds, "fixed_threshold_counts")
+    values = as_thresholds(thresholds, "fixed_threshold_counts")
     n = maps.shape[0]
     flat = maps.reshape(n, -1)
     ref = reference.reshape(n, -1).bool()
     voxels = flat.shape[1]
-    step = max(1, _CHUNK_ELEMENTS // voxels)
+    step = max(1, CHUNK_ELEMENTS // voxels)
     parts = []
     for start in range(0, n, step):
         chunk, chunk_ref = flat[start : start + step], ref[start : start + step]
-        ids, inverse, buckets = _bucketize(chunk, values)
-        above_all = _per_sample_above(ids, inverse, buckets)  # m x T
-        tp = _per_sample_above(ids, inverse, buckets, chunk_ref)
+        ids, inverse, buckets = bucketize(chunk, values)
+        above_all = count_above(ids, inverse, buckets)  # m x T
+        tp = count_above(ids, inverse, buckets, chunk_ref)
         actual = chunk_ref.sum(1)[:, None]  # int64 (sum of bool)
         fp = above_all - tp
         fn = actual - tp
@@ -269,9 +237,9 @@ def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, threshol
 
 
 def mean_dice_over_thresholds(maps: torch.Tensor, reference: torch.Tensor, steps: int = 256) -> torch.Tensor:
-    """Threshold-free score of seed 003 eq. 9: mean-Dice(A, B) = 1/256 sum_{t=0}^{255} Dice(A, B_t).
+    """Threshold-free score of Guan & Loew 2021 eq. 9: mean-Dice(A, B) = 1/256 sum_{t=0}^{255} Dice(A, B_t).
 
-    Seed 003 binarises a [0, 255] grey CAM B with B_t = (B > t) for the integers t = 0..255. On our
+    Guan & Loew 2021 binarises a [0, 255] grey CAM B with B_t = (B > t) for the integers t = 0..255. On our
     [0, 1] maps that is mask = map > k / (steps - 1) for k = 0, ..., steps - 1 (steps = 256 ->
     thresholds 0, 1/255, ..., 1); the last threshold (1.0) gives an empty mask, as t = 255 does in the
     paper. Empty convention: a threshold at which mask and reference are both empty scores Dice 1

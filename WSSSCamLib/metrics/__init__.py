@@ -1,5 +1,5 @@
-"""Metrics: overlap of binary masks (Dice, IoU), confusion counts with per-case and pooled (seed 004)
-scores, agreement across CAM methods/models (seed 000), pointing games, statistics, and classification (ROC AUC, accuracy)."""
+"""Metrics: overlap of binary masks (Dice, IoU), confusion counts with per-case and pooled (Ostrowski et al. 2023)
+scores, agreement across CAM methods/models (Syed et al. 2023), pointing games, statistics, and classification (ROC AUC, accuracy)."""
 
 from .agreement import pairwise_iou_agreement, pairwise_iou_agreement_at_thresholds
 from .classification import accuracy, roc_auc

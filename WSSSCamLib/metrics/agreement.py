@@ -1,6 +1,6 @@
-"""Agreement between the masks of several CAM methods or models (seed 000, eqs. 17 and 18).
+"""Agreement between the masks of several CAM methods or models (Syed et al. 2023, eqs. 17 and 18).
 
-Seed 000 (Sun et al.), eq. 17: for a fixed model m the agreement of one slice is the mean IoU over
+Syed et al. (2023), eq. 17: for a fixed model m the agreement of one slice is the mean IoU over
 all unique pairs i < j of CAM methods, phi_m = 1 / C(|C|, 2) * sum_{i<j} IoU(c_i m, c_j m); eq. 18 is
 the same across models for a fixed CAM method. Which of the two it is depends only on what the caller
 passes as members.
@@ -9,11 +9,14 @@ passes as members.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import torch
+
+from .threshold_sweep import CHUNK_ELEMENTS, as_thresholds, bucketize, count_above
 
 
 def pairwise_iou_agreement(masks: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean pairwise IoU of the member masks, per sample (seed 000 eq. 17 / eq. 18).
+    """Mean pairwise IoU of the member masks, per sample (Syed et al. 2023 eq. 17 / eq. 18).
 
     masks: M >= 2 binary masks, each N x *spatial, all of one shape and device.
     Returns float64 N: mean over the M (M - 1) / 2 unordered pairs of IoU(member i, member j).
@@ -50,8 +53,6 @@ def pairwise_iou_agreement_at_thresholds(maps: Sequence[torch.Tensor], threshold
     min(ids_i, ids_j) > k(t), so per-sample histograms and reverse cumulative sums give every
     threshold's sizes and intersections without building a mask (same empty-pair convention).
     """
-    from ..masks.thresholds import _CHUNK_ELEMENTS, _as_thresholds, _bucketize, _per_sample_above
-
     members = list(maps)
     if len(members) < 2:
         raise ValueError(f"pairwise_iou_agreement_at_thresholds: needs at least 2 member maps, got {len(members)}")
@@ -60,19 +61,19 @@ def pairwise_iou_agreement_at_thresholds(maps: Sequence[torch.Tensor], threshold
         if member.shape != shape or not member.is_floating_point():
             raise ValueError(f"pairwise_iou_agreement_at_thresholds: member {index} is {member.dtype} {tuple(member.shape)}, "
                              f"member 0 {members[0].dtype} {tuple(shape)} (need float maps of one shape)")
-    values = _as_thresholds(thresholds, "pairwise_iou_agreement_at_thresholds")
+    values = as_thresholds(thresholds, "pairwise_iou_agreement_at_thresholds")
     n = shape[0]
     flats = [m.reshape(n, -1) for m in members]
-    step = max(1, _CHUNK_ELEMENTS // flats[0].shape[1])
+    step = max(1, CHUNK_ELEMENTS // flats[0].shape[1])
     pairs = [(i, j) for i in range(len(members)) for j in range(i + 1, len(members))]
     parts = []
     for start in range(0, n, step):
-        bucketed = [_bucketize(flat[start : start + step], values) for flat in flats]
+        bucketed = [bucketize(flat[start : start + step], values) for flat in flats]
         inverse, buckets = bucketed[0][1], bucketed[0][2]
-        sizes = [_per_sample_above(ids, inverse, buckets).double() for ids, _, _ in bucketed]  # count x T each
+        sizes = [count_above(ids, inverse, buckets).double() for ids, _, _ in bucketed]  # count x T each
         total = torch.zeros_like(sizes[0])
         for i, j in pairs:  # member i and j both foreground <=> min(ids_i, ids_j) > k(t)
-            intersection = _per_sample_above(torch.minimum(bucketed[i][0], bucketed[j][0]), inverse, buckets).double()
+            intersection = count_above(torch.minimum(bucketed[i][0], bucketed[j][0]), inverse, buckets).double()
             union = sizes[i] + sizes[j] - intersection
             total += torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
         parts.append(total / len(pairs))

@@ -10,10 +10,10 @@ Two kinds of score are offered, named as such (DESIGN.md "Metrics"):
   yourself. Convention: when prediction and reference of a sample are both empty the score is
   ``empty`` (default 1.0, perfect agreement on "nothing there"; pass ``float('nan')`` to exclude such
   samples and average with ``nanmean``).
-* pooled (seed 004, Ostrowski et al., appendix "mIoU" equation and tables 1-4): ``pooled_scores`` sums
+* pooled (Ostrowski et al. 2023, appendix "mIoU" equation and tables 1-4): ``pooled_scores`` sums
   TP/FP/FN/TN over all samples, computes IoU of the foreground and of the background class
   (background uses TN as its true positives), mIoU = the mean of the two, and
-  DSC = 2 mIoU / (1 + mIoU) (this relation reproduces every DSC/mIoU pair of seed 004's tables,
+  DSC = 2 mIoU / (1 + mIoU) (this relation reproduces every DSC/mIoU pair of Ostrowski et al. 2023's tables,
   e.g. mIoU 54.2 -> DSC 70.3).
 """
 
@@ -88,17 +88,17 @@ class PooledScores:
 
     fg_dice: 2TP / (2TP + FP + FN) of the pooled counts; fg_iou: TP / (TP + FP + FN);
     bg_iou: TN / (TN + FN + FP) (background as a class: its true positives are TN);
-    miou: (fg_iou + bg_iou) / 2; dsc_seed004: 2 miou / (1 + miou), the "DSC" of seed 004's tables.
+    miou: (fg_iou + bg_iou) / 2; dsc_miou: 2 miou / (1 + miou), the "DSC" of Ostrowski et al. 2023's tables.
     """
 
     fg_dice: float
     fg_iou: float
     bg_iou: float
     miou: float
-    dsc_seed004: float
+    dsc_miou: float
 
 
-def _pooled_columns(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+def pooled_score_columns(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
     """Vectorised pooled scores: pooled ... x 4 (already summed) -> dict of float64 tensors of shape pooled.shape[:-1].
 
     A class absent from both prediction and reference (its union is 0) gets IoU 1 and fg_dice 1,
@@ -114,18 +114,18 @@ def _pooled_columns(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
     fg_dice = torch.where(fg_union > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), one)
     miou = (fg_iou + bg_iou) / 2
     dsc = 2 * miou / (1 + miou)
-    return {"fg_dice": fg_dice, "fg_iou": fg_iou, "bg_iou": bg_iou, "miou": miou, "dsc_seed004": dsc}
+    return {"fg_dice": fg_dice, "fg_iou": fg_iou, "bg_iou": bg_iou, "miou": miou, "dsc_miou": dsc}
 
 
 def pooled_scores(counts: torch.Tensor) -> PooledScores:
-    """Seed 004 pooled scores: counts ... x 4 (tp, fp, fn, tn) are summed over ALL leading axes first.
+    """Ostrowski et al. 2023 pooled scores: counts ... x 4 (tp, fp, fn, tn) are summed over ALL leading axes first.
 
-    Seed 004 (appendix, mIoU equation) with N = 2 classes and confusion matrix p:
+    Ostrowski et al. 2023 (appendix, mIoU equation) with N = 2 classes and confusion matrix p:
     mIoU = 1/2 * [TP / (TP + FP + FN) + TN / (TN + FN + FP)], and its tables report
     DSC = 2 mIoU / (1 + mIoU). ``fg_dice`` is the ordinary foreground Dice of the pooled counts.
     """
     if counts.ndim < 1 or counts.shape[-1] != 4:
         raise ValueError(f"pooled_scores: counts must be ... x 4 (tp, fp, fn, tn), got shape {tuple(counts.shape)}")
     pooled = counts.reshape(-1, 4).to(torch.int64).sum(0)
-    columns = _pooled_columns(pooled)
+    columns = pooled_score_columns(pooled)
     return PooledScores(**{name: float(value.item()) for name, value in columns.items()})

@@ -1,4 +1,4 @@
-"""Statistical tests for CAM-derived per-case measures (seed 000, Results: Spearman rank correlation with liquid loss after a Shapiro-Wilk check, Kruskal-Wallis H across groups), via scipy.stats.
+"""Statistical tests for CAM-derived per-case measures (Syed et al. 2023, Results: Spearman rank correlation with liquid loss after a Shapiro-Wilk check, Kruskal-Wallis H across groups), via scipy.stats.
 
 Inputs are sequences of numbers (lists, NumPy arrays, CPU or device tensors: converted to float64
 NumPy at this edge). NaN values are dropped (pairwise for ``spearman``) before testing.

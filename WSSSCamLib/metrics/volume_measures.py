@@ -1,6 +1,6 @@
 """Measures of whole-volume masks: each result against a reference (Dice, IoU, volumes in cc), and
 agreement (mean pairwise IoU) across CAM methods for a fixed model and across models for a fixed
-method (seed 000, eqs. 17 and 18, here per volume).
+method (Syed et al. 2023, eqs. 17 and 18, here per volume).
 
 Conventions: masks are boolean K x J x I on one grid (NumPy or torch); two empty masks have
 Dice = IoU = 1 (:mod:`WSSSCamLib.metrics.overlap`); a voxel's volume is |det| of the affine's

@@ -22,7 +22,14 @@ from .export import (
 )
 from .geometry import resample_to_grid
 from .measurements import agreement_rows, measure_masks, measure_segments, pairwise_iou_rows
-from .results import CAM_SEGMENT_TERMINOLOGY, PublishedResults, iter_cam_run, publish_for_volume, publish_results, result_key
+from .results import (
+    CAM_SEGMENT_TERMINOLOGY,
+    PublishedResults,
+    iter_cam_run,
+    publish_for_volume,
+    publish_results,
+    result_key,
+)
 from .segmentations import masks_to_segmentation, roi_to_mask, segment_id, segment_to_mask
 from .tables import dataframe_from_table_node, table_node_from_rows
 from .volumes import array_to_volume_node, node_to_volume, nodes_to_volume, volume_to_node

@@ -1,6 +1,6 @@
 """Measuring results: each result mask against a reference segment (Dice, IoU, volumes in cc), and
 agreement (mean pairwise IoU) across CAM methods for a fixed model and across models for a fixed
-method (seed 000, eqs. 17 and 18, here per volume).
+method (Syed et al. 2023, eqs. 17 and 18, here per volume).
 
 The array functions (:func:`measure_masks`, :func:`pairwise_iou_rows`, :func:`agreement_rows`) live in
 :mod:`WSSSCamLib.metrics.volume_measures` (no MRML); :func:`measure_segments` reads the segments of
@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..metrics.volume_measures import agreement_rows, measure_masks, pairwise_iou_rows, voxel_volume_mm3
-
 
 __all__ = ["agreement_rows", "measure_masks", "measure_segments", "pairwise_iou_rows", "voxel_volume_mm3"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.volume import Volume
 from ..data.segmentation_files import CAM_SEGMENT_TERMINOLOGY
+from ..data.volume import Volume
 from ..masks import Threshold
 from ..metrics.volume_measures import agreement_rows, measure_masks
 from ..predict.segments import SegmentationRule, Segments, member_key, segment_volumes

@@ -21,7 +21,6 @@ from .geometry import resample_to_grid
 from .volumes import array_to_volume_node, node_grid, numpy_matrix, vtk_matrix
 
 
-
 def ensure_converter_rules() -> None:
     """Register the segmentation representation converters when none are registered.
 

@@ -27,6 +27,7 @@ from ..data.volume import Volume
 from ..errors import InvalidInputError
 from ..paths import check_case_id
 
+
 class PredictInputError(InvalidInputError):
     """An input cannot be used; the message names the file and the problem."""
 

@@ -24,8 +24,8 @@ import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,8 +43,9 @@ from ..data.volume import Volume
 from ..devices import resolve_device
 from ..inference import iter_volume_cams
 from ..metrics.volume_measures import agreement_rows, measure_masks
+from ..models.card import ModelCard
 from ..paths import output_path
-from ..training.checkpoint import ModelCard, load_checkpoint
+from ..training.checkpoint import file_sha256, load_checkpoint
 from .inputs import LoadedInput, PredictCase, PredictInputError, load_input
 from .progress import Progress
 from .segments import SegmentationRule, Segments, member_key, segment_volumes
@@ -140,14 +141,6 @@ class PredictSummary:
             for result, row in means.iterrows():
                 text.append(f"  {result}: mean Dice {row['dice']:.3f}, mean IoU {row['iou']:.3f} over {len(self.metrics.query('result == @result'))} case(s)")
         return text
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _split_spec(spec: str | Path | tuple[str, str | Path]) -> tuple[str | None, Path]:

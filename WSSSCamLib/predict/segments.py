@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..masks import RULES, Threshold, apply_threshold, classifier_positive, combine_masks, mean_map_mask, suppress_negatives
+from ..masks import (
+    RULES,
+    Threshold,
+    apply_threshold,
+    classifier_positive,
+    combine_masks,
+    mean_map_mask,
+    suppress_negatives,
+)
 
 AXES = "KJI"
 

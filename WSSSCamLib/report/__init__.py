@@ -1,4 +1,4 @@
-"""Reporting: tables (seed 004 Table 1 form, threshold matrix, agreement, correlations), PNG figures
+"""Reporting: tables (Ostrowski et al. 2023 Table 1 form, threshold matrix, agreement, correlations), PNG figures
 and a self-contained HTML report, all built from the study tables (slices, results, agreement,
 threshold_grid, cases, provenance)."""
 
@@ -6,10 +6,13 @@ from .figures import agreement_boxplots, correlation_heatmap, threshold_curves, 
 from .html import summary_sentence, write_report
 from .tables import (
     agreement_summary,
+    best_result,
     chosen_thresholds,
     config_label,
     correlation_matrix,
     correlation_table,
+    external_measure,
+    figure_result,
     main_table,
     markdown_table,
     threshold_table,
@@ -18,11 +21,14 @@ from .tables import (
 __all__ = [
     "agreement_boxplots",
     "agreement_summary",
+    "best_result",
     "chosen_thresholds",
     "config_label",
     "correlation_heatmap",
     "correlation_matrix",
     "correlation_table",
+    "external_measure",
+    "figure_result",
     "main_table",
     "markdown_table",
     "summary_sentence",

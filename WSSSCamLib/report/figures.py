@@ -1,6 +1,6 @@
 """Study figures as PNG files (matplotlib, Agg canvas, no pyplot state): agreement box plots (seed
-000 fig. 5), ensemble threshold-grid heatmaps (seed 004 fig. 4), a CAM-area correlation heatmap
-(seed 000 fig. 4A) and metric-versus-threshold curves.
+000 fig. 5), ensemble threshold-grid heatmaps (Ostrowski et al. 2023 fig. 4), a CAM-area correlation heatmap
+(Syed et al. 2023 fig. 4A) and metric-versus-threshold curves.
 
 Each function writes its PNG atomically (WSSSCamLib.atomic.atomic_path) and returns the Path.
 """
@@ -69,7 +69,7 @@ def _box_panel(ax, frame: pd.DataFrame, title: str, xlabel: str) -> None:
 
 
 def agreement_boxplots(agreement: pd.DataFrame, path: str | Path, result: str = "t=0.50") -> Path:
-    """Two box-plot panels of per-slice agreement at ``result`` (seed 000 fig. 5): (A) across CAM
+    """Two box-plot panels of per-slice agreement at ``result`` (Syed et al. 2023 fig. 5): (A) across CAM
     methods per model (kind 'methods'), (B) across models per CAM method (kind 'models'); medians
     written on the boxes. Raises ValueError if ``agreement`` has no row at ``result``."""
     require_columns(agreement, ("kind", "group", "result", "value"), "agreement")
@@ -147,7 +147,7 @@ def _cell_box(x: float, y: float):
 
 
 def threshold_grid_heatmap(grid: pd.DataFrame, path: str | Path, fold: int | None = None) -> Path:
-    """Heatmap of the ensemble threshold grid (seed 004 fig. 4): one subplot per (ensemble, rule),
+    """Heatmap of the ensemble threshold grid (Ostrowski et al. 2023 fig. 4): one subplot per (ensemble, rule),
     y = threshold of the first member (t1), x = threshold of the second (t2), colour = score on the
     training split; the 'mean' rule (t2 NaN) is a one-row strip over t1. ``fold`` None averages the
     score over folds and outlines every cell chosen in some fold (red box, 'xN' when chosen in N > 1
@@ -207,7 +207,7 @@ def correlation_heatmap(table: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def threshold_curves(results: pd.DataFrame, path: str | Path, metric: str = "pooled_dsc_seed004") -> Path:
+def threshold_curves(results: pd.DataFrame, path: str | Path, metric: str = "pooled_dsc_miou") -> Path:
     """``metric`` ('ALL' rows) versus fixed threshold t, one line per single (model, method); the
     Empty baseline as a dashed black line and each ensemble's best value as a dotted line. Results
     that are not fixed thresholds (otsu, p95, ...) are not on the curves (see the threshold table)."""

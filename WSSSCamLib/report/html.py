@@ -58,13 +58,13 @@ _DEFINITIONS = (
     ("pooled_fg_dice, pooled_fg_iou", "TP, FP and FN summed over all test slices of all folds, then "
      "2TP / (2TP + FP + FN) and TP / (TP + FP + FN) for the foreground class."),
     ("pooled_miou", "mean of the pooled background IoU and the pooled foreground IoU (counts over all test slices)."),
-    ("pooled_dsc_seed004", "2 mIoU / (1 + mIoU) from pooled_miou: the 'average DSC' of seed 004 (Table 1)."),
+    ("pooled_dsc_miou", "2 mIoU / (1 + mIoU) from pooled_miou: the 'average DSC' of Ostrowski et al. 2023 (Table 1)."),
     ("dice_mean_abnormal_slices, iou_mean_abnormal_slices", "mean over the slices with abnormality "
      "(reference has foreground, TP + FN > 0) of the per-slice Dice / IoU."),
     ("dice_mean_all_slices", "mean over all test slices of the per-slice Dice (both empty = 1)."),
     ("dice_volume, iou_volume", "per case, counts summed over the case's slices."),
     ("Agreement", "per slice, the mean IoU over all unordered pairs of binarised CAMs: across CAM methods "
-     "for a fixed model (seed 000 eq. 17) or across models for a fixed CAM method (eq. 18); both empty = 1."),
+     "for a fixed model (Syed et al. 2023 eq. 17) or across models for a fixed CAM method (eq. 18); both empty = 1."),
     ("Empty baseline", "the all-background prediction for every slice."),
     ("Ensembles", "member thresholds (result 't1|t2') chosen by a grid search on each fold's training cases "
      "and applied unchanged to its test cases."),
@@ -122,7 +122,7 @@ def summary_sentence(table: pd.DataFrame, metric: str = MAIN_METRIC) -> str:
     label = config_label(best["model"], best["method"], best["kind"])
     text = (f"Best configuration: {label} ({best['best_result']}) with {metric} {best[metric]:.3f} "
             "(pooled over all test slices")
-    text += ", seed 004 definition 2 mIoU/(1+mIoU))" if metric == "pooled_dsc_seed004" else ")"
+    text += ", Ostrowski et al. 2023 definition 2 mIoU/(1+mIoU))" if metric == "pooled_dsc_miou" else ")"
     if empty is not None and not math.isnan(float(empty[metric])):
         difference = float(best[metric]) - float(empty[metric])
         text += f", versus {float(empty[metric]):.3f} for the Empty prediction ({difference:+.3f})."
@@ -135,7 +135,7 @@ def _main_section(results: pd.DataFrame) -> tuple[str, str]:
     table = main_table(results, MAIN_METRIC)
     shown = table.drop(columns=["model", "method"])
     shown.insert(0, "configuration", [config_label(m, k, d) for m, k, d in zip(table["model"], table["method"], table["kind"])])
-    body = _table(shown) + _note("Best result per configuration by pooled_dsc_seed004 over its results "
+    body = _table(shown) + _note("Best result per configuration by pooled_dsc_miou over its results "
                                  "(thresholds, or for ensembles the chosen member thresholds); the other columns "
                                  "are the metrics of that same result.")
     return summary_sentence(table), body
@@ -146,7 +146,7 @@ def _threshold_section(results: pd.DataFrame) -> str:
         matrix = threshold_table(results, MAIN_METRIC)
     except ValueError as error:
         return _note(f"Not available: {error}")
-    return _table(matrix.reset_index()) + _note("pooled_dsc_seed004 ('ALL' rows) per single model / CAM method and result.")
+    return _table(matrix.reset_index()) + _note("pooled_dsc_miou ('ALL' rows) per single model / CAM method and result.")
 
 
 def _agreement_section(agreement: pd.DataFrame | None) -> str:
@@ -183,7 +183,7 @@ def _ensemble_section(grid: pd.DataFrame | None) -> str:
     if grid is None or len(grid) == 0:
         return _note("No ensembles in this study.")
     return _table(chosen_thresholds(grid)) + _note(
-        "Member thresholds chosen per fold on the training cases (score: pooled_dsc_seed004 there); "
+        "Member thresholds chosen per fold on the training cases (score: pooled_dsc_miou there); "
         "t2 empty for the 'mean' rule.")
 
 
@@ -227,7 +227,7 @@ def write_report(out_dir: str | Path, results: pd.DataFrame, agreement: pd.DataF
                  correlation_result: str = "t=0.50") -> Path:
     """Write ``out_dir``/report.html atomically and return its path.
 
-    Sections: summary sentence (best configuration vs Empty, pooled seed 004 DSC), main table,
+    Sections: summary sentence (best configuration vs Empty, pooled Ostrowski et al. 2023 DSC), main table,
     threshold table, figures (``figures``: caption -> PNG path; absolute, relative to the current
     folder, or relative to ``out_dir``; referenced by relative path), agreement summary, CAM-area
     correlations (with the first external measure of ``cases``), chosen ensemble thresholds per
@@ -245,8 +245,8 @@ def write_report(out_dir: str | Path, results: pd.DataFrame, agreement: pd.DataF
             f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_e(title)}</h1>\n"
             f'<p class="note">Report written {_e(stamp)}' + (f"; study started {_e(started)}" if started else "") + "</p>\n")
     body = [f'<p class="summary">{_e(summary)}</p>', _cases_note(cases)]
-    body.append(_section("Main table (seed 004 Table 1 form)", main_body, "main"))
-    body.append(_section("Pooled DSC (seed 004) per threshold", _threshold_section(results), "thresholds"))
+    body.append(_section("Main table (Ostrowski et al. 2023 Table 1 form)", main_body, "main"))
+    body.append(_section("Pooled DSC (Ostrowski et al. 2023) per threshold", _threshold_section(results), "thresholds"))
     figure_items = [(str(k), Path(v)) for k, v in (figures or {}).items()]
     body.append(_section("Figures", _figures(figure_items, out_dir) if figure_items else _note("No figures."), "figures"))
     body.append(_section("Agreement", _agreement_section(agreement), "agreement"))

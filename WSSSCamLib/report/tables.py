@@ -1,4 +1,4 @@
-"""Report tables built from the study tables (see the study schema): the seed 004 Table 1 form,
+"""Report tables built from the study tables (see the study schema): the Ostrowski et al. 2023 Table 1 form,
 the threshold matrix, agreement summaries, CAM-area correlations and a GitHub-markdown writer.
 
 All inputs are pandas DataFrames with the schema's columns; outputs are new DataFrames (inputs are
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 POOLED_ROW = "ALL"
-MAIN_METRIC = "pooled_dsc_seed004"
+MAIN_METRIC = "pooled_dsc_miou"
 # Metrics of the 'ALL' rows in the order the main table shows them (others follow alphabetically).
 ALL_METRICS = (
-    "pooled_dsc_seed004",
+    "pooled_dsc_miou",
     "pooled_miou",
     "pooled_fg_dice",
     "pooled_fg_iou",
@@ -31,7 +31,8 @@ KIND_ORDER = ("empty", "threshold", "ensemble")
 _NAMED_RESULTS = ("mean", "median", "otsu", "adaptive")
 _FIXED = re.compile(r"^t=([0-9]*\.?[0-9]+)$")
 _PERCENTILE = re.compile(r"^p([0-9]*\.?[0-9]+)$")
-CASES_STANDARD_COLUMNS = ("case", "fold", "label", "has_mask", "slices")
+CASES_STANDARD_COLUMNS = ("case", "fold", "label", "has_mask", "slices", "abnormal_slices")
+"""Columns every cases table has; any other numeric column is an external per-case measure."""
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], name: str) -> None:
@@ -125,7 +126,7 @@ def _sort_configs(wide: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_table(results: pd.DataFrame, metric: str = MAIN_METRIC) -> pd.DataFrame:
-    """Seed 004 Table 1 form from the 'ALL' rows of ``results``.
+    """Ostrowski et al. 2023 Table 1 form from the 'ALL' rows of ``results``.
 
     One row per configuration (model, method, kind): the Empty baseline first, then each single
     model x CAM method, then each ensemble. For every configuration the result (threshold rule, or
@@ -156,6 +157,22 @@ def best_configuration(table: pd.DataFrame, metric: str = MAIN_METRIC) -> tuple[
     candidates = table[(table["kind"] != "empty") & table[metric].notna()]
     best = candidates.loc[candidates[metric].idxmax()] if not candidates.empty else None
     return best, (empty.iloc[0] if not empty.empty else None)
+
+
+def best_result(results: pd.DataFrame, metric: str = MAIN_METRIC, kinds: Iterable[str] = ("threshold",)) -> pd.Series | None:
+    """The "best configuration" rule: of the pooled ('ALL') rows of ``results`` whose kind is one of ``kinds``,
+    the row with the highest ``metric`` value (the first on ties), or None when there is none."""
+    require_columns(results, ("case", "metric", "kind", "value"), "results")
+    rows = results[(results["case"].astype(str) == POOLED_ROW) & (results["metric"] == metric) & results["kind"].isin(list(kinds))]
+    rows = rows[rows["value"].notna()]
+    return rows.loc[rows["value"].idxmax()] if not rows.empty else None
+
+
+def figure_result(results: pd.DataFrame) -> str:
+    """The fixed-threshold result that the figures and statistics show: 't=0.50' when it was computed, else
+    the middle fixed threshold computed, else 't=0.50'."""
+    fixed = sorted(r for r in results["result"].unique() if fixed_threshold(r) is not None)
+    return "t=0.50" if "t=0.50" in fixed else (fixed[len(fixed) // 2] if fixed else "t=0.50")
 
 
 def threshold_table(results: pd.DataFrame, metric: str = MAIN_METRIC) -> pd.DataFrame:
@@ -259,6 +276,12 @@ def case_areas(slices_or_results: pd.DataFrame, result: str = "t=0.50") -> pd.Da
 def measure_columns(cases: pd.DataFrame) -> list[str]:
     """External measure columns of a cases table: numeric columns beyond the schema's standard ones."""
     return [c for c in cases.columns if c not in CASES_STANDARD_COLUMNS and pd.api.types.is_numeric_dtype(cases[c])]
+
+
+def external_measure(cases: pd.DataFrame) -> str | None:
+    """The external measure that the report correlates CAM areas with: the first of :func:`measure_columns`, or None."""
+    measures = measure_columns(cases)
+    return measures[0] if measures else None
 
 
 def correlation_table(slices_or_results: pd.DataFrame, cases: pd.DataFrame | None = None,

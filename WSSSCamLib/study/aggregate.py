@@ -1,10 +1,11 @@
 """From the units' per-slice counts to the study's tables (see ``docs``: the study table schema).
 
 * The ensemble threshold grid search: for each fold and ensemble, the counts of the fold's
-  training cases (role ``train``) are pooled per threshold combination, scored by seed 004's
+  training cases (role ``train``) are pooled per threshold combination, scored by Ostrowski et al. 2023's
   DSC = 2 mIoU / (1 + mIoU), and the best combination (ties: the first, i.e. lowest thresholds)
   is applied unchanged to the fold's held-out cases.
 * ``results``: per case and pooled over all held-out slices ('ALL'), one row per metric.
+* ``cases``: one row per case: its fold, label, slices and slices with abnormality, external measures.
 
 Conventions: a slice "with abnormality" has at least one reference voxel; per-slice Dice/IoU of
 two empty masks is 1 ("dice_mean_all_slices"); averages over slices with abnormality never meet
@@ -17,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.datasets import Dataset
+from ..data.splits import Folds
 from ..masks import grid_search
 from ..metrics import dice_from_counts, iou_from_counts, pooled_scores
 
@@ -72,7 +75,7 @@ def test_rows(slices: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
 
 def with_cross_validated_thresholds(test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add, per single model x method, the result 'cv-threshold': for the held-out cases of fold k the
-    fixed threshold that maximises the pooled seed-004 DSC over the held-out cases of the *other*
+    fixed threshold that maximises the pooled Ostrowski et al. (2023) DSC over the held-out cases of the *other*
     folds (ties: the lowest threshold). Fold k's own cases never choose their threshold, unlike the
     best of the threshold grid, which is chosen on the data it is reported on (an oracle, as the
     seeds report). Returns the rows with the new result, and the chosen threshold per fold."""
@@ -114,7 +117,7 @@ def results_table(test: pd.DataFrame) -> pd.DataFrame:
     for key, group in counted.groupby(KEYS, sort=False):
         scores = pooled_scores(_counts(group))
         values = {"pooled_fg_dice": scores.fg_dice, "pooled_fg_iou": scores.fg_iou, "pooled_miou": scores.miou,
-                  "pooled_dsc_seed004": scores.dsc_seed004,
+                  "pooled_dsc_miou": scores.dsc_miou,
                   "dice_mean_abnormal_slices": group.loc[group["abnormal"], "dice"].mean(),
                   "iou_mean_abnormal_slices": group.loc[group["abnormal"], "iou"].mean(),
                   "dice_mean_all_slices": group["dice"].mean(), "slices": float(len(group)),
@@ -181,3 +184,17 @@ def _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wi
                 row["statistic"], row["p"] = np.nan, np.nan
             rows.append(row)
     return pd.DataFrame(rows, columns=["test", "model", "method", "n", "statistic", "p"])
+
+
+def cases_table(dataset: Dataset, folds: Folds, slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per case: case, fold (holding it out), label, has_mask, slices and abnormal_slices (held-out
+    slices, and those with a reference voxel, counted from the Empty rows: FN > 0), then its external measures."""
+    fold_of = {case_id: f for f, cases in enumerate(folds.folds) for case_id in cases}
+    empty = slices[(slices["kind"] == "empty") & (slices["role"] == "test")]
+    abnormal = empty.assign(abnormal=empty["fn"] > 0).groupby("case")["abnormal"].agg(["size", "sum"])
+    rows = []
+    for case in dataset.cases:
+        row = {"case": case.case_id, "fold": fold_of[case.case_id], "label": case.label, "has_mask": case.mask is not None,
+               "slices": int(abnormal["size"].get(case.case_id, 0)), "abnormal_slices": int(abnormal["sum"].get(case.case_id, 0))}
+        rows.append({**row, **case.measures})
+    return pd.DataFrame(rows)

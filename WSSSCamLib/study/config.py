@@ -20,12 +20,12 @@ Example (YAML)::
     ensembles:                                   # members are model/method; thresholds grid-searched on training cases
       - {rule: and, members: [small-cnn/grad-cam, resnet18/grad-cam]}
     overlays: 4                                  # example overlay figures
-    filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # seed 003
+    filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # Guan & Loew 2021
 
 Relative paths are resolved against the configuration file's folder. Every error names the file
 and the key. Every value is type-checked at load time against one schema (``TOP_LEVEL``, ``RECIPE``,
 ``TRAIN``, ``MODEL``, ``ENSEMBLE`` below; ``recipe`` and ``train`` follow the fields of
-:class:`~WSSSCamLib.training.crossval.SliceRecipe` and :class:`~WSSSCamLib.training.trainer.TrainConfig`,
+:class:`~WSSSCamLib.data.recipe.SliceRecipe` and :class:`~WSSSCamLib.training.trainer.TrainConfig`,
 so an option added there joins the schema). ``allow_outside_dataset: true`` lets ``dataset.json``
 refer to image and label files outside the dataset folder (refused otherwise).
 """
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cams import METHODS, resolve_methods
+from ..data.recipe import SliceRecipe
 from ..devices import DeviceError, check_device
 from ..masks import RULES, THRESHOLD_GRID, Threshold
 from ..models.zoo import ARCHITECTURES, SEGMENTATION_ARCHITECTURES
@@ -55,7 +56,6 @@ from ..schema import (
     section,
     string,
 )
-from ..training.crossval import SliceRecipe
 from ..training.trainer import TrainConfig
 
 
@@ -73,6 +73,8 @@ class ModelSpec:
 
 @dataclass
 class EnsembleSpec:
+    """An ensemble of the study: its rule and members (model name, method); named ``rule(model/method, ...)``."""
+
     rule: str
     members: list[tuple[str, str]]  # (model name, method)
 
@@ -81,9 +83,13 @@ class EnsembleSpec:
         return f"{self.rule}({', '.join(f'{m}/{k}' for m, k in self.members)})"
 
 
+VARIANTS: tuple[str, ...] = ("cam", "cam-mask", "mask", "inverse-mask", "original")
+"""The filtered-retraining variants (what each filter is: :mod:`WSSSCamLib.study.retraining`)."""
+
+
 @dataclass
 class FilteredRetrainingSpec:
-    """Seed 003's check: retrain ``model``'s architecture on CAM-filtered and on mask-filtered images
+    """Guan & Loew 2021's check: retrain ``model``'s architecture on CAM-filtered and on mask-filtered images
     (variants: see :mod:`WSSSCamLib.study.retraining`; ``threshold`` is used by ``cam-mask`` only)."""
 
     model: str
@@ -95,6 +101,8 @@ class FilteredRetrainingSpec:
 
 @dataclass
 class StudyConfig:
+    """A validated study configuration (see the module docstring for every key); built by :func:`parse_config`."""
+
     dataset: Path
     output: Path
     models: list[ModelSpec]
@@ -317,7 +325,6 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
 
 
 def _parse_retraining(data: Any, model_names: dict[str, ModelSpec], methods: list[str], source: str) -> FilteredRetrainingSpec | None:
-    from .retraining import VARIANTS
 
     if data is None:
         return None

@@ -1,6 +1,6 @@
-"""Seed 003's evaluation of CAMs: retrain the classifier on CAM-filtered and on mask-filtered slices.
+"""Guan & Loew 2021's evaluation of CAMs: retrain the classifier on CAM-filtered and on mask-filtered slices.
 
-Seed 003 (section II-B, Experiment #2) multiplies every ROI by its Grad-CAM (resized, scaled to
+Guan & Loew 2021 (section II-B, Experiment #2) multiplies every ROI by its Grad-CAM (resized, scaled to
 [0, 1]) and trains the same architecture from scratch on those CAM-filtered ROIs; for comparison
 it also trains on truth-mask-filtered ROIs (abnormal ROIs times their tumour mask, normal ROIs
 times a randomly chosen tumour mask of an abnormal ROI, so both classes show similar outlines).
@@ -10,14 +10,14 @@ the mask-filtered one.
 Here, per fold k of the study, with the fold's checkpoint of ``spec.model``:
 
 * weights ``w`` (N x H x W in [0, 1], the classifier's input grid ``recipe.size``) per variant:
-  ``cam``: the ``spec.method`` map of the positive class (seed 003); ``cam-mask``: that map
+  ``cam``: the ``spec.method`` map of the positive class (Guan & Loew 2021); ``cam-mask``: that map
   thresholded with ``spec.threshold`` (binary); ``mask``: the reference mask (normal slices get the
   mask of an abnormal slice of the same split, drawn with the study's seed); ``inverse-mask``:
-  1 - that mask (seed 003's control: tumour removed); ``original``: no filter (w = 1).
+  1 - that mask (Guan & Loew 2021's control: tumour removed); ``original``: no filter (w = 1).
 * filtered slice ``x' = b + (x - b) * w`` per channel, where ``b`` is the channel's minimum over
   the slice: the normalised slices are not zero at background, so "multiply by w" is applied to the
   non-negative image ``x - b`` and removed pixels become the slice's darkest value (black in the
-  unnormalised image, as in seed 003).
+  unnormalised image, as in Guan & Loew 2021).
 * the same architecture is trained from scratch (seed + fold, ``spec.epochs``, no early stopping,
   the model's ``train`` options otherwise) on the fold's training cases and tested on its
   held-out cases (filtered the same way; maps from the fold's model, which never saw them).
@@ -45,14 +45,14 @@ from ..data.slices import SliceSet
 from ..data.splits import Folds
 from ..devices import resolve_device
 from ..errors import InvalidInputError
-from ..inference.volume_cams import cam_engine_for, slice_cams
+from ..inference.volume_cams import slice_cams
 from ..masks import Threshold, apply_threshold
 from ..models.zoo import build_model
-from ..training.checkpoint import load_checkpoint
 from ..training.trainer import TrainConfig, evaluate, train_classifier
-from .config import FilteredRetrainingSpec
+from .config import VARIANTS, FilteredRetrainingSpec
+from .context import FoldModel
+from .layout import retraining_result_path, retraining_result_paths
 
-VARIANTS: tuple[str, ...] = ("cam", "cam-mask", "mask", "inverse-mask", "original")
 RETRAINING_COLUMNS = ["variant", "fold", "test_slices", "test_positive_slices", "auc", "accuracy", "epochs", "seconds"]
 
 
@@ -95,14 +95,15 @@ def cam_weights(slices: SliceSet, engine: CamEngine, target_class: int, method: 
     return torch.cat(parts) if parts else torch.empty(0, *size)
 
 
-def variant_weights(variant: str, checkpoint: Path, spec: FilteredRetrainingSpec, batch_size: int, device: torch.device) -> Callable[[SliceSet, int], torch.Tensor | None]:
+def variant_weights(variant: str, fold_model: Callable[[], FoldModel], spec: FilteredRetrainingSpec, batch_size: int,
+                    device: torch.device) -> Callable[[SliceSet, int], torch.Tensor | None]:
     """The weight function of ``variant``: (slices, draw seed) -> weights w (None for ``original``).
-    The CAM variants load the fold checkpoint once, here, for both splits."""
+    The CAM variants ask ``fold_model`` for the fold's network (on ``device``) once, here, for both splits."""
     if variant in ("cam", "cam-mask"):
-        model, card = load_checkpoint(checkpoint, device=device)
-        engine = cam_engine_for(model.eval(), card)
+        network = fold_model()
         threshold = Threshold.parse(spec.threshold) if variant == "cam-mask" else None
-        return lambda part, _: cam_weights(part, engine, card.num_classes - 1, spec.method, batch_size, device, threshold)
+        return lambda part, _: cam_weights(part, network.engine, network.card.num_classes - 1, spec.method, batch_size, device,
+                                           threshold)
     if variant == "mask":
         return borrowed_masks
     if variant == "inverse-mask":
@@ -110,10 +111,6 @@ def variant_weights(variant: str, checkpoint: Path, spec: FilteredRetrainingSpec
     if variant == "original":
         return lambda part, draw: None
     raise ValueError(f"unknown filtered-retraining variant '{variant}'; choose from {list(VARIANTS)}")
-
-
-def result_path(output: Path, variant: str, fold: int) -> Path:
-    return output / "retraining" / variant / f"fold{fold}.json"
 
 
 def result_fingerprint(spec: FilteredRetrainingSpec, variant: str, seed: int, train_options: dict, checkpoint_sha256: str) -> str:
@@ -128,23 +125,24 @@ def result_fingerprint(spec: FilteredRetrainingSpec, variant: str, seed: int, tr
 
 def stored_fingerprint(output: Path, variant: str, fold: int) -> str | None:
     """The fingerprint of a finished result, or None when there is none (or it cannot be read)."""
-    path = result_path(output, variant, fold)
+    path = retraining_result_path(output, variant, fold)
     try:
         return json.loads(path.read_text()).get("fingerprint")
     except (OSError, ValueError):
         return None
 
 
-def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, classes: int, checkpoint: Path,
+def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, classes: int, fold_model: Callable[[], FoldModel],
                  spec: FilteredRetrainingSpec, variant: str, train_options: dict, seed: int, batch_size: int, device: str,
                  fingerprint: str = "") -> dict:
     """Train ``architecture`` (``classes`` outputs, as the fold checkpoint) from scratch on the fold's
-    training cases filtered by ``variant``; test on its held-out cases filtered the same way."""
+    training cases filtered by ``variant``; test on its held-out cases filtered the same way. ``fold_model``
+    gives the fold's network on ``device`` (asked only by the CAM variants)."""
     started = time.perf_counter()
     torch_device = resolve_device(device)
     train, test = slices.of_cases(folds.training(fold)), slices.of_cases(folds.held_out(fold))
     split_seed = seed + fold
-    weigh = variant_weights(variant, checkpoint, spec, batch_size, torch_device)
+    weigh = variant_weights(variant, fold_model, spec, batch_size, torch_device)
     filtered = []
     for part, offset in ((train, 0), (test, 1)):
         weights = weigh(part, split_seed * 2 + offset)
@@ -164,7 +162,8 @@ def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, c
 
 
 def write_result(output: Path, result: dict) -> Path:
-    path = result_path(output, result["variant"], result["fold"])
+    """Write one variant x fold result (atomically) where the layout puts it; returns its path."""
+    path = retraining_result_path(output, result["variant"], result["fold"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(result, indent=1))
     return path
@@ -173,7 +172,7 @@ def write_result(output: Path, result: dict) -> Path:
 def retraining_table(output: Path, variants: list[str] | None = None, folds: int | None = None) -> pd.DataFrame:
     """The finished retraining results under ``output/retraining`` (one row per variant x fold), only
     of ``variants`` and folds below ``folds`` when given."""
-    rows = [json.loads(p.read_text()) for p in sorted((output / "retraining").glob("*/fold*.json"))]
+    rows = [json.loads(p.read_text()) for p in retraining_result_paths(output)]
     rows = [r for r in rows if (variants is None or r["variant"] in variants) and (folds is None or r["fold"] < folds)]
     if not rows:
         return pd.DataFrame({c: [] for c in RETRAINING_COLUMNS})
@@ -181,7 +180,7 @@ def retraining_table(output: Path, variants: list[str] | None = None, folds: int
 
 
 def retraining_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of ROC AUC and accuracy over folds, per variant (seed 003 Table II form)."""
+    """Mean and standard deviation of ROC AUC and accuracy over folds, per variant (Guan & Loew 2021 Table II form)."""
     if table.empty:
         return pd.DataFrame(columns=["variant", "folds", "auc_mean", "auc_sd", "accuracy_mean", "accuracy_sd"])
     grouped = table.groupby("variant", sort=False)

@@ -10,29 +10,24 @@ slices feed the fold's threshold grid search.
 Maps are compared with the reference at the slice's own (native) resolution: the network sees
 ``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly.
 
-Each unit is written as ``units/<case>/fold<k>.slices.parquet`` (+ ``.agreement.parquet``) and
-committed by ``fold<k>.json`` (timings), written last: a unit whose marker exists is finished.
+Writing and reading units: :mod:`WSSSCamLib.study.unit_store`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from ..atomic import atomic_path, write_text
-from ..cams import CamEngine
 from ..data.datasets import Case, LoadedCase, load_case
-from ..data.slices import _AXES, SliceSet, extract_slices
+from ..data.recipe import SliceRecipe
+from ..data.slices import SLICE_AXES, SliceSet, extract_slices
 from ..errors import InvalidInputError
 from ..inference.volume_cams import slice_cams
 from ..masks import (
@@ -44,10 +39,8 @@ from ..masks import (
     mean_dice_over_thresholds,
 )
 from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
-from ..paths import check_case_id, output_path
-from ..training.checkpoint import ModelCard
-from ..training.crossval import SliceRecipe
 from .config import StudyConfig
+from .context import FoldModel
 
 SLICE_COLUMNS = ["case", "slice", "fold", "role", "model", "method", "result", "kind", "tp", "fp", "fn", "tn", "probability", "score"]
 AGREEMENT_COLUMNS = ["case", "slice", "fold", "kind", "group", "result", "value"]
@@ -62,15 +55,6 @@ class CaseSlices:
     inputs: SliceSet
     reference: torch.Tensor | None
     label: int | None
-
-
-@dataclass
-class FoldModel:
-    name: str
-    model: nn.Module
-    card: ModelCard
-    engine: CamEngine
-    methods: list[str]
 
 
 @dataclass
@@ -99,7 +83,7 @@ def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlic
     inputs = extract_slices(case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel)
     reference = None
     if loaded.mask is not None:
-        reference = torch.from_numpy(np.ascontiguousarray(np.moveaxis(loaded.mask.array, _AXES[recipe.axis], 0)) > 0)
+        reference = torch.from_numpy(np.ascontiguousarray(np.moveaxis(loaded.mask.array, SLICE_AXES[recipe.axis], 0)) > 0)
     return CaseSlices(case.case_id, inputs, reference, case.label)
 
 
@@ -180,7 +164,7 @@ def compute_maps(case: CaseSlices, models: list[FoldModel], batch_size: int, dev
     return {k: torch.cat(v) for k, v in maps.items()}, {k: torch.cat(v) for k, v in probabilities.items()}
 
 
-def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
+def held_out_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
               timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Slice rows and agreement rows of a held-out case (see the module docstring)."""
     if case.reference is None:
@@ -216,7 +200,7 @@ def test_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: Stud
     return rows.frame(), agreement
 
 
-def train_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
+def training_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
                timings: Timings) -> pd.DataFrame:
     """Case-summed ensemble counts at every threshold combination, for the fold's grid search."""
     members = {member for ensemble in config.ensembles for member in ensemble.members}
@@ -250,33 +234,3 @@ def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tupl
             blocks.append(pd.DataFrame({"case": case_id, "slice": slice_index, "fold": fold, "kind": kind, "group": group,
                                         "result": Threshold("fixed", t).name, "value": row}))
     return pd.concat(blocks, ignore_index=True)[AGREEMENT_COLUMNS] if blocks else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS})
-
-
-def unit_paths(output: Path, case_id: str, fold: int) -> dict[str, Path]:
-    """The files of unit (case, fold), all under ``output/units/<case>/`` (an unsafe case id is refused)."""
-    folder = output_path(output, "units", check_case_id(case_id, f"{output}: unit"))
-    return {"slices": folder / f"fold{fold}.slices.parquet", "agreement": folder / f"fold{fold}.agreement.parquet",
-            "marker": folder / f"fold{fold}.json"}
-
-
-def unit_done(output: Path, case_id: str, fold: int) -> bool:
-    return unit_paths(output, case_id, fold)["marker"].exists()
-
-
-def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as Parquet atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        frame.to_parquet(temporary, index=False)
-    return path
-
-
-def write_unit(output: Path, case_id: str, fold: int, role: str, slices: pd.DataFrame, agreement: pd.DataFrame | None,
-               timings: Timings, slice_count: int) -> None:
-    """Write a unit's tables, then its marker (the unit counts as done only once the marker exists)."""
-    paths = unit_paths(output, case_id, fold)
-    write_parquet(slices, paths["slices"])
-    if agreement is not None:
-        write_parquet(agreement, paths["agreement"])
-    marker = {"case": case_id, "fold": fold, "role": role, "slices": slice_count, "seconds": dict(timings.seconds)}
-    write_text(paths["marker"], json.dumps(marker, indent=1))

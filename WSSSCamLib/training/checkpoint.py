@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -19,41 +19,12 @@ from torch import nn
 from ..atomic import atomic_path, write_text
 from ..devices import resolve_device
 from ..errors import UserError
-from ..models.zoo import ARCHITECTURES, CAM_LAYERS, build_model
+from ..models.card import ModelCard
+from ..models.zoo import ARCHITECTURES, build_model
 
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint or model card cannot be used; the message names the file and the problem."""
-
-
-@dataclass
-class ModelCard:
-    """Everything needed to rebuild, feed and judge a trained network."""
-
-    architecture: str
-    in_channels: int
-    num_classes: int
-    class_names: list[str]
-    channel_names: list[str]
-    spatial_dims: int = 2
-    input_size: list[int] = field(default_factory=list)
-    spacing_mm: list[float] = field(default_factory=list)
-    slice_axis: str = "K"
-    normalisation: str = ""
-    recipe: dict = field(default_factory=dict)
-    target_layer: str = ""
-    fusion_layers: list[str] = field(default_factory=list)
-    split: dict = field(default_factory=dict)
-    data_fingerprint: str = ""
-    training: dict = field(default_factory=dict)
-    validation: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        layers = CAM_LAYERS.get(self.architecture)
-        if layers and not self.target_layer:
-            self.target_layer = layers.target
-            self.fusion_layers = list(layers.fusion)
 
 
 def library_versions() -> dict[str, str]:
@@ -77,7 +48,17 @@ def fingerprint(items: list[tuple[str, ...]]) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a checkpoint's, for provenance and staleness checks), hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def card_path(checkpoint: str | Path) -> Path:
+    """The model card beside ``checkpoint``: the same name with ``.json``."""
     return Path(checkpoint).with_suffix(".json")
 
 

@@ -20,59 +20,15 @@ from pathlib import Path
 import torch
 
 from ..atomic import write_text
-from ..data.datasets import Dataset, load_case
-from ..data.slices import SliceSet, extract_slices
-from ..data.splits import Folds, case_folds
-from ..data.transforms import Compose, PercentileClip, ZScore
+from ..data.datasets import Dataset
+from ..data.recipe import SliceRecipe, dataset_slices
+from ..data.slices import SliceSet
+from ..data.splits import Folds, case_folds, dataset_folds
 from ..devices import resolve_device
 from ..errors import InvalidInputError
 from ..models.zoo import build_model
 from .checkpoint import ModelCard, fingerprint, save_checkpoint
 from .trainer import TrainConfig, check_both_classes, evaluate, train_classifier
-
-
-@dataclass
-class SliceRecipe:
-    """How volumes become classifier input: per-channel percentile clip and z-score of non-zero voxels
-    (per case), slices along ``axis`` resized to ``size`` x ``size``, optional 2.5D context channel."""
-
-    size: int = 96
-    axis: str = "K"
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    context_channel: int | None = None
-
-    def normalisation(self) -> str:
-        low, high = self.clip_percentiles
-        return f"per case and channel: clip to [{low}, {high}] percentiles of non-zero voxels, then z-score of non-zero voxels"
-
-    @classmethod
-    def from_card(cls, card) -> SliceRecipe:
-        """The recipe a model card records (cards without one: its input size and slice axis, defaults otherwise)."""
-        if card.recipe:
-            values = dict(card.recipe)
-            values["clip_percentiles"] = tuple(values.get("clip_percentiles", (0.5, 99.5)))
-            return cls(**values)
-        return cls(size=card.input_size[0] if card.input_size else 96, axis=card.slice_axis)
-
-    def preprocess(self) -> Compose:
-        """The intensity transforms of this recipe (per case and channel)."""
-        return Compose([PercentileClip(*self.clip_percentiles), ZScore()])
-
-
-def dataset_slices(dataset: Dataset, recipe: SliceRecipe, progress: bool = True) -> SliceSet:
-    """Read, normalise and slice every case of ``dataset`` (labels from masks, else case labels)."""
-    preprocess = recipe.preprocess()
-    parts = []
-    cases = dataset.cases
-    if progress:
-        from tqdm.auto import tqdm
-
-        cases = tqdm(cases, desc="reading cases", unit="case", leave=False)
-    for case in cases:
-        loaded = load_case(case)
-        image, mask = preprocess(loaded.image, loaded.mask)
-        parts.append(extract_slices(case.case_id, image, mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel))
-    return SliceSet.concatenate(parts)
 
 
 def data_fingerprint(dataset: Dataset) -> str:
@@ -86,6 +42,8 @@ def data_fingerprint(dataset: Dataset) -> str:
 
 @dataclass
 class FoldResult:
+    """One trained fold: its held-out cases and slices, test ROC AUC and accuracy, best epoch and wall time."""
+
     fold: int
     test_cases: list[str]
     test_slices: int
@@ -98,6 +56,8 @@ class FoldResult:
 
 @dataclass
 class CrossValidationReport:
+    """The folds of one architecture's cross-validation, with means and a Markdown table."""
+
     architecture: str
     folds: list[FoldResult] = field(default_factory=list)
 
@@ -127,8 +87,8 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
                    folds: Folds | None = None, only_folds: Sequence[int] | None = None) -> CrossValidationReport:
     """Run (or resume) k-fold case-level cross-validation and write results under ``out_dir``.
 
-    ``folds``: use these case folds (default: seeded, stratified by whether a case has positive
-    slices, saved as ``folds.json``); ``only_folds``: train just these folds (a shard of the work)."""
+    ``folds``: use these case folds (default: the fold policy :func:`~WSSSCamLib.data.splits.dataset_folds`,
+    saved as ``folds.json``); ``only_folds``: train just these folds (a shard of the work)."""
     recipe = recipe or SliceRecipe()
     config = config or TrainConfig(seed=seed)
     resolve_device(config.device, "device")  # before any work: a device this machine lacks is refused here
@@ -136,11 +96,9 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
     check_both_classes(slices.labels, f"{dataset.root}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    case_ids = [c.case_id for c in dataset.cases]
-    case_positive = [int(bool(slices.of_cases([c]).labels.any())) for c in case_ids]
     folds_file = out / "folds.json"
     if folds is None:
-        folds = Folds.load(folds_file) if folds_file.exists() else case_folds(case_ids, k, seed, labels=case_positive)
+        folds = Folds.load(folds_file) if folds_file.exists() else dataset_folds(dataset, k, seed)
     elif folds_file.exists() and Folds.load(folds_file).folds != folds.folds:
         raise InvalidInputError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
     folds.save(folds_file)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
-from ..data.augment import Augment, seed000_augmentation
+from ..data.augment import Augment, syed2023_augmentation
 from ..data.slices import SliceSet
 from ..devices import resolve_device
 from ..errors import InvalidInputError
@@ -49,6 +49,8 @@ class TrainConfig:
 
 @dataclass
 class EpochRecord:
+    """One epoch of training: its number and losses/scores as recorded in the model card's history."""
+
     epoch: int
     train_loss: float
     val_auc: float | None = None
@@ -141,7 +143,7 @@ def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | N
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    augmentation = augmentation or (seed000_augmentation() if config.augment else None)
+    augmentation = augmentation or (syed2023_augmentation() if config.augment else None)
     classes = int(max(int(train.labels.max()) + 1, 2))
     model.to(device)
     weights = _class_weights(train.labels, classes).to(device) if config.balance == "loss" else None

@@ -2,11 +2,11 @@
 
 import gc
 
+import cam_reference as ref
 import pytest
 import torch
 import torchvision
 
-import cam_reference as ref
 from WSSSCamLib.cams import METHODS, CamEngine, Region
 
 CLASSIFIER_METHODS = [name for name, m in METHODS.items() if not m.segmentation]

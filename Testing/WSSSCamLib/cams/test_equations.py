@@ -3,10 +3,10 @@
 Tolerance: 1e-9 absolute in float64 (the two sides differ only by floating-point summation order).
 """
 
+import cam_reference as ref
 import pytest
 import torch
 
-import cam_reference as ref
 from WSSSCamLib.cams import CamEngine, Region
 
 ATOL = 1e-9

@@ -8,7 +8,15 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from WSSSCamLib.data.readers import VolumeReadError, read_dicom_series, read_nifti, read_nrrd, read_volume, write_nifti, write_nrrd
+from WSSSCamLib.data.readers import (
+    VolumeReadError,
+    read_dicom_series,
+    read_nifti,
+    read_nrrd,
+    read_volume,
+    write_nifti,
+    write_nrrd,
+)
 from WSSSCamLib.data.volume import Volume, affine_from_geometry
 
 

@@ -3,7 +3,15 @@
 import numpy as np
 
 from WSSSCamLib.data.synthetic import phantom
-from WSSSCamLib.data.transforms import Compose, CropOrPad, PercentileClip, RemoveBackground, Resample, ZScore, two_means_foreground
+from WSSSCamLib.data.transforms import (
+    Compose,
+    CropOrPad,
+    PercentileClip,
+    RemoveBackground,
+    Resample,
+    ZScore,
+    two_means_foreground,
+)
 from WSSSCamLib.data.volume import Volume, affine_from_geometry
 
 

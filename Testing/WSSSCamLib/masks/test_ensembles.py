@@ -1,4 +1,4 @@
-"""Seed 004 ensembles: rules on hand masks, counting equal to the explicit loop, grid search by hand."""
+"""Ostrowski et al. 2023 ensembles: rules on hand masks, counting equal to the explicit loop, grid search by hand."""
 
 import pytest
 import torch
@@ -125,7 +125,7 @@ def test_grid_search_picks_the_hand_computed_combo():
     # (0.1, 0.1): tp 2, fp 2, fn 0, tn 0 -> fg IoU 1/2, bg IoU 0 -> mIoU 1/4 -> DSC 0.5/1.25 = 0.4
     assert scores[0].item() == pytest.approx(0.4, abs=1e-15)
     assert scores[1].item() == pytest.approx(scores[2].item(), abs=1e-15)  # symmetric 1110 / 0111
-    assert scores[0].item() == pytest.approx(pooled_scores(counts[0]).dsc_seed004, abs=1e-15)
+    assert scores[0].item() == pytest.approx(pooled_scores(counts[0]).dsc_miou, abs=1e-15)
 
 
 def test_grid_search_ties_no_foreground_and_validation():

@@ -1,4 +1,4 @@
-"""Threshold modes, fixed-threshold counting and seed 003's mean Dice against hand computations."""
+"""Threshold modes, fixed-threshold counting and Guan & Loew 2021's mean Dice against hand computations."""
 
 import numpy as np
 import pytest

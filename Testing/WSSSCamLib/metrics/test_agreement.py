@@ -1,4 +1,4 @@
-"""Seed 000 eq. 17/18 agreement: mean IoU over unordered member pairs, per sample, by hand."""
+"""Syed et al. 2023 eq. 17/18 agreement: mean IoU over unordered member pairs, per sample, by hand."""
 
 import pytest
 import torch

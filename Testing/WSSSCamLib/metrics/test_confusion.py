@@ -1,11 +1,19 @@
-"""Confusion counts, per-case Dice/IoU and seed 004's pooled scores against hand-counted cases."""
+"""Confusion counts, per-case Dice/IoU and Ostrowski et al. 2023's pooled scores against hand-counted cases."""
 
 import math
 
 import pytest
 import torch
 
-from WSSSCamLib.metrics import PooledScores, confusion_counts, dice, dice_from_counts, iou, iou_from_counts, pooled_scores
+from WSSSCamLib.metrics import (
+    PooledScores,
+    confusion_counts,
+    dice,
+    dice_from_counts,
+    iou,
+    iou_from_counts,
+    pooled_scores,
+)
 
 
 def masks(*rows):
@@ -57,7 +65,7 @@ def test_pooled_scores_hand_example():
     assert scores.fg_iou == pytest.approx(fg_iou, abs=1e-15)
     assert scores.bg_iou == pytest.approx(bg_iou, abs=1e-15)
     assert scores.miou == pytest.approx(miou, abs=1e-15)
-    assert scores.dsc_seed004 == pytest.approx(2 * miou / (1 + miou), abs=1e-15)
+    assert scores.dsc_miou == pytest.approx(2 * miou / (1 + miou), abs=1e-15)
     assert scores.fg_dice == pytest.approx(4 / 9, abs=1e-15)
     # summed over ALL leading axes
     assert pooled_scores(counts.view(2, 1, 4)) == scores
@@ -73,5 +81,5 @@ def test_pooled_scores_edge_cases():
     # both empty everywhere: foreground class absent -> IoU 1 by convention, perfect scores
     both = pooled_scores(torch.tensor([[0, 0, 0, 8]]))
     assert both == PooledScores(1.0, 1.0, 1.0, 1.0, 1.0)
-    # seed 004 table 1: mIoU 54.2 -> DSC 70.3
+    # Ostrowski et al. 2023 table 1: mIoU 54.2 -> DSC 70.3
     assert 2 * 0.542 / 1.542 == pytest.approx(0.703, abs=5e-4)

@@ -16,7 +16,8 @@ from WSSSCamLib.mrml import masks_to_segmentation, segment_to_mask, volume_to_no
 from WSSSCamLib.mrml.background_run import PanelRun
 from WSSSCamLib.predict import read_result
 from WSSSCamLib.training import TrainConfig
-from WSSSCamLib.training.crossval import SliceRecipe, cross_validate
+from WSSSCamLib.data.recipe import SliceRecipe
+from WSSSCamLib.training.crossval import cross_validate
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,13 @@ import pytest
 import slicer
 
 from WSSSCamLib.figures.overlays import heat_rgb
-from WSSSCamLib.mrml import array_to_volume_node, heat_colour_table, setup_cam_display, show_as_foreground, slice_composite_nodes
+from WSSSCamLib.mrml import (
+    array_to_volume_node,
+    heat_colour_table,
+    setup_cam_display,
+    show_as_foreground,
+    slice_composite_nodes,
+)
 from WSSSCamLib.mrml.colour import cam_rgba
 from WSSSCamLib.mrml.display import set_foreground_opacity
 

@@ -9,8 +9,8 @@ import nrrd
 import numpy as np
 import pytest
 import slicer
-
 from dicom_series import write_dicom_series
+
 from WSSSCamLib.data.readers import read_nifti, read_nrrd
 from WSSSCamLib.data.volume import affine_from_geometry
 from WSSSCamLib.mrml import (

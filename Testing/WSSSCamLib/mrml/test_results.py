@@ -9,6 +9,7 @@ import torch
 from WSSSCamLib.data.synthetic import synthetic_batch
 from WSSSCamLib.data.volume import affine_from_geometry
 from WSSSCamLib.masks import Threshold
+from WSSSCamLib.models.zoo import build_model
 from WSSSCamLib.mrml import (
     array_to_volume_node,
     dataframe_from_table_node,
@@ -19,7 +20,6 @@ from WSSSCamLib.mrml import (
     publish_results,
     segment_to_mask,
 )
-from WSSSCamLib.models.zoo import build_model
 from WSSSCamLib.training.checkpoint import ModelCard
 
 _c, _s = np.cos(np.radians(15)), np.sin(np.radians(15))

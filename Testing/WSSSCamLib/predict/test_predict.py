@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from dicom_series import write_dicom_series
+
 from WSSSCamLib.cli import main
 from WSSSCamLib.data.datasets import read_decathlon
 from WSSSCamLib.data.readers import read_volume, write_nifti, write_nrrd
@@ -24,7 +24,8 @@ from WSSSCamLib.predict import PredictOptions, SegmentationRule, cases_from_path
 from WSSSCamLib.predict import run as run_module
 from WSSSCamLib.study import parse_config, run_study
 from WSSSCamLib.training import TrainConfig, load_checkpoint
-from WSSSCamLib.training.crossval import SliceRecipe, cross_validate
+from WSSSCamLib.data.recipe import SliceRecipe
+from WSSSCamLib.training.crossval import cross_validate
 
 _c, _s = np.cos(np.radians(20)), np.sin(np.radians(20))
 OBLIQUE = affine_from_geometry([0.7, 0.9, 3.0], [12.0, -30.0, 5.0], np.array([[_c, -_s, 0], [_s, _c, 0], [0, 0, 1]]))

@@ -17,7 +17,7 @@ from WSSSCamLib.report import (
 )
 
 ENSEMBLE = "and(small-cnn/grad-cam, resnet18/grad-cam)"
-POOLED = {  # (model, method, kind, result) -> pooled_dsc_seed004; pooled_fg_dice = value - 0.3
+POOLED = {  # (model, method, kind, result) -> pooled_dsc_miou; pooled_fg_dice = value - 0.3
     ("", "empty", "empty", "empty"): 0.646,
     ("small-cnn", "grad-cam", "threshold", "t=0.30"): 0.600,
     ("small-cnn", "grad-cam", "threshold", "t=0.50"): 0.670,
@@ -33,7 +33,7 @@ AREAS = {"small-cnn": [10.0, 20.0, 30.0, 40.0, 50.0], "resnet18": [50.0, 45.0, 3
 def make_results() -> pd.DataFrame:
     rows = []
     for (model, method, kind, result), value in POOLED.items():
-        for metric, v in (("pooled_dsc_seed004", value), ("pooled_fg_dice", round(value - 0.3, 3))):
+        for metric, v in (("pooled_dsc_miou", value), ("pooled_fg_dice", round(value - 0.3, 3))):
             rows.append({"case": "ALL", "fold": -1, "model": model, "method": method, "result": result, "kind": kind,
                          "metric": metric, "value": v})
     for model, areas in AREAS.items():
@@ -125,7 +125,7 @@ def test_report_contains_tables_figures_and_escaped_text(tmp_path):
     assert path == out / "report.html"
     text = path.read_text(encoding="utf-8")
     assert "<title>Study &lt;A&amp;B&gt;</title>" in text and "Study <A&B>" not in text
-    assert "Best configuration: and(small-cnn/grad-cam, resnet18/grad-cam) (t=0.50|t=0.70) with pooled_dsc_seed004 0.703" in text
+    assert "Best configuration: and(small-cnn/grad-cam, resnet18/grad-cam) (t=0.50|t=0.70) with pooled_dsc_miou 0.703" in text
     assert "versus 0.646 for the Empty prediction (+0.057)." in text
     for value in ("0.685", "0.670", "0.600", "0.403", "t=0.70"):  # main/threshold table values (0.403 = 0.703 - 0.3)
         assert f"<td>{value}</td>" in text
@@ -143,3 +143,15 @@ def test_report_contains_tables_figures_and_escaped_text(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.png"):
         write_report(out, make_results(), None, None, None, {}, {"x": tmp_path / "missing.png"})
     assert path.read_text(encoding="utf-8") == text  # the failed call left the report untouched
+
+
+def test_abnormal_slices_is_a_standard_case_column_not_an_external_measure(tmp_path):
+    """The study's cases table always has abnormal_slices; without a measures CSV (the LGG study) the
+    report has no external measure, so no CAM area is correlated with the count of abnormal slices."""
+    from WSSSCamLib.report.tables import external_measure, measure_columns
+
+    cases = CASES.drop(columns="liquid_loss").assign(abnormal_slices=[3, 0, 5, 2, 4])
+    assert measure_columns(cases) == [] and external_measure(cases) is None
+    assert external_measure(cases.assign(liquid_loss=CASES["liquid_loss"])) == "liquid_loss"
+    text = write_report(tmp_path / "study", make_results(), None, None, cases, {}, {}).read_text(encoding="utf-8")
+    assert "the external measure" not in text and "Other measures in the cases table" not in text

@@ -6,11 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from WSSSCamLib.report import agreement_summary, chosen_thresholds, correlation_table, main_table, markdown_table, threshold_table
+from WSSSCamLib.report import (
+    agreement_summary,
+    chosen_thresholds,
+    correlation_table,
+    main_table,
+    markdown_table,
+    threshold_table,
+)
 from WSSSCamLib.report.tables import correlation_matrix, result_sort_key
 
 ENSEMBLE = "and(small-cnn/grad-cam, resnet18/grad-cam)"
-# (model, method, kind, result) -> (pooled_dsc_seed004, pooled_fg_dice, dice_mean_abnormal_slices)
+# (model, method, kind, result) -> (pooled_dsc_miou, pooled_fg_dice, dice_mean_abnormal_slices)
 POOLED = {
     (ENSEMBLE, "ensemble", "ensemble", "t=0.50|t=0.70"): (0.703, 0.41, 0.45),
     ("small-cnn", "grad-cam", "threshold", "otsu"): (0.670, 0.30, 0.33),  # ties with t=0.50: t=0.50 wins
@@ -22,7 +29,7 @@ POOLED = {
     ("resnet18", "grad-cam", "threshold", "t=0.70"): (0.685, 0.37, 0.40),
     ("", "empty", "empty", "empty"): (0.646, 0.0, 0.0),
 }
-METRICS = ("pooled_dsc_seed004", "pooled_fg_dice", "dice_mean_abnormal_slices")
+METRICS = ("pooled_dsc_miou", "pooled_fg_dice", "dice_mean_abnormal_slices")
 
 
 def make_results(pooled=POOLED) -> pd.DataFrame:
@@ -33,13 +40,13 @@ def make_results(pooled=POOLED) -> pd.DataFrame:
                          "metric": metric, "value": value})
         # a per-case row that must not enter the pooled tables
         rows.append({"case": "c1", "fold": 0, "model": model, "method": method, "result": result, "kind": kind,
-                     "metric": "pooled_dsc_seed004", "value": 0.99})
+                     "metric": "pooled_dsc_miou", "value": 0.99})
     return pd.DataFrame(rows)
 
 
 def test_main_table_orders_configurations_and_picks_the_best_result():
     table = main_table(make_results())
-    assert list(table.columns) == ["model", "method", "kind", "best_result", "pooled_dsc_seed004", "pooled_fg_dice",
+    assert list(table.columns) == ["model", "method", "kind", "best_result", "pooled_dsc_miou", "pooled_fg_dice",
                                    "dice_mean_abnormal_slices"]
     assert table["kind"].tolist() == ["empty", "threshold", "threshold", "ensemble"]
     assert table["model"].tolist() == ["", "small-cnn", "resnet18", ENSEMBLE]
@@ -47,7 +54,7 @@ def test_main_table_orders_configurations_and_picks_the_best_result():
     for _, row in table.iterrows():  # every value is the input of that same result (exactly)
         expected = POOLED[(row["model"], row["method"], row["kind"], row["best_result"])]
         assert tuple(row[list(METRICS)]) == expected
-    assert table["pooled_dsc_seed004"].dtype == np.float64
+    assert table["pooled_dsc_miou"].dtype == np.float64
 
 
 def test_main_table_by_another_metric_and_nan_never_wins():
@@ -55,7 +62,7 @@ def test_main_table_by_another_metric_and_nan_never_wins():
     pooled[("resnet18", "grad-cam", "threshold", "t=0.90")] = (math.nan, math.nan, math.nan)
     table = main_table(make_results(pooled), metric="pooled_fg_dice")
     assert table["best_result"].tolist() == ["empty", "t=0.50", "t=0.70", "t=0.50|t=0.70"]
-    assert table.columns[4] == "pooled_fg_dice" and table.columns[5] == "pooled_dsc_seed004"
+    assert table.columns[4] == "pooled_fg_dice" and table.columns[5] == "pooled_dsc_miou"
     with pytest.raises(ValueError, match="pooled_miou"):
         main_table(make_results(), metric="pooled_miou")
     with pytest.raises(ValueError, match="missing column"):
@@ -63,7 +70,7 @@ def test_main_table_by_another_metric_and_nan_never_wins():
 
 
 def test_threshold_table_is_the_matrix_of_inputs_in_threshold_order():
-    matrix = threshold_table(make_results(), "pooled_dsc_seed004")
+    matrix = threshold_table(make_results(), "pooled_dsc_miou")
     assert list(matrix.index) == [("small-cnn", "grad-cam"), ("resnet18", "grad-cam")]
     assert list(matrix.columns) == ["t=0.30", "t=0.50", "t=0.70", "otsu"]
     assert matrix.loc[("resnet18", "grad-cam"), "t=0.70"] == 0.685

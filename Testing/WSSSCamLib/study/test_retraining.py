@@ -1,4 +1,4 @@
-"""Seed 003's filtered retraining: the filter by hand, borrowed masks, and the study stage end to end."""
+"""Guan & Loew 2021's filtered retraining: the filter by hand, borrowed masks, and the study stage end to end."""
 
 import json
 
@@ -9,8 +9,7 @@ import torch
 from WSSSCamLib.data.slices import SliceSet
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
 from WSSSCamLib.inference.volume_cams import cam_engine_for, slice_cams
-from WSSSCamLib.study import ConfigError, parse_config, run_study
-from WSSSCamLib.study import retraining
+from WSSSCamLib.study import ConfigError, parse_config, retraining, run_study
 from WSSSCamLib.training.checkpoint import load_checkpoint
 
 TRAIN = {"epochs": 1, "patience": 0, "batch_size": 16, "augment": False}
@@ -133,8 +132,9 @@ def test_retraining_config_errors_name_the_key(tmp_path, change, message):
 
 
 def test_changed_settings_retrain_and_the_study_fingerprint_ignores_them(study_root, monkeypatch):
-    from WSSSCamLib.data.splits import Folds
-    from WSSSCamLib.study.runner import _stale_retraining, config_fingerprint
+    from WSSSCamLib.study import StudyContext
+    from WSSSCamLib.study.provenance import config_fingerprint
+    from WSSSCamLib.study.stages.retrain import stale_results
 
     config = parse_config(config_dict(study_root, ("original",)), "test")
     run_study(config, stages=["retrain"], progress=False)
@@ -146,11 +146,10 @@ def test_changed_settings_retrain_and_the_study_fingerprint_ignores_them(study_r
     data = config_dict(study_root, ("original",))
     data["filtered_retraining"]["epochs"] = 2
     changed = parse_config(data, "test")
-    folds = Folds.load(changed.output / "folds.json")
-    assert _stale_retraining(config, folds) == []
-    assert _stale_retraining(changed, folds) == ["original/fold0", "original/fold1"]  # the report refuses these
+    assert stale_results(StudyContext.open(config)) == []
+    assert stale_results(StudyContext.open(changed)) == ["original/fold0", "original/fold1"]  # the report refuses these
     run_study(changed, stages=["retrain"], progress=False)
-    assert _stale_retraining(changed, folds) == []
+    assert stale_results(StudyContext.open(changed)) == []
     assert len(trained) == 2 and all(c.epochs == 2 for c in trained)  # both folds again, with the new epochs
     assert (retraining.retraining_table(changed.output, ["original"], 2)["epochs"] == 2).all()
     # the units' fingerprint does not depend on the retraining settings (units stay valid)

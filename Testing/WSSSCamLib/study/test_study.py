@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
-from WSSSCamLib.study import ConfigError, load_config, merge_outputs, parse_config, run_study
-from WSSSCamLib.study import units as units_module
+from WSSSCamLib.study import ConfigError, layout, load_config, merge_outputs, parse_config, run_study, unit_store
 
 TRAIN = {"epochs": 2, "patience": 0, "batch_size": 16, "augment": False}
 
@@ -67,7 +66,7 @@ def test_single_run_writes_every_table_and_the_report(single_run):
     empty = slices[slices["kind"] == "empty"]
     background_iou = empty["tn"].sum() / (empty["tn"].sum() + empty["fn"].sum())
     assert pooled[("", "empty", "empty", "pooled_miou")] == pytest.approx(background_iou / 2)
-    assert pooled[("", "empty", "empty", "pooled_dsc_seed004")] == pytest.approx(background_iou / (1 + background_iou / 2))
+    assert pooled[("", "empty", "empty", "pooled_dsc_miou")] == pytest.approx(background_iou / (1 + background_iou / 2))
     # model b computes only its own methods; ensembles appear once, with thresholds chosen on training cases
     assert set(results.loc[results["model"] == "b", "method"]) == {"grad-cam", "hires-cam"}
     assert set(results.loc[results["kind"] == "ensemble", "result"]) == {"train-grid"}
@@ -100,22 +99,22 @@ def _sorted(frame):
 
 def test_resume_after_a_crash_gives_the_same_tables_without_duplicates(trained, tmp_path, single_run, monkeypatch):
     config = fresh(trained, tmp_path, "crashed")
-    real_write = units_module.write_unit
+    real_write = unit_store.write_unit
     calls = {"n": 0}
 
     def crash_after_three(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
             # die half-way through a unit: its slices table is written, its marker is not
-            units_module.write_parquet(args[4], units_module.unit_paths(args[0], args[1], args[2])["slices"])
+            unit_store.write_parquet(args[4], layout.unit_paths(args[0], args[1], args[2])["slices"])
             raise KeyboardInterrupt("injected crash")
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr("WSSSCamLib.study.runner.write_unit", crash_after_three)
+    monkeypatch.setattr("WSSSCamLib.study.stages.cams.write_unit", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
         run_study(config, progress=False)
     assert len(list((config.output / "units").glob("*/fold*.json"))) == 3
-    monkeypatch.setattr("WSSSCamLib.study.runner.write_unit", real_write)
+    monkeypatch.setattr("WSSSCamLib.study.stages.cams.write_unit", real_write)
     run_study(config, progress=False)
     for name in ("slices.parquet", "results.parquet", "agreement.parquet", "threshold_grid.parquet"):
         pd.testing.assert_frame_equal(_sorted(pd.read_parquet(config.output / name)), _sorted(pd.read_parquet(single_run / name)))

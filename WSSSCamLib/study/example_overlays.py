@@ -1,6 +1,7 @@
 """Example overlays for the study report: for a few held-out cases, the slice with the largest
 reference area, its image, the CAM of the best single configuration as a heat overlay with the
-reference outline, and the thresholded mask, side by side (one PNG per case)."""
+reference outline, and the thresholded mask, side by side (one PNG per case). The best single
+configuration is :func:`~WSSSCamLib.report.tables.best_result` among the thresholded ones."""
 
 from __future__ import annotations
 
@@ -9,49 +10,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.datasets import Dataset, load_case
-from ..data.slices import _AXES
-from ..data.splits import Folds
+from ..data.datasets import load_case
+from ..data.recipe import SliceRecipe
+from ..data.slices import SLICE_AXES
 from ..devices import resolve_device
 from ..figures.overlays import grey_rgb, overlay_rgb, write_png
-from ..inference.volume_cams import cam_engine_for, slice_cams
+from ..inference.volume_cams import slice_cams
 from ..masks import Threshold, apply_threshold
 from ..paths import output_path
-from ..training.checkpoint import load_checkpoint
-from .config import StudyConfig
+from ..report.tables import best_result
+from .context import StudyContext
+from .units import case_slices
 
 
-def best_single(results: pd.DataFrame, metric: str = "pooled_dsc_seed004") -> tuple[str, str, str] | None:
-    """(model, method, result) of the best thresholded single-model configuration under ``metric``."""
-    rows = results[(results["case"] == "ALL") & (results["metric"] == metric) & (results["kind"] == "threshold")]
-    if rows.empty:
-        return None
-    best = rows.loc[rows["value"].idxmax()]
-    return best["model"], best["method"], best["result"]
-
-
-def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, results: pd.DataFrame, folder: Path, count: int) -> list[Path]:
+def example_overlays(context: StudyContext, results: pd.DataFrame, folder: Path, count: int) -> list[Path]:
     """Write up to ``count`` overlay PNGs under ``folder`` and return their paths."""
-    from .runner import checkpoint_path, recipe_of
-    from .units import case_slices
-
-    best = best_single(results)
+    best = best_result(results)
     if best is None:
         return []
-    model_name, method, result = best
-    spec = next(s for s in config.models if s.name == model_name)
+    model_name, method, result = best["model"], best["method"], best["result"]
+    spec = context.model_spec(model_name)
     threshold = Threshold.parse(result)
-    recipe = recipe_of(config, dataset)
-    device = resolve_device(config.device)
+    recipe = context.recipe
+    device = resolve_device(context.config.device)
     paths = []
-    for fold, held_out in enumerate(folds.folds):
+    for fold, held_out in enumerate(context.folds.folds):
         if len(paths) >= count:
             break
-        model, card = load_checkpoint(checkpoint_path(config, spec, fold), device=device)
-        engine = cam_engine_for(model.eval(), card)
+        network = context.fold_model(spec, fold, device)
+        engine, card = network.engine, network.card
         for case_id in held_out:  # the fold's first case with abnormality
-            loaded = load_case(dataset.case(case_id))
-            case = case_slices(dataset.case(case_id), loaded, recipe)
+            loaded = load_case(context.dataset.case(case_id))
+            case = case_slices(context.dataset.case(case_id), loaded, recipe)
             if case.reference is None or not case.reference.any():
                 continue
             index = int(case.reference.flatten(1).sum(1).argmax())
@@ -70,11 +60,11 @@ def example_overlays(config: StudyConfig, dataset: Dataset, folds: Folds, result
     return paths
 
 
-def _native_slice(image: np.ndarray, recipe, index: int) -> np.ndarray:
+def _native_slice(image: np.ndarray, recipe: SliceRecipe, index: int) -> np.ndarray:
     """The displayed channel (the context channel, else the first) of slice ``index`` of a
     (C x) K x J x I image, at native resolution."""
     image = image if image.ndim == 4 else image[None]
-    return np.take(image[recipe.context_channel or 0], index, axis=_AXES[recipe.axis])
+    return np.take(image[recipe.context_channel or 0], index, axis=SLICE_AXES[recipe.axis])
 
 
-__all__ = ["best_single", "example_overlays"]
+__all__ = ["example_overlays"]

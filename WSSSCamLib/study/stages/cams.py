@@ -1,0 +1,47 @@
+"""The ``cams`` stage: every unfinished (case, fold) unit of this shard's cases
+(see :mod:`WSSSCamLib.study.units`); a unit whose marker exists is skipped, so a killed run continues
+where it stopped without duplicating rows. Cases are taken by position: case i belongs to shard i % n."""
+
+from __future__ import annotations
+
+from ...devices import resolve_device
+from ..context import Shard, StudyContext, in_shard
+from ..unit_store import unit_done, write_unit
+from ..units import CaseSlices, Timings, held_out_unit, read_case_slices, training_unit
+
+
+def run(context: StudyContext, shard: Shard, progress: bool) -> int:
+    """Compute every unfinished unit of this shard's cases; returns the number of units computed."""
+    config = context.config
+    device = resolve_device(config.device)
+    todo = []
+    for index, case in enumerate(context.dataset.cases):
+        if not in_shard(index, shard):
+            continue
+        for fold in range(context.fold_count):
+            role = "test" if context.fold_of(case.case_id) == fold else "train"
+            if (role == "test" or config.ensembles) and not unit_done(config.output, case.case_id, fold):
+                todo.append((case, fold, role))
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="cams", unit="unit")
+    current: CaseSlices | None = None
+    for case, fold, role in todo:
+        timings = Timings()
+        with timings.stage("read+preprocess"):
+            if current is None or current.case_id != case.case_id:
+                current = read_case_slices(case, context.recipe)
+        models = context.fold_models(fold, device)
+        if role == "test":
+            slices, agreement = held_out_unit(current, fold, models, config, device, timings)
+        else:
+            slices, agreement = training_unit(current, fold, models, config, device, timings), None
+        with timings.stage("write"):
+            write_unit(config.output, case.case_id, fold, role, slices, agreement, timings, len(current.inputs))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return len(todo)

@@ -1,0 +1,96 @@
+"""The ``report`` stage: the units are gathered into the study tables, figures, overlays and ``report.html``.
+It reads every unit present, so after all shards finished (in one output folder, or gathered by
+:func:`~WSSSCamLib.study.merge.merge_outputs`) it gives the same tables as one unsharded run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ... import report
+from ...atomic import write_text
+from ...errors import NotReadyError
+from .. import aggregate
+from ..context import Shard, StudyContext
+from ..example_overlays import example_overlays
+from ..layout import figures_folder
+from ..provenance import provenance
+from ..unit_store import gather_units, write_parquet
+from .retrain import retraining_tables, stale_results
+
+
+def check_ready(context: StudyContext, markers: list[dict]) -> None:
+    """Refuse to report before every unit (and every filtered-retraining result) is finished."""
+    output = context.output
+    if context.config.ensembles:  # the grid search needs every training unit too
+        expected = {(c.case_id, f) for c in context.dataset.cases for f in range(context.fold_count)}
+    else:
+        expected = {(c, f) for f, cases in enumerate(context.folds.folds) for c in cases}
+    missing = sorted(expected - {(m["case"], m["fold"]) for m in markers})
+    if missing:
+        raise NotReadyError(f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
+                            "run the 'cams' stage of every shard first")
+    if context.config.filtered_retraining is not None:
+        absent = stale_results(context)
+        if absent:
+            raise NotReadyError(f"{output}: filtered retraining {', '.join(absent)} not finished (or done with other settings); "
+                                "run the 'retrain' stage (of every shard) first")
+
+
+def write_tables(output: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """Write the study tables: ``<name>.parquet`` for each, plus ``results.csv``."""
+    for name, table in tables.items():
+        write_parquet(table, output / f"{name}.parquet")
+    write_text(output / "results.csv", tables["results"].to_csv(index=False))
+
+
+def draw_figures(results: pd.DataFrame, agreement: pd.DataFrame, grid: pd.DataFrame, correlation: pd.DataFrame, shown: str,
+                 folder: Path) -> dict[str, Path]:
+    """The report's PNG figures (agreement box plots and correlation at result ``shown``, threshold grid, threshold curves)."""
+    figures = {}
+    if not agreement.empty and (agreement["result"] == shown).any():
+        figures["agreement"] = report.agreement_boxplots(agreement, folder / "agreement.png", result=shown)
+    if not grid.empty:
+        figures["threshold grid"] = report.threshold_grid_heatmap(grid, folder / "threshold_grid.png")
+    if not correlation.empty:
+        figures["correlation"] = report.correlation_heatmap(correlation, folder / "correlation.png")
+    figures["thresholds"] = report.threshold_curves(results, folder / "thresholds.png")
+    return figures
+
+
+def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
+    """Gather the units into the study tables, figures, overlays and ``report.html``; returns the report's path."""
+    config, output = context.config, context.output
+    slices, agreement, markers = gather_units(output)
+    check_ready(context, markers)
+    grid = aggregate.grid_search_table(slices)
+    test, cv_thresholds = aggregate.with_cross_validated_thresholds(aggregate.test_rows(slices, grid))
+    write_text(output / "cv_thresholds.csv", cv_thresholds.to_csv(index=False))
+    results = aggregate.results_table(test)
+    cases = aggregate.cases_table(context.dataset, context.folds, slices)
+    write_tables(output, {"slices": test, "results": results, "agreement": agreement, "threshold_grid": grid, "cases": cases})
+    shown = report.figure_result(results)
+    measure = report.external_measure(cases)
+    correlation = report.correlation_table(results, cases, measure, result=shown)
+    folder = figures_folder(output)
+    figures = draw_figures(results, agreement, grid, correlation, shown, folder)
+    overlays = example_overlays(context, results, folder, config.overlays) if config.overlays else []
+    record = provenance(context, markers, time.perf_counter() - context.started)
+    write_text(output / "provenance.json", json.dumps(record, indent=1, default=str))
+    statistics = aggregate.statistics_table(results, cases, measure, shown)
+    write_text(output / "statistics.csv", statistics.to_csv(index=False))
+    tables = {f"Statistical tests at {shown}": statistics}
+    if config.filtered_retraining is not None:
+        per_fold, summary = retraining_tables(context)
+        write_text(output / "retraining.csv", per_fold.to_csv(index=False))
+        spec = config.filtered_retraining
+        tables[f"Retraining {spec.model} on filtered slices (Guan & Loew 2021; cam = {spec.method} map, {spec.epochs} epochs; "
+               "checkpoint = the model as trained)"] = summary
+    path = report.write_report(output, results, agreement, grid, cases, record, figures, overlays,
+                               tables=tables, correlation_result=shown)
+    if progress:
+        print(f"report: {path}", flush=True)
+    return path
