@@ -20,7 +20,9 @@ class TinyClassifier(nn.Module):
         torch.manual_seed(seed)
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
         pool = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[spatial_dims]
-        self.features = nn.Sequential(conv(in_channels, 4, 3, padding=1), nn.ReLU(), conv(4, 6, 3, stride=2, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            conv(in_channels, 4, 3, padding=1), nn.ReLU(), conv(4, 6, 3, stride=2, padding=1), nn.ReLU()
+        )
         self.head = nn.Sequential(pool(1), nn.Flatten(), nn.Linear(6, classes))
         self.double().eval()
 
@@ -88,7 +90,9 @@ def grad_cam_pp(a, g):
         for k in range(a.shape[1]):
             gk, ak = g[n, k], a[n, k]
             denominator = 2 * gk**2 + ak.sum() * gk**3
-            alpha = torch.where((gk != 0) & (denominator != 0), gk**2 / torch.where(denominator == 0, 1.0, denominator), 0.0)
+            alpha = torch.where(
+                (gk != 0) & (denominator != 0), gk**2 / torch.where(denominator == 0, 1.0, denominator), 0.0
+            )
             weights[n, k] = (alpha * F.relu(gk)).sum()
     return F.relu(channel_sum(weights, a))
 

@@ -115,8 +115,13 @@ def _glob(arguments: list[str], source_dir: Path, recurse: bool) -> list[str]:
     return [os.path.relpath(p, relative) if relative else str(p) for p in paths]
 
 
-def configure(source_dir: Path, binary_dir: Path, text: str | None = None, variables: dict[str, str] | None = None,
-              result: Configured | None = None) -> Configured:
+def configure(
+    source_dir: Path,
+    binary_dir: Path,
+    text: str | None = None,
+    variables: dict[str, str] | None = None,
+    result: Configured | None = None,
+) -> Configured:
     """Configure ``source_dir/CMakeLists.txt`` (or ``text`` in its place), recursing into subdirectories."""
     result = result if result is not None else Configured()
     variables = dict(variables or {"BUILD_TESTING": "ON"})
@@ -172,16 +177,28 @@ def _keywords(arguments: list[str], single: set[str], multi: set[str], options: 
     return parsed
 
 
-def _scripted_module(arguments: list[str], variables: dict[str, str], source_dir: Path, binary_dir: Path) -> ScriptedModule:
-    parsed = _keywords(_split_list(arguments, variables), {"NAME"}, {"SCRIPTS", "RESOURCES"},
-                       {"WITH_GENERIC_TESTS", "WITH_SUBDIR", "VERBOSE"})
+def _scripted_module(
+    arguments: list[str], variables: dict[str, str], source_dir: Path, binary_dir: Path
+) -> ScriptedModule:
+    parsed = _keywords(
+        _split_list(arguments, variables),
+        {"NAME"},
+        {"SCRIPTS", "RESOURCES"},
+        {"WITH_GENERIC_TESTS", "WITH_SUBDIR", "VERBOSE"},
+    )
     for key in ("SCRIPTS", "RESOURCES"):
         for value in parsed.get(key, []):
             absolute = Path(value) if Path(value).is_absolute() else source_dir / value
             if not absolute.exists() and not Path(f"{absolute}.py").exists():
                 raise CMakeError(f"slicerMacroBuildScriptedModule({key}) given nonexistent file or directory '{value}'")
-    return ScriptedModule(parsed["NAME"][0], source_dir, binary_dir, parsed.get("SCRIPTS", []), parsed.get("RESOURCES", []),
-                          "WITH_SUBDIR" in parsed)
+    return ScriptedModule(
+        parsed["NAME"][0],
+        source_dir,
+        binary_dir,
+        parsed.get("SCRIPTS", []),
+        parsed.get("RESOURCES", []),
+        "WITH_SUBDIR" in parsed,
+    )
 
 
 def build_and_install(configured: Configured, top_binary_dir: Path, install_prefix: Path) -> Path:
@@ -190,10 +207,12 @@ def build_and_install(configured: Configured, top_binary_dir: Path, install_pref
     installs = []
     for module in configured.modules:
         subdir = module.source_dir.name if module.with_subdir else ""
-        destination = top_binary_dir / SCRIPTED_MODULES_DIR / subdir if subdir else top_binary_dir / SCRIPTED_MODULES_DIR
+        destination = (
+            top_binary_dir / SCRIPTED_MODULES_DIR / subdir if subdir else top_binary_dir / SCRIPTED_MODULES_DIR
+        )
         for script in module.scripts:
             name = Path(script).name
-            extension = name[name.index("."):] if "." in name else ""
+            extension = name[name.index(".") :] if "." in name else ""
             file = script if re.search("py", extension) else f"{script}.py"
             source = Path(file) if Path(file).is_absolute() else module.source_dir / file
             target = os.path.relpath(file, module.binary_dir) if Path(file).is_absolute() else file

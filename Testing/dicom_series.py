@@ -27,7 +27,13 @@ def write_dicom_series(folder: Path, count: int = 3, rows: int = 4, columns: int
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P1", "Phantom^One", "20000101", "O"
-        ds.StudyID, ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "20260101", "120000", "A1", ""
+        ds.StudyID, ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName = (
+            "1",
+            "20260101",
+            "120000",
+            "A1",
+            "",
+        )
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 1, k + 1
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated = ds.BitsStored = 16
@@ -36,7 +42,11 @@ def write_dicom_series(folder: Path, count: int = 3, rows: int = 4, columns: int
         ds.ImageOrientationPatient = [*row, *column]
         ds.ImagePositionPatient = list(np.array([5.0, -7.0, 40.0]) + k * 2.0 * normal)
         ds.PixelSpacing, ds.SliceThickness = [0.8, 0.5], 2.0
-        plane = pixels[k] if pixels is not None else np.arange(rows * columns, dtype=np.uint16).reshape(rows, columns) + 100 * k
+        plane = (
+            pixels[k]
+            if pixels is not None
+            else np.arange(rows * columns, dtype=np.uint16).reshape(rows, columns) + 100 * k
+        )
         ds.PixelData = np.ascontiguousarray(plane, dtype=np.uint16).tobytes()
         path = folder / f"im{k}.dcm"
         ds.save_as(path, enforce_file_format=True)

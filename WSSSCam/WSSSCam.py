@@ -46,8 +46,19 @@ from WSSSCamLib.panel import (
 # The CAM methods offered in the panel (the names of WSSSCamLib.cams.METHODS; a static test keeps
 # them equal). Listed here so the panel can be built before PyTorch is installed.
 CAM_METHOD_NAMES = (
-    "cam", "grad-cam", "grad-cam++", "hires-cam", "xgrad-cam", "layer-cam", "layer-cam-fused", "score-cam",
-    "faster-score-cam", "eigen-cam", "smoothgrad-cam++", "seg-grad-cam", "seg-hires-grad-cam",
+    "cam",
+    "grad-cam",
+    "grad-cam++",
+    "hires-cam",
+    "xgrad-cam",
+    "layer-cam",
+    "layer-cam-fused",
+    "score-cam",
+    "faster-score-cam",
+    "eigen-cam",
+    "smoothgrad-cam++",
+    "seg-grad-cam",
+    "seg-hires-grad-cam",
 )
 DEFAULT_METHODS = ("grad-cam",)
 THRESHOLD_MODES = ("fixed", "percentile", "mean", "median", "otsu", "adaptive")
@@ -66,8 +77,15 @@ SETTINGS_EXPORT = "WSSSCam/exportDirectory"
 
 # Parameter-node fields set by code rather than bound to a widget through SlicerParameterName
 # (widgets whose items or selection are built at run time). A static test checks this split.
-MANUAL_FIELDS = ("targetClass", "device", "methods", "referenceSegmentation", "referenceSegmentID",
-                 "regionSegmentation", "regionSegmentID")
+MANUAL_FIELDS = (
+    "targetClass",
+    "device",
+    "methods",
+    "referenceSegmentation",
+    "referenceSegmentID",
+    "regionSegmentation",
+    "regionSegmentID",
+)
 
 
 #
@@ -109,7 +127,6 @@ class WSSSCam(ScriptedLoadableModule):
             "the PyTorch extension (SlicerPyTorch)."
         )
 
-
         # The sample case in the Sample Data module, once the application has started
         slicer.app.connect("startupCompleted()", registerSampleData)
 
@@ -126,10 +143,14 @@ def registerSampleData() -> None:
     import SampleData
 
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="WSSSCam", sampleName="WSSSCam phantom",
+        category="WSSSCam",
+        sampleName="WSSSCam phantom",
         thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "WSSSCam.png"),
-        uris="generated:WSSSCamLib.sample", fileNames="WSSSCam phantom.nrrd", nodeNames="WSSSCam phantom",
-        customDownloader=loadSample)
+        uris="generated:WSSSCamLib.sample",
+        fileNames="WSSSCam phantom.nrrd",
+        nodeNames="WSSSCam phantom",
+        customDownloader=loadSample,
+    )
 
 
 def loadSample(source=None):
@@ -242,7 +263,8 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.ensembleModelsList.addItem(path)
         documents = qt.QStandardPaths.writableLocation(qt.QStandardPaths.DocumentsLocation)
         self.ui.exportDirectoryButton.directory = default_export_directory(
-            settings.value(SETTINGS_EXPORT, ""), documents, qt.QDir.homePath())
+            settings.value(SETTINGS_EXPORT, ""), documents, qt.QDir.homePath()
+        )
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -332,8 +354,14 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None:
             return
-        blocked = [self.ui.targetClassComboBox, self.ui.deviceComboBox, self.ui.methodsList, self.ui.thresholdValueSlider,
-                   self.ui.referenceSegmentSelector, self.ui.regionSegmentSelector]
+        blocked = [
+            self.ui.targetClassComboBox,
+            self.ui.deviceComboBox,
+            self.ui.methodsList,
+            self.ui.thresholdValueSlider,
+            self.ui.referenceSegmentSelector,
+            self.ui.regionSegmentSelector,
+        ]
         self._syncing = True
         previous = [widget.blockSignals(True) for widget in blocked]
         try:
@@ -366,13 +394,16 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 else:
                     self.ui.targetClassComboBox.addItems(list(self._card.class_names))
                     self.ui.targetLayersLineEdit.placeholderText = ", ".join(
-                        [self._card.target_layer] + list(self._card.fusion_layers or []))
+                        [self._card.target_layer] + list(self._card.fusion_layers or [])
+                    )
                     self.ui.modelCardLabel.text = self.logic.describeCard(self._card)
             remembered = checkpoint_to_remember(path, self._card is not None)
             if remembered is not None:
                 qt.QSettings().setValue(SETTINGS_CHECKPOINT, remembered)
         names = list(self._card.class_names) if self._card is not None else []
-        self.ui.targetClassComboBox.setCurrentIndex(max(self.ui.targetClassComboBox.findText(target_class(names, p.targetClass)), 0))
+        self.ui.targetClassComboBox.setCurrentIndex(
+            max(self.ui.targetClassComboBox.findText(target_class(names, p.targetClass)), 0)
+        )
 
     def _showThresholdSpec(self, p) -> None:
         """The value slider's range, decimals and step for the mode (range first: the slider rejects
@@ -391,8 +422,10 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             item = self.ui.methodsList.item(row)
             item.setCheckState(qt.Qt.Checked if item.text() in chosen else qt.Qt.Unchecked)
         self.ui.deviceComboBox.setCurrentIndex(max(self.ui.deviceComboBox.findText(p.device), 0))
-        for selector, node, segmentID in ((self.ui.referenceSegmentSelector, p.referenceSegmentation, p.referenceSegmentID),
-                                          (self.ui.regionSegmentSelector, p.regionSegmentation, p.regionSegmentID)):
+        for selector, node, segmentID in (
+            (self.ui.referenceSegmentSelector, p.referenceSegmentation, p.referenceSegmentID),
+            (self.ui.regionSegmentSelector, p.regionSegmentation, p.regionSegmentID),
+        ):
             selector.setCurrentNode(node)
             if node is not None:
                 selector.setCurrentSegmentID(segment_to_select(segmentID, self.logic.segmentIDs(node)))
@@ -423,10 +456,22 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
         running = self._run is not None
-        blocker = _("no parameter node") if p is None else apply_blocker(ApplyState(
-            has_input_volume=bool(p.inputVolume), checkpoint=checkpoint_or_none(p.checkpointPath), card_error=self._cardError,
-            methods=self.checkedMethods(), threshold_mode=p.thresholdMode, threshold_value=p.thresholdValue,
-            ensemble_rule=p.ensembleRule, running=running))
+        blocker = (
+            _("no parameter node")
+            if p is None
+            else apply_blocker(
+                ApplyState(
+                    has_input_volume=bool(p.inputVolume),
+                    checkpoint=checkpoint_or_none(p.checkpointPath),
+                    card_error=self._cardError,
+                    methods=self.checkedMethods(),
+                    threshold_mode=p.thresholdMode,
+                    threshold_value=p.thresholdValue,
+                    ensemble_rule=p.ensembleRule,
+                    running=running,
+                )
+            )
+        )
         self.ui.applyButton.enabled = not blocker
         self.ui.cancelButton.enabled = running
         self.ui.applyButton.toolTip = _("Compute the CAMs") if not blocker else blocker
@@ -434,8 +479,11 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- manual fields: the user changed an unbound widget ---
 
     def checkedMethods(self) -> list:
-        return [self.ui.methodsList.item(r).text() for r in range(self.ui.methodsList.count)
-                if self.ui.methodsList.item(r).checkState() == qt.Qt.Checked]
+        return [
+            self.ui.methodsList.item(r).text()
+            for r in range(self.ui.methodsList.count)
+            if self.ui.methodsList.item(r).checkState() == qt.Qt.Checked
+        ]
 
     def ensembleCheckpoints(self) -> list:
         return [self.ui.ensembleModelsList.item(r).text() for r in range(self.ui.ensembleModelsList.count)]
@@ -470,7 +518,9 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.regionSegmentID = self.ui.regionSegmentSelector.currentSegmentID() or ""
 
     def onAddModel(self) -> None:
-        paths = qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(), _("Ensemble checkpoints"), "", "PyTorch checkpoint (*.pt *.pth)")
+        paths = qt.QFileDialog.getOpenFileNames(
+            slicer.util.mainWindow(), _("Ensemble checkpoints"), "", "PyTorch checkpoint (*.pt *.pth)"
+        )
         for path in paths:
             self.ui.ensembleModelsList.addItem(path)
         qt.QSettings().setValue(SETTINGS_ENSEMBLE, os.pathsep.join(self.ensembleCheckpoints()))
@@ -512,14 +562,26 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volumes = [p.inputVolume] + extra
             order = channel_order([v.GetName() for v in volumes], list(self._card.channel_names))
             self._run = self.logic.run(
-                inputVolumes=volumes, checkpoints=checkpoints, methods=self.checkedMethods(),
-                targetClassName=target_class(list(self._card.class_names), p.targetClass), layers=p.targetLayers,
-                device=device, batchSize=p.batchSize, regionSegmentation=p.regionSegmentation,
-                regionSegmentID=p.regionSegmentID, regionROI=p.regionROI, thresholdMode=p.thresholdMode,
-                thresholdValue=threshold_value(p.thresholdMode, p.thresholdValue), ensembleRule=p.ensembleRule,
-                suppressNegatives=p.suppressNegatives, referenceSegmentation=p.referenceSegmentation,
-                referenceSegmentID=p.referenceSegmentID, opacity=p.opacity, displayLevel=p.displayLevel,
-                channelOrder=order)
+                inputVolumes=volumes,
+                checkpoints=checkpoints,
+                methods=self.checkedMethods(),
+                targetClassName=target_class(list(self._card.class_names), p.targetClass),
+                layers=p.targetLayers,
+                device=device,
+                batchSize=p.batchSize,
+                regionSegmentation=p.regionSegmentation,
+                regionSegmentID=p.regionSegmentID,
+                regionROI=p.regionROI,
+                thresholdMode=p.thresholdMode,
+                thresholdValue=threshold_value(p.thresholdMode, p.thresholdValue),
+                ensembleRule=p.ensembleRule,
+                suppressNegatives=p.suppressNegatives,
+                referenceSegmentation=p.referenceSegmentation,
+                referenceSegmentID=p.referenceSegmentID,
+                opacity=p.opacity,
+                displayLevel=p.displayLevel,
+                channelOrder=order,
+            )
             self._runDevice = device
             self.ui.progressBar.setVisible(True)
             self.ui.progressBar.setValue(0)
@@ -537,7 +599,11 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for event in run.poll():
             if event.get("event") == "batch":
                 self.ui.statusLabel.text = _("{case} {model}: {done} of {total} slices").format(
-                    case=event.get("case", ""), model=event.get("model", ""), done=event.get("done", 0), total=event.get("total", 0))
+                    case=event.get("case", ""),
+                    model=event.get("model", ""),
+                    done=event.get("done", 0),
+                    total=event.get("total", 0),
+                )
         self.ui.progressBar.setMaximum(1000)
         self.ui.progressBar.setValue(int(1000 * run.fraction))
         if run.state == "running" or (run.state == "succeeded" and not run.ready):
@@ -551,8 +617,9 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         error = run.error
         if self.logic.isOutOfMemory(error) and self._runDevice != "cpu":
             if slicer.util.confirmYesNoDisplay(
-                    _("The GPU ran out of memory ({error}).\n\nRun on the CPU instead (slower)?").format(error=error),
-                    windowTitle=_("WSSSCam: GPU out of memory")):
+                _("The GPU ran out of memory ({error}).\n\nRun on the CPU instead (slower)?").format(error=error),
+                windowTitle=_("WSSSCam: GPU out of memory"),
+            ):
                 self._parameterNode.device = "cpu"
                 self.startRun("cpu")
             return
@@ -577,7 +644,8 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showResults(self, results) -> None:
         names = ", ".join(results.cam_nodes)
         self.ui.statusLabel.text = _("Done: {count} CAM volume(s) ({names}), {segments} segment(s).").format(
-            count=len(results.cam_nodes), names=names, segments=len(results.masks))
+            count=len(results.cam_nodes), names=names, segments=len(results.masks)
+        )
         self.ui.shownCamSelector.setCurrentNode(next(iter(results.cam_nodes.values())))
         for table in (results.metrics_table, results.agreement_table):
             if table is not None:
@@ -594,8 +662,9 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         directory = self.ui.exportDirectoryButton.directory
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
-            written = self.logic.export(kind, self._results, self._parameterNode.inputVolume, directory,
-                                        self.ui.shownCamSelector.currentNode())
+            written = self.logic.export(
+                kind, self._results, self._parameterNode.inputVolume, directory, self.ui.shownCamSelector.currentNode()
+            )
             self.ui.statusLabel.text = _("Written: {files}").format(files=", ".join(str(p) for p in written))
 
 
@@ -648,38 +717,58 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
             packaging = None
         if not missing and (packaging is None or not hasattr(packaging, "pip_ensure")):
             return True
-        if missing and ask and not slicer.util.confirmOkCancelDisplay(
-                _("WSSSCam needs these Python packages, which are not installed yet:\n{packages}\n\nInstall them now? "
-                  "PyTorch comes through the PyTorch extension and may download 1-3 GB.").format(packages="\n".join(missing)),
-                windowTitle=_("WSSSCam - Install Python packages")):
+        if (
+            missing
+            and ask
+            and not slicer.util.confirmOkCancelDisplay(
+                _(
+                    "WSSSCam needs these Python packages, which are not installed yet:\n{packages}\n\nInstall them now? "
+                    "PyTorch comes through the PyTorch extension and may download 1-3 GB."
+                ).format(packages="\n".join(missing)),
+                windowTitle=_("WSSSCam - Install Python packages"),
+            )
+        ):
             return False
         try:
             if any(requirement_name(r) in pytorch for r in missing):
                 try:
                     import PyTorchUtils
                 except ImportError:
-                    slicer.util.errorDisplay(_("Install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
-                                               "then press Apply again."))
+                    slicer.util.errorDisplay(
+                        _(
+                            "Install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
+                            "then press Apply again."
+                        )
+                    )
                     return False
-                if PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                        askConfirmation=False, torchVersionRequirement=pytorch.get("torch"),
-                        torchvisionVersionRequirement=pytorch.get("torchvision")) is None:
+                if (
+                    PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                        askConfirmation=False,
+                        torchVersionRequirement=pytorch.get("torch"),
+                        torchvisionVersionRequirement=pytorch.get("torchvision"),
+                    )
+                    is None
+                ):
                     return False
             if packaging is not None and hasattr(packaging, "pip_ensure"):
                 # we asked already when something was missing; otherwise pip_ensure asks if a version range is unmet
-                packaging.pip_ensure(others, prompt_install=not (missing and ask), prompt_restart=True, requester="WSSSCam")
+                packaging.pip_ensure(
+                    others, prompt_install=not (missing and ask), prompt_restart=True, requester="WSSSCam"
+                )
                 return True
             pipMissing = [r for r in missing if requirement_name(r) not in pytorch]
             if pipMissing:
                 imported = [r for r in pipMissing if requirement_name(r) in sys.modules]
                 slicer.util.pip_install(pipMissing)
                 if imported and slicer.util.confirmYesNoDisplay(
-                        _("Some updated packages were already loaded. Restart Slicer now?"), windowTitle=_("WSSSCam")):
+                    _("Some updated packages were already loaded. Restart Slicer now?"), windowTitle=_("WSSSCam")
+                ):
                     slicer.util.restart()
         except Exception as error:
             logging.exception("WSSSCam: installing Python packages failed")
-            slicer.util.errorDisplay(_("Installing the Python packages failed: {error}").format(error=error),
-                                     detailedText=str(error))
+            slicer.util.errorDisplay(
+                _("Installing the Python packages failed: {error}").format(error=error), detailedText=str(error)
+            )
             return False
         return True
 
@@ -724,8 +813,11 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
     def describeCard(card) -> str:
         auc = (card.validation or {}).get("auc")
         text = _("{architecture}, {spatial}D, channels {channels}, classes {classes}").format(
-            architecture=card.architecture, spatial=card.spatial_dims, channels=", ".join(card.channel_names),
-            classes=", ".join(card.class_names))
+            architecture=card.architecture,
+            spatial=card.spatial_dims,
+            channels=", ".join(card.channel_names),
+            classes=", ".join(card.class_names),
+        )
         return text + (_(", validation AUC {auc:.3f}").format(auc=auc) if isinstance(auc, (int, float)) else "")
 
     # --- the run: wssscam predict in a child process (WSSSCamLib.mrml.background_run.PanelRun) ---
@@ -754,10 +846,29 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
 
         return shutil.which("PythonSlicer") or sys.executable
 
-    def run(self, inputVolumes, checkpoints, methods, targetClassName="", layers="", device="auto", batchSize=16,
-            regionSegmentation=None, regionSegmentID="", regionROI=None, thresholdMode="fixed", thresholdValue=0.5,
-            ensembleRule="none", suppressNegatives=False, referenceSegmentation=None, referenceSegmentID="",
-            opacity=0.5, displayLevel=0.2, scene=None, channelOrder=None):
+    def run(
+        self,
+        inputVolumes,
+        checkpoints,
+        methods,
+        targetClassName="",
+        layers="",
+        device="auto",
+        batchSize=16,
+        regionSegmentation=None,
+        regionSegmentID="",
+        regionROI=None,
+        thresholdMode="fixed",
+        thresholdValue=0.5,
+        ensembleRule="none",
+        suppressNegatives=False,
+        referenceSegmentation=None,
+        referenceSegmentID="",
+        opacity=0.5,
+        displayLevel=0.2,
+        scene=None,
+        channelOrder=None,
+    ):
         """Start a run and return its ``WSSSCamLib.mrml.background_run.PanelRun``: the inputs are written
         to a fresh temporary folder and ``wssscam predict`` computes in a child process. Poll it
         (``run.poll()``, never blocks), cancel it (``run.cancel()``), and when ``run.state`` is
@@ -780,16 +891,34 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
             region = segment_to_mask(scene, regionSegmentation, regionSegmentID, volumeNode)
         elif regionROI is not None:
             region = roi_to_mask(regionROI, volumeNode)
-        reference = (referenceSegmentation, referenceSegmentID) if referenceSegmentation is not None and referenceSegmentID else None
+        reference = (
+            (referenceSegmentation, referenceSegmentID)
+            if referenceSegmentation is not None and referenceSegmentID
+            else None
+        )
         temporary = getattr(getattr(slicer, "app", None), "temporaryPath", None)
         folder = tempfile.mkdtemp(prefix="WSSSCam-run-", dir=temporary)
         layerList = [name.strip() for name in layers.split(",") if name.strip()] or None
-        run = PanelRun(scene, inputVolumes, self.namedCheckpoints(checkpoints), folder, methods,
-                       Threshold(thresholdMode, threshold_argument(thresholdMode, thresholdValue)),
-                       ensemble=None if ensembleRule == "none" else ensembleRule, empty_when_negative=suppressNegatives,
-                       target_class=targetClassName or None, layers=layerList, device=device, batch_size=batchSize,
-                       reference=reference, region=region, python=self.pythonExecutable(), opacity=opacity,
-                       display_level=displayLevel, channel_order=channelOrder if len(inputVolumes) > 1 else None)
+        run = PanelRun(
+            scene,
+            inputVolumes,
+            self.namedCheckpoints(checkpoints),
+            folder,
+            methods,
+            Threshold(thresholdMode, threshold_argument(thresholdMode, thresholdValue)),
+            ensemble=None if ensembleRule == "none" else ensembleRule,
+            empty_when_negative=suppressNegatives,
+            target_class=targetClassName or None,
+            layers=layerList,
+            device=device,
+            batch_size=batchSize,
+            reference=reference,
+            region=region,
+            python=self.pythonExecutable(),
+            opacity=opacity,
+            display_level=displayLevel,
+            channel_order=channelOrder if len(inputVolumes) > 1 else None,
+        )
         return run.start()
 
     def process(self, **kwargs):
@@ -825,8 +954,11 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
         """Show the table in a table view, switching to the four-up layout with a table when the
         current layout has none (the default layouts have none)."""
         layoutManager = slicer.app.layoutManager()
-        withTable = (slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView, slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView,
-                     slicer.vtkMRMLLayoutNode.SlicerLayout3DTableView)
+        withTable = (
+            slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView,
+            slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView,
+            slicer.vtkMRMLLayoutNode.SlicerLayout3DTableView,
+        )
         if layoutManager is not None and layoutManager.layout not in withTable:
             layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
@@ -860,11 +992,20 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
             export_segmentation_labelmap(slicer.mrmlScene, segmentation, path, volumeNode)
             return [path, directory / f"{base} WSSSCam labels.labels.json"]
         if kind == "dicom":
-            return [export_dicom_seg(slicer.mrmlScene, segmentation, volumeNode, directory / f"{base} WSSSCam SEG.dcm",
-                                     self.dicomFiles(volumeNode))]
+            return [
+                export_dicom_seg(
+                    slicer.mrmlScene,
+                    segmentation,
+                    volumeNode,
+                    directory / f"{base} WSSSCam SEG.dcm",
+                    self.dicomFiles(volumeNode),
+                )
+            ]
         if kind == "cam":
             camNode = camNode or next(iter(results.cam_nodes.values()))
-            return [export_volume(camNode, directory / f"{camNode.GetName()}{suffix}") for suffix in (".nrrd", ".nii.gz")]
+            return [
+                export_volume(camNode, directory / f"{camNode.GetName()}{suffix}") for suffix in (".nrrd", ".nii.gz")
+            ]
         raise ValueError(f"unknown export kind {kind!r}")
 
 
@@ -902,32 +1043,62 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
         batch = synthetic_batch(1, shape=(6, 32, 32), positive_fraction=1.0, seed=5)
         affine = affine_from_geometry([0.9, 0.9, 3.0], [-14.0, -14.0, 0.0], np.eye(3))
         volumeNode = array_to_volume_node(slicer.mrmlScene, batch.images[0, 0], affine, "Phantom FLAIR")
-        reference = masks_to_segmentation(slicer.mrmlScene, {"lesion": batch.masks[0].numpy()}, volumeNode, name="Reference")
+        reference = masks_to_segmentation(
+            slicer.mrmlScene, {"lesion": batch.masks[0].numpy()}, volumeNode, name="Reference"
+        )
         folder = Path(slicer.util.tempDirectory("WSSSCamTest"))
         checkpoints = []
         for seed in (0, 1):
             torch.manual_seed(seed)
-            card = ModelCard(architecture="small-cnn", in_channels=1, num_classes=2, class_names=["normal", "lesion"],
-                             channel_names=["FLAIR"], input_size=[32, 32], recipe={"size": 32, "axis": "K"})
+            card = ModelCard(
+                architecture="small-cnn",
+                in_channels=1,
+                num_classes=2,
+                class_names=["normal", "lesion"],
+                channel_names=["FLAIR"],
+                input_size=[32, 32],
+                recipe={"size": 32, "axis": "K"},
+            )
             checkpoints.append(str(save_checkpoint(build_model("small-cnn", 1, 2), card, folder / f"cnn{seed}.pt")))
 
         logic = WSSSCamLogic()
-        run = logic.run(inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam", "layer-cam"],
-                        targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed", thresholdValue=0.4,
-                        ensembleRule="and", referenceSegmentation=reference,
-                        referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0))
+        run = logic.run(
+            inputVolumes=[volumeNode],
+            checkpoints=checkpoints,
+            methods=["grad-cam", "layer-cam"],
+            targetClassName="lesion",
+            device="cpu",
+            batchSize=4,
+            thresholdMode="fixed",
+            thresholdValue=0.4,
+            ensembleRule="and",
+            referenceSegmentation=reference,
+            referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0),
+        )
         self.assertEqual(run.process.wait(timeout=600), "succeeded", run.error)
         self.assertEqual([e["done"] for e in run.process.events if e["event"] == "batch"], [4, 6, 4, 6])
         self.assertEqual(run.process.events[-1]["fraction"], 1.0)
-        results = logic.process(inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam", "layer-cam"],
-                                targetClassName="lesion", device="cpu", batchSize=4, thresholdMode="fixed",
-                                thresholdValue=0.4, ensembleRule="and", referenceSegmentation=reference,
-                                referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0), opacity=0.6)
+        results = logic.process(
+            inputVolumes=[volumeNode],
+            checkpoints=checkpoints,
+            methods=["grad-cam", "layer-cam"],
+            targetClassName="lesion",
+            device="cpu",
+            batchSize=4,
+            thresholdMode="fixed",
+            thresholdValue=0.4,
+            ensembleRule="and",
+            referenceSegmentation=reference,
+            referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0),
+            opacity=0.6,
+        )
         self.assertEqual(results.segmentation_node.GetName(), "WSSSCam Phantom FLAIR results")
         self.assertEqual(len(results.cam_nodes), 4)
         camNode = results.cam_nodes["cnn0 grad-cam"]
         np.testing.assert_allclose(node_to_volume(camNode).ijk_to_ras, affine, atol=1e-9)
-        self.assertEqual(camNode.GetDisplayNode().GetColorNode().GetName(), "WSSSCam Phantom FLAIR cnn0 grad-cam CAM heat")
+        self.assertEqual(
+            camNode.GetDisplayNode().GetColorNode().GetName(), "WSSSCam Phantom FLAIR cnn0 grad-cam CAM heat"
+        )
         red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
         self.assertEqual(red.GetForegroundVolumeID(), camNode.GetID())
         self.assertAlmostEqual(red.GetForegroundOpacity(), 0.6)
@@ -936,7 +1107,9 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
         np.testing.assert_array_equal(mask, results.masks["and ensemble t=0.40"].numpy())
         self.assertEqual(results.metrics_table.GetTable().GetNumberOfRows(), 5)
         self.assertEqual(results.agreement_table.GetTable().GetNumberOfRows(), 4)
-        written = logic.export("seg.nrrd", results, volumeNode, folder) + logic.export("cam", results, volumeNode, folder, camNode)
+        written = logic.export("seg.nrrd", results, volumeNode, folder) + logic.export(
+            "cam", results, volumeNode, folder, camNode
+        )
         self.assertTrue(all(Path(p).is_file() for p in written))
         loaded = slicer.util.loadSegmentation(str(written[0]))
         self.assertEqual(loaded.GetSegmentation().GetNumberOfSegments(), 5)

@@ -34,16 +34,28 @@ def _train(args: argparse.Namespace) -> int:
     from .training.trainer import TrainConfig
 
     root = Path(args.dataset)
-    dataset = read_csv_dataset(root, args.csv) if args.csv else read_decathlon(root, allow_outside=args.allow_outside_dataset)
+    dataset = (
+        read_csv_dataset(root, args.csv) if args.csv else read_decathlon(root, allow_outside=args.allow_outside_dataset)
+    )
     try:
         context = None if args.context_channel is None else dataset.channel_index(args.context_channel)
     except KeyError as error:
         raise SystemExit(f"wssscam: {error.args[0]}") from None
     recipe = SliceRecipe(size=args.size, axis=args.axis, context_channel=context)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-                         balance=args.balance, augment=not args.no_augment, seed=args.seed, device=args.device)
-    print(f"{len(dataset.cases)} cases, channels {dataset.channel_names}, classes {dataset.class_names}; "
-          f"{args.folds}-fold case-level cross-validation of {args.arch} -> {args.out}")
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        balance=args.balance,
+        augment=not args.no_augment,
+        seed=args.seed,
+        device=args.device,
+    )
+    print(
+        f"{len(dataset.cases)} cases, channels {dataset.channel_names}, classes {dataset.class_names}; "
+        f"{args.folds}-fold case-level cross-validation of {args.arch} -> {args.out}"
+    )
     with folder_lock(args.out, what="wssscam train") as alone:
         if alone:
             remove_stale_temporaries(args.out)
@@ -65,6 +77,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _at_least(minimum: int):
     """An argparse type: an integer >= ``minimum``, refused as a usage error naming the value otherwise."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -73,6 +86,7 @@ def _at_least(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
         return value
+
     return parse
 
 
@@ -90,7 +104,9 @@ def _study(args: argparse.Namespace) -> int:
     stages = args.stages.split(",") if args.stages else (["cams", "retrain"] if args.shard[1] > 1 else list(STAGES))
     report = run_study(config, args.shard, stages, progress=not args.quiet)
     if report is None:
-        print(f"shard {args.shard[0]}/{args.shard[1]} done; when every shard has finished: wssscam study {args.config} --stages report")
+        print(
+            f"shard {args.shard[0]}/{args.shard[1]} done; when every shard has finished: wssscam study {args.config} --stages report"
+        )
     return 0
 
 
@@ -126,7 +142,15 @@ def _predict(args: argparse.Namespace) -> int:
     )
     from .training.checkpoint import CheckpointError
 
-    errors = (PredictInputError, VolumeReadError, DatasetError, SegmentationFileError, CheckpointError, ValueError, OSError)
+    errors = (
+        PredictInputError,
+        VolumeReadError,
+        DatasetError,
+        SegmentationFileError,
+        CheckpointError,
+        ValueError,
+        OSError,
+    )
     progress = None
     try:
         if bool(args.inputs) == bool(args.manifest):
@@ -134,15 +158,26 @@ def _predict(args: argparse.Namespace) -> int:
         cases = cases_from_manifest(args.manifest) if args.manifest else cases_from_paths(args.inputs)
         if args.reference or args.region:
             if len(cases) != 1:
-                raise PredictInputError("--reference/--region name one file, so they need exactly one input case; use a manifest for several")
+                raise PredictInputError(
+                    "--reference/--region name one file, so they need exactly one input case; use a manifest for several"
+                )
             from pathlib import Path
 
             cases[0].reference = Path(args.reference) if args.reference else cases[0].reference
             cases[0].region = Path(args.region) if args.region else cases[0].region
-        rule = SegmentationRule(Threshold.parse(args.threshold), args.ensemble, args.member_thresholds, args.empty_when_negative)
-        options = PredictOptions(tuple(m for m in args.methods.split(",") if m), rule, args.target_class,
-                                 tuple(args.layers.split(",")) if args.layers else None, args.box, args.batch_size,
-                                 args.device, args.cam_format)
+        rule = SegmentationRule(
+            Threshold.parse(args.threshold), args.ensemble, args.member_thresholds, args.empty_when_negative
+        )
+        options = PredictOptions(
+            tuple(m for m in args.methods.split(",") if m),
+            rule,
+            args.target_class,
+            tuple(args.layers.split(",")) if args.layers else None,
+            args.box,
+            args.batch_size,
+            args.device,
+            args.cam_format,
+        )
         progress = progress_for(args.progress)
         models = load_models(args.checkpoint, args.device)
         summary = predict(cases, models, args.out, options, progress, args.shard)
@@ -168,10 +203,14 @@ def _methods(_: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``wssscam`` argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="wssscam", description="Weakly supervised segmentation with class activation maps.")
+    parser = argparse.ArgumentParser(
+        prog="wssscam", description="Weakly supervised segmentation with class activation maps."
+    )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="CAMs of a small CNN trained on built-in synthetic phantoms; writes overlay PNGs")
+    demo = sub.add_parser(
+        "demo", help="CAMs of a small CNN trained on built-in synthetic phantoms; writes overlay PNGs"
+    )
     demo.add_argument("--out", default="wssscam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
@@ -180,14 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="k-fold case-level cross-validation of a slice classifier on a dataset")
     train.add_argument("dataset", help="Decathlon/nnU-Net folder (dataset.json), or a folder of volumes with --csv")
     train.add_argument("--csv", help="CSV with columns case,label[,measures] for a folder of volumes")
-    train.add_argument("--allow-outside-dataset", action="store_true",
-                       help="let dataset.json refer to files outside the dataset folder (refused by default)")
+    train.add_argument(
+        "--allow-outside-dataset",
+        action="store_true",
+        help="let dataset.json refer to files outside the dataset folder (refused by default)",
+    )
     train.add_argument("--out", required=True, help="output folder (resumes when it holds finished folds)")
     train.add_argument("--arch", default="small-cnn", help="architecture from the model zoo (default: %(default)s)")
     train.add_argument("--folds", type=_at_least(2), default=5)
-    train.add_argument("--size", type=_at_least(1), default=96, help="slice size in pixels after resizing (default: %(default)s)")
-    train.add_argument("--axis", default="K", choices=["K", "J", "I"], help="slicing axis in KJI terms (default: %(default)s)")
-    train.add_argument("--context-channel", default=None, help="2.5D: add this channel's previous and next slices (name or index)")
+    train.add_argument(
+        "--size", type=_at_least(1), default=96, help="slice size in pixels after resizing (default: %(default)s)"
+    )
+    train.add_argument(
+        "--axis", default="K", choices=["K", "J", "I"], help="slicing axis in KJI terms (default: %(default)s)"
+    )
+    train.add_argument(
+        "--context-channel", default=None, help="2.5D: add this channel's previous and next slices (name or index)"
+    )
     train.add_argument("--epochs", type=_at_least(1), default=30)
     train.add_argument("--batch-size", type=_at_least(1), default=32)
     train.add_argument("--lr", type=float, default=2e-3)
@@ -197,11 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     train.set_defaults(run=_train)
-    study = sub.add_parser("study", help="a full-dataset CAM study from a YAML/JSON configuration (resumable, shardable)")
+    study = sub.add_parser(
+        "study", help="a full-dataset CAM study from a YAML/JSON configuration (resumable, shardable)"
+    )
     study.add_argument("config", help="study configuration (.yaml, .yml or .json)")
     study.add_argument("--out", help="output folder (default: the configuration's 'output')")
-    study.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: run only the i-th of n disjoint parts (default: all)")
-    study.add_argument("--stages", help="comma-separated subset of train,cams,retrain,report (default: all; with --shard: cams,retrain)")
+    study.add_argument(
+        "--shard", type=_shard, default=(0, 1), help="i/n: run only the i-th of n disjoint parts (default: all)"
+    )
+    study.add_argument(
+        "--stages",
+        help="comma-separated subset of train,cams,retrain,report (default: all; with --shard: cams,retrain)",
+    )
     study.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the configuration's)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(run=_study)
@@ -209,27 +264,66 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("shards", nargs="+", help="the shards' output folders")
     merge.add_argument("--out", required=True, help="the merged output folder")
     merge.set_defaults(run=_merge)
-    predict = sub.add_parser("predict", help="apply trained checkpoints to volumes: CAM volumes and segmentations (NIfTI/NRRD, .seg.nrrd, DICOM SEG)")
-    predict.add_argument("inputs", nargs="*", help="NIfTI/NRRD files, DICOM series folders, or dataset folders (dataset.json)")
-    predict.add_argument("--manifest", help="JSON list of cases {case, images: [channel files in card order], reference, region}")
-    predict.add_argument("--checkpoint", action="append", required=True,
-                         help="model checkpoint (.pt with its model card .json beside it); NAME=PATH names it; repeat for several models")
+    predict = sub.add_parser(
+        "predict",
+        help="apply trained checkpoints to volumes: CAM volumes and segmentations (NIfTI/NRRD, .seg.nrrd, DICOM SEG)",
+    )
+    predict.add_argument(
+        "inputs", nargs="*", help="NIfTI/NRRD files, DICOM series folders, or dataset folders (dataset.json)"
+    )
+    predict.add_argument(
+        "--manifest", help="JSON list of cases {case, images: [channel files in card order], reference, region}"
+    )
+    predict.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        help="model checkpoint (.pt with its model card .json beside it); NAME=PATH names it; repeat for several models",
+    )
     predict.add_argument("--out", required=True, help="output folder (resumes: committed cases are not redone)")
-    predict.add_argument("--methods", default="grad-cam", help="comma-separated CAM methods (default: %(default)s; see: wssscam methods)")
-    predict.add_argument("--threshold", default="t=0.50", help="t=0.5 | p95 | mean | median | otsu | adaptive15 (default: %(default)s)")
-    predict.add_argument("--ensemble", choices=["and", "or", "<", ">", "majority", "mean"], help="combine every model x method mask")
-    predict.add_argument("--member-thresholds", type=_numbers, help="fixed t per ensemble member (e.g. a study's choice: 0.6,0.3)")
-    predict.add_argument("--empty-when-negative", action="store_true", help="empty the slices the classifier calls negative (p <= 0.5)")
+    predict.add_argument(
+        "--methods", default="grad-cam", help="comma-separated CAM methods (default: %(default)s; see: wssscam methods)"
+    )
+    predict.add_argument(
+        "--threshold", default="t=0.50", help="t=0.5 | p95 | mean | median | otsu | adaptive15 (default: %(default)s)"
+    )
+    predict.add_argument(
+        "--ensemble", choices=["and", "or", "<", ">", "majority", "mean"], help="combine every model x method mask"
+    )
+    predict.add_argument(
+        "--member-thresholds", type=_numbers, help="fixed t per ensemble member (e.g. a study's choice: 0.6,0.3)"
+    )
+    predict.add_argument(
+        "--empty-when-negative", action="store_true", help="empty the slices the classifier calls negative (p <= 0.5)"
+    )
     predict.add_argument("--target-class", help="class index or name (default: the model's last class)")
-    predict.add_argument("--layers", help="comma-separated target layer(s) (default: the model card's; several: Layer-CAM fusion)")
+    predict.add_argument(
+        "--layers", help="comma-separated target layer(s) (default: the model card's; several: Layer-CAM fusion)"
+    )
     predict.add_argument("--reference", help="reference mask of the one input case: metrics.csv gets Dice/IoU/volumes")
     predict.add_argument("--region", help="Seg- methods: mask file of the pixel set M of the one input case")
-    predict.add_argument("--box", type=lambda t: _numbers(t, int), help="Seg- methods: pixel set M as an IJK box i0,j0,k0,i1,j1,k1 (half-open)")
+    predict.add_argument(
+        "--box",
+        type=lambda t: _numbers(t, int),
+        help="Seg- methods: pixel set M as an IJK box i0,j0,k0,i1,j1,k1 (half-open)",
+    )
     predict.add_argument("--batch-size", type=int, default=16)
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
-    predict.add_argument("--cam-format", default="auto", choices=["auto", "nii.gz", "nrrd"], help="CAM/mask file type (auto: NIfTI for NIfTI input, else NRRD)")
-    predict.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: only the i-th of n disjoint parts of the cases")
-    predict.add_argument("--progress", default="bar", choices=["bar", "json", "none"], help="progress bar, JSON lines on stdout, or nothing")
+    predict.add_argument(
+        "--cam-format",
+        default="auto",
+        choices=["auto", "nii.gz", "nrrd"],
+        help="CAM/mask file type (auto: NIfTI for NIfTI input, else NRRD)",
+    )
+    predict.add_argument(
+        "--shard", type=_shard, default=(0, 1), help="i/n: only the i-th of n disjoint parts of the cases"
+    )
+    predict.add_argument(
+        "--progress",
+        default="bar",
+        choices=["bar", "json", "none"],
+        help="progress bar, JSON lines on stdout, or nothing",
+    )
     predict.set_defaults(run=_predict)
     methods = sub.add_parser("methods", help="list the CAM methods")
     methods.set_defaults(run=_methods)
@@ -248,8 +342,10 @@ def error_line(command: str, error: BaseException) -> tuple[str, int]:
             target = f" -> {error.filename2}" if error.filename2 is not None else ""
             return f"wssscam {command}: {error.filename}{target}: {error.strerror or error}", 1
         return f"wssscam {command}: {error}", 1
-    return (f"wssscam {command}: internal error ({type(error).__name__}: {error}); "
-            "run again with --debug for the traceback, and please report it"), 3
+    return (
+        f"wssscam {command}: internal error ({type(error).__name__}: {error}); "
+        "run again with --debug for the traceback, and please report it"
+    ), 3
 
 
 def _check_device_option(args: argparse.Namespace) -> None:

@@ -30,21 +30,35 @@ def demo_config(out_dir: Path, device: str = "auto", seed: int = 0, epochs: int 
     """The demo's study configuration (a plain dict, as it would be read from YAML)."""
     train = {"epochs": epochs, "patience": 0, "batch_size": 32, "learning_rate": 3e-3}
     return {
-        "dataset": str(out_dir / "data"), "measures": str(out_dir / "data" / "measures.csv"), "output": str(out_dir / "study"),
-        "folds": 3, "seed": seed, "device": device, "recipe": {"size": size, "axis": "K"},
+        "dataset": str(out_dir / "data"),
+        "measures": str(out_dir / "data" / "measures.csv"),
+        "output": str(out_dir / "study"),
+        "folds": 3,
+        "seed": seed,
+        "device": device,
+        "recipe": {"size": size, "axis": "K"},
         "models": [
             {"name": "small-cnn", "architecture": "small-cnn", "train": train},
             {"name": "plain-cnn", "architecture": "small-cnn-plain", "train": train},
         ],
         "methods": CLASSIFIER_METHODS,
         "thresholds": ["grid", "p95", "mean", "median", "otsu"],
-        "ensembles": [{"rule": rule, "members": ["small-cnn/grad-cam", "plain-cnn/grad-cam"]} for rule in ("and", "or", "<", ">")],
+        "ensembles": [
+            {"rule": rule, "members": ["small-cnn/grad-cam", "plain-cnn/grad-cam"]} for rule in ("and", "or", "<", ">")
+        ],
         "overlays": 3,
     }
 
 
-def run_demo(out_dir: str | Path = "wssscam-demo", device: str = "auto", seed: int = 0, epochs: int = 12, cases: int = 12,
-             shape: tuple[int, int, int] = (16, 64, 64), progress: bool = True) -> dict:
+def run_demo(
+    out_dir: str | Path = "wssscam-demo",
+    device: str = "auto",
+    seed: int = 0,
+    epochs: int = 12,
+    cases: int = 12,
+    shape: tuple[int, int, int] = (16, 64, 64),
+    progress: bool = True,
+) -> dict:
     """Generate the data (``cases`` phantom volumes of ``shape`` K x J x I), run the study, write
     ``summary.json`` and return the summary (paths and headline numbers)."""
     out_dir = Path(out_dir).resolve()
@@ -64,14 +78,28 @@ def summarise(results: pd.DataFrame, report: Path, seconds: float, metric: str =
     pooled = results[(results["case"] == "ALL") & (results["metric"] == metric)]
     empty = float(pooled.loc[pooled["kind"] == "empty", "value"].iloc[0])
     single = best_result(results, metric, ("threshold",))
-    summary = {"report": str(report), "seconds": round(seconds, 1), "metric": metric, "empty": empty,
-               "best_single": {"model": single["model"], "method": single["method"], "result": single["result"], "value": float(single["value"])}}
+    summary = {
+        "report": str(report),
+        "seconds": round(seconds, 1),
+        "metric": metric,
+        "empty": empty,
+        "best_single": {
+            "model": single["model"],
+            "method": single["method"],
+            "result": single["result"],
+            "value": float(single["value"]),
+        },
+    }
     ensemble = best_result(results, metric, ("ensemble",))
     if ensemble is not None:
         summary["best_ensemble"] = {"name": ensemble["model"], "value": float(ensemble["value"])}
     fg = results[(results["case"] == "ALL") & (results["metric"] == "dice_mean_abnormal_slices")]
-    match = fg[(fg["model"] == single["model"]) & (fg["method"] == single["method"]) & (fg["result"] == single["result"])]
-    summary["best_single"]["dice_mean_abnormal_slices"] = float(match["value"].iloc[0]) if not match.empty else float("nan")
+    match = fg[
+        (fg["model"] == single["model"]) & (fg["method"] == single["method"]) & (fg["result"] == single["result"])
+    ]
+    summary["best_single"]["dice_mean_abnormal_slices"] = (
+        float(match["value"].iloc[0]) if not match.empty else float("nan")
+    )
     return summary
 
 
@@ -79,8 +107,12 @@ def print_summary(summary: dict) -> None:
     """Print the headline numbers of :func:`summarise`."""
     best = summary["best_single"]
     print(f"\nWSSSCam demo finished in {summary['seconds']:.0f} s")
-    print(f"  {summary['metric']}: Empty baseline {summary['empty']:.3f}; best single {best['model']} / {best['method']} "
-          f"at {best['result']}: {best['value']:.3f} (mean Dice on slices with lesion {best['dice_mean_abnormal_slices']:.3f})")
+    print(
+        f"  {summary['metric']}: Empty baseline {summary['empty']:.3f}; best single {best['model']} / {best['method']} "
+        f"at {best['result']}: {best['value']:.3f} (mean Dice on slices with lesion {best['dice_mean_abnormal_slices']:.3f})"
+    )
     if "best_ensemble" in summary:
-        print(f"  best ensemble {summary['best_ensemble']['name']} (thresholds chosen on training cases): {summary['best_ensemble']['value']:.3f}")
+        print(
+            f"  best ensemble {summary['best_ensemble']['name']} (thresholds chosen on training cases): {summary['best_ensemble']['value']:.3f}"
+        )
     print(f"  report: {summary['report']}")

@@ -31,7 +31,7 @@ def requirement_name(requirement: str) -> str:
 
 def requirement_specifier(requirement: str) -> str:
     """The version part of a requirement ('torch>=2.2,<=2.14.1' -> '>=2.2,<=2.14.1')."""
-    return requirement[len(re.match(r"\s*[A-Za-z0-9._-]+(\[[^\]]*\])?", requirement).group(0)):].split(";")[0].strip()
+    return requirement[len(re.match(r"\s*[A-Za-z0-9._-]+(\[[^\]]*\])?", requirement).group(0)) :].split(";")[0].strip()
 
 
 def split_pytorch(requirements: Iterable[str]) -> tuple[dict[str, str], list[str]]:

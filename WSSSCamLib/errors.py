@@ -14,7 +14,6 @@ class UserError(Exception):
     """Bad input: a file, a configuration key or an option is wrong; the message names it and the problem."""
 
 
-
 class InvalidInputError(UserError, ValueError):
     """An input (data, folds, checkpoint, option) is inconsistent with the run; the message names it."""
 

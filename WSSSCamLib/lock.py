@@ -94,20 +94,32 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] = (0, 1), what: str =
             if not _try_lock(handle):
                 raise LockError(f"{folder}: this process already holds a lock on it")
             owned = True
-            description = {"pid": os.getpid(), "host": socket.gethostname(), "shard": list(shard), "what": what,
-                           "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            description = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "shard": list(shard),
+                "what": what,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
             handle.seek(0)
             handle.truncate()
             handle.write(json.dumps(description))
             handle.flush()
-            others = [owner for path in sorted(locks.glob("*.lock")) if path != mine
-                      for owner in [_live_owner(path)] if owner is not None]
+            others = [
+                owner
+                for path in sorted(locks.glob("*.lock"))
+                if path != mine
+                for owner in [_live_owner(path)]
+                if owner is not None
+            ]
             for owner in others:
                 theirs = tuple(owner.get("shard", (0, 1)))
                 if shards_overlap(shard, theirs):
-                    raise LockError(f"{folder}: in use by process {owner.get('pid', '?')} on {owner.get('host', '?')} "
-                                    f"({owner.get('what', 'run')}, shard {theirs[0]}/{theirs[1]}, since {owner.get('started', '?')}); "
-                                    "wait for it to finish, run a disjoint shard (--shard i/n) or use another output folder")
+                    raise LockError(
+                        f"{folder}: in use by process {owner.get('pid', '?')} on {owner.get('host', '?')} "
+                        f"({owner.get('what', 'run')}, shard {theirs[0]}/{theirs[1]}, since {owner.get('started', '?')}); "
+                        "wait for it to finish, run a disjoint shard (--shard i/n) or use another output folder"
+                    )
             yield not others
     finally:
         if owned:

@@ -142,7 +142,9 @@ def channel_order(volume_names: Sequence[str], channel_names: Sequence[str]) -> 
     """
     count = len(channel_names)
     if len(volume_names) != count:
-        raise ValueError(f"the model takes {count} channel(s) ({', '.join(channel_names)}); {len(volume_names)} volume(s) were given")
+        raise ValueError(
+            f"the model takes {count} channel(s) ({', '.join(channel_names)}); {len(volume_names)} volume(s) were given"
+        )
     if count == 1:
         return [0]
     order: list[int | None] = [None] * count
@@ -158,8 +160,10 @@ def channel_order(volume_names: Sequence[str], channel_names: Sequence[str]) -> 
         order[free_channels[0]] = free_volumes[0]
     elif free_channels:
         missing = ", ".join(channel_names[c] for c in free_channels)
-        raise ValueError(f"cannot tell which volume is which channel ({missing}): name each volume after its channel "
-                         f"(the model card's channels: {', '.join(channel_names)})")
+        raise ValueError(
+            f"cannot tell which volume is which channel ({missing}): name each volume after its channel "
+            f"(the model card's channels: {', '.join(channel_names)})"
+        )
     return [int(v) for v in order if v is not None]
 
 

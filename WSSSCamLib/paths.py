@@ -82,8 +82,10 @@ def dataset_file(root: str | Path, reference: str, where: str, allow_outside: bo
         raise UnsafePathError(f"{where}: file reference must be a non-empty string, got {reference!r}")
     path = root / reference
     if not allow_outside and (Path(reference).is_absolute() or not is_under(path, root)):
-        raise UnsafePathError(f"{where}: '{reference}' lies outside the dataset folder {root} "
-                              "(allow it explicitly: allow_outside_dataset / --allow-outside-dataset)")
+        raise UnsafePathError(
+            f"{where}: '{reference}' lies outside the dataset folder {root} "
+            "(allow it explicitly: allow_outside_dataset / --allow-outside-dataset)"
+        )
     return path
 
 

@@ -24,8 +24,14 @@ class SampleFiles:
     checkpoint: Path
 
 
-def make_sample(folder: str | Path, cases: int = 8, shape: tuple[int, int, int] = (16, 64, 64), epochs: int = 4,
-                seed: int = 0, device: str = "cpu") -> SampleFiles:
+def make_sample(
+    folder: str | Path,
+    cases: int = 8,
+    shape: tuple[int, int, int] = (16, 64, 64),
+    epochs: int = 4,
+    seed: int = 0,
+    device: str = "cpu",
+) -> SampleFiles:
     """Make (or find) the sample under ``folder``; see the module docstring."""
     from .cli import main
     from .data.synthetic import write_synthetic_dataset
@@ -36,8 +42,26 @@ def make_sample(folder: str | Path, cases: int = 8, shape: tuple[int, int, int] 
         write_synthetic_dataset(data, cases=cases, shape=shape, seed=seed)
     checkpoint = models / "fold0" / "model.pt"
     if not checkpoint.exists():
-        code = main(["train", str(data), "--out", str(models), "--folds", "2", "--epochs", str(epochs), "--size", str(shape[-1]),
-                     "--patience", "0", "--seed", str(seed), "--device", device])
+        code = main(
+            [
+                "train",
+                str(data),
+                "--out",
+                str(models),
+                "--folds",
+                "2",
+                "--epochs",
+                str(epochs),
+                "--size",
+                str(shape[-1]),
+                "--patience",
+                "0",
+                "--seed",
+                str(seed),
+                "--device",
+                device,
+            ]
+        )
         if code != 0 or not checkpoint.exists():
             raise RuntimeError(f"training the sample model failed (exit code {code}); see the log")
     case = _first_case_with_lesion(data)

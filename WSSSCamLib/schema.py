@@ -42,56 +42,75 @@ def _fail(key: str, expected: str, value: Any) -> ConfigError:
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Checker:
     """An int (not a bool, not a float or a string) within [minimum, maximum]."""
+
     def check(value: Any, key: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _fail(key, "an integer", value)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            bounds = f">= {minimum}" if maximum is None else (f"<= {maximum}" if minimum is None else f"in [{minimum}, {maximum}]")
+            bounds = (
+                f">= {minimum}"
+                if maximum is None
+                else (f"<= {maximum}" if minimum is None else f"in [{minimum}, {maximum}]")
+            )
             raise ConfigError(f"{key}: expected an integer {bounds}, got {value}")
         return value
+
     return check
 
 
 def number(minimum: float | None = None, maximum: float | None = None, positive: bool = False) -> Checker:
     """A finite int or float (not a bool) within [minimum, maximum] (``positive``: > 0)."""
+
     def check(value: Any, key: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise _fail(key, "a finite number", value)
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum) or (positive and value <= 0):
+        if (
+            (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+            or (positive and value <= 0)
+        ):
             raise ConfigError(f"{key}: {value} is out of range ({'> 0' if positive else f'[{minimum}, {maximum}]'})")
         return float(value)
+
     return check
 
 
 def boolean() -> Checker:
     """``true`` or ``false`` (not 0/1, not a string)."""
+
     def check(value: Any, key: str) -> bool:
         if not isinstance(value, bool):
             raise _fail(key, "true or false", value)
         return value
+
     return check
 
 
 def string(choices: Mapping[str, Any] | list[str] | tuple[str, ...] | None = None) -> Checker:
     """A non-empty string, one of ``choices`` when given."""
+
     def check(value: Any, key: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise _fail(key, "a non-empty string", value)
         if choices is not None and value not in choices:
             raise ConfigError(f"{key}: '{value}' is not one of {sorted(choices)}{_close(value, choices)}")
         return value
+
     return check
 
 
 def optional(checker: Checker) -> Checker:
     """``None`` (null) or what ``checker`` accepts."""
+
     def check(value: Any, key: str) -> Any:
         return None if value is None else checker(value, key)
+
     return check
 
 
 def list_of(checker: Checker, min_length: int = 0) -> Checker:
     """A list (a bare string is refused: write ``[otsu]``, not ``otsu``), each item checked as ``key[i]``."""
+
     def check(value: Any, key: str) -> list:
         if isinstance(value, str):
             raise ConfigError(f"{key}: expected a list, got the string '{value}' (write [{value}] for a list of one)")
@@ -100,11 +119,13 @@ def list_of(checker: Checker, min_length: int = 0) -> Checker:
         if len(value) < min_length:
             raise ConfigError(f"{key}: expected at least {min_length} item(s), got {len(value)}")
         return [checker(item, f"{key}[{index}]") for index, item in enumerate(value)]
+
     return check
 
 
 def either(*checkers: Checker, expected: str) -> Checker:
     """The first of ``checkers`` that accepts the value; else an error saying ``expected``."""
+
     def check(value: Any, key: str) -> Any:
         for checker in checkers:
             try:
@@ -112,13 +133,16 @@ def either(*checkers: Checker, expected: str) -> Checker:
             except ConfigError:
                 continue
         raise _fail(key, expected, value)
+
     return check
 
 
 def section(schema: dict[str, Field]) -> Checker:
     """A nested mapping checked by :func:`check_section`."""
+
     def check(value: Any, key: str) -> dict:
         return check_section(value, schema, key)
+
     return check
 
 
@@ -148,10 +172,17 @@ def check_section(data: Any, schema: dict[str, Field], where: str, fill_defaults
     return checked
 
 
-_ANNOTATION_CHECKERS: dict[str, Checker] = {"int": integer(minimum=0), "float": number(), "bool": boolean(), "str": string()}
+_ANNOTATION_CHECKERS: dict[str, Checker] = {
+    "int": integer(minimum=0),
+    "float": number(),
+    "bool": boolean(),
+    "str": string(),
+}
 
 
-def dataclass_schema(cls: type, overrides: dict[str, Checker] | None = None, exclude: tuple[str, ...] = ()) -> dict[str, Field]:
+def dataclass_schema(
+    cls: type, overrides: dict[str, Checker] | None = None, exclude: tuple[str, ...] = ()
+) -> dict[str, Field]:
     """A section for the fields of dataclass ``cls``: checkers from ``overrides`` or from the field's annotation
     (``int`` -> integer >= 0, ``float``, ``bool``, ``str``); so an option added to the dataclass joins the schema."""
     overrides = overrides or {}
@@ -162,11 +193,27 @@ def dataclass_schema(cls: type, overrides: dict[str, Checker] | None = None, exc
         annotation = item.type if isinstance(item.type, str) else getattr(item.type, "__name__", str(item.type))
         checker = overrides.get(item.name) or _ANNOTATION_CHECKERS.get(annotation)
         if checker is None:
-            raise TypeError(f"{cls.__name__}.{item.name}: no checker for annotation {annotation!r}; add one to overrides")
+            raise TypeError(
+                f"{cls.__name__}.{item.name}: no checker for annotation {annotation!r}; add one to overrides"
+            )
         default = item.default if item.default is not MISSING else None
-        schema[item.name] = Field(checker, default, required=item.default is MISSING and item.default_factory is MISSING)
+        schema[item.name] = Field(
+            checker, default, required=item.default is MISSING and item.default_factory is MISSING
+        )
     return schema
 
 
-__all__ = ["ConfigError", "Field", "boolean", "check_section", "dataclass_schema", "either", "integer", "list_of", "number",
-           "optional", "section", "string"]
+__all__ = [
+    "ConfigError",
+    "Field",
+    "boolean",
+    "check_section",
+    "dataclass_schema",
+    "either",
+    "integer",
+    "list_of",
+    "number",
+    "optional",
+    "section",
+    "string",
+]

@@ -20,7 +20,10 @@ SLICER_PYTHON = (3, 9)  # Slicer 5.8.x: Slicer_REQUIRED_PYTHON_VERSION "3.9.10" 
 
 def test_requirements_txt_equals_the_pyproject_pins():
     assert read_requirements((RESOURCES / "requirements.txt").read_text()) == PYPROJECT["project"]["dependencies"]
-    assert read_requirements((RESOURCES / "requirements-dicom.txt").read_text()) == PYPROJECT["project"]["optional-dependencies"]["dicom"]
+    assert (
+        read_requirements((RESOURCES / "requirements-dicom.txt").read_text())
+        == PYPROJECT["project"]["optional-dependencies"]["dicom"]
+    )
 
 
 def test_requires_python_is_the_minimum_slicers_python():
@@ -53,8 +56,10 @@ def test_sources_parse_and_avoid_newer_runtime_features_on_the_minimum_slicers_p
     tomllib, match statements. Not a run on a real 3.9 interpreter (none is available here)."""
     text = path.read_text()
     tree = ast.parse(text, filename=str(path), feature_version=SLICER_PYTHON)
-    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
-                 for n in tree.body)
+    future = any(
+        isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
+        for n in tree.body
+    )
     problems = []
     for node in ast.walk(tree):
         annotations = []
@@ -63,7 +68,9 @@ def test_sources_parse_and_avoid_newer_runtime_features_on_the_minimum_slicers_p
             annotations = [a.annotation for a in arguments if a.annotation] + ([node.returns] if node.returns else [])
         elif isinstance(node, ast.AnnAssign):
             annotations = [node.annotation]
-        if not future and any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for a in annotations for n in ast.walk(a)):
+        if not future and any(
+            isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for a in annotations for n in ast.walk(a)
+        ):
             problems.append(f"line {node.lineno}: X | Y annotation without from __future__ import annotations")
         if isinstance(node, ast.Call):
             name = getattr(node.func, "id", getattr(node.func, "attr", ""))

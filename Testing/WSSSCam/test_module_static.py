@@ -58,14 +58,27 @@ def test_library_sources_are_globbed_relative_and_installed_without_subdir():
 
 def test_top_level_cmake_is_a_slicer_extension():
     text = (ROOT / "CMakeLists.txt").read_text()
-    for needed in ("project(WSSSCam)", 'set(EXTENSION_DEPENDS "PyTorch")', "find_package(Slicer REQUIRED)",
-                   "add_subdirectory(WSSSCam)", "Slicer_EXTENSION_GENERATE_CONFIG", "Slicer_EXTENSION_CPACK"):
+    for needed in (
+        "project(WSSSCam)",
+        'set(EXTENSION_DEPENDS "PyTorch")',
+        "find_package(Slicer REQUIRED)",
+        "add_subdirectory(WSSSCam)",
+        "Slicer_EXTENSION_GENERATE_CONFIG",
+        "Slicer_EXTENSION_CPACK",
+    ):
         assert needed in text, needed
     icon = re.search(r"EXTENSION_ICONURL \"[^\"]*/main/(.*?)\"", text).group(1)
     assert (ROOT / icon).is_file()
 
 
-FORBIDDEN = [r"^\s*import qt\b", r"^\s*import ctk\b", r"^\s*from qt\b", r"slicer\.app\b", r"slicer\.modules\b", r"slicer\.mrmlScene\b"]
+FORBIDDEN = [
+    r"^\s*import qt\b",
+    r"^\s*import ctk\b",
+    r"^\s*from qt\b",
+    r"slicer\.app\b",
+    r"slicer\.modules\b",
+    r"slicer\.mrmlScene\b",
+]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "WSSSCamLib").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
@@ -127,14 +140,27 @@ def test_ui_file_is_qt_designer_xml_with_slicer_widgets():
     top = root.find("widget")
     assert top.get("class") == "qMRMLWidget" and top.get("name") == "WSSSCam"
     classes = {w.get("class") for w in root.iter("widget")}
-    for needed in ("qMRMLNodeComboBox", "qMRMLCheckableNodeComboBox", "qMRMLSegmentSelectorWidget", "ctkCollapsibleButton",
-                   "ctkSliderWidget", "ctkPathLineEdit", "ctkDirectoryButton", "QProgressBar", "QPushButton"):
+    for needed in (
+        "qMRMLNodeComboBox",
+        "qMRMLCheckableNodeComboBox",
+        "qMRMLSegmentSelectorWidget",
+        "ctkCollapsibleButton",
+        "ctkSliderWidget",
+        "ctkPathLineEdit",
+        "ctkDirectoryButton",
+        "QProgressBar",
+        "QPushButton",
+    ):
         assert needed in classes, needed
     declared = {c.findtext("class") for c in root.iter("customwidget")}
     custom = {c for c in classes if c.startswith(("qMRML", "ctk"))}
     assert custom <= declared, f"custom widgets without a <customwidget> entry: {custom - declared}"
     # every MRML widget gets the scene from the top widget's mrmlSceneChanged signal
-    receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"}
+    receivers = {
+        c.findtext("receiver")
+        for c in root.iter("connection")
+        if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+    }
     mrml = {name for name, w in ui_widgets().items() if w.get("class", "").startswith("qMRML") and name != "WSSSCam"}
     assert mrml <= receivers, f"MRML widgets without the scene: {mrml - receivers}"
     buttons = {name: w for name, w in ui_widgets().items() if w.get("class") == "QPushButton"}
@@ -155,20 +181,31 @@ def test_slicer_parameter_names_map_to_parameter_node_fields_and_back():
     fields = parameter_fields()
     manual = set(module_constant("MANUAL_FIELDS"))
     assert set(bound) <= set(fields), f"SlicerParameterName without a parameter-node field: {set(bound) - set(fields)}"
-    assert set(fields) - set(bound) == manual, "every field is bound to a widget or listed in MANUAL_FIELDS (and not both)"
+    assert set(fields) - set(bound) == manual, (
+        "every field is bound to a widget or listed in MANUAL_FIELDS (and not both)"
+    )
     assert not manual & set(bound)
     # each manual field is written by the widget code
     text = MODULE.read_text()
     for field in manual:
         assert re.search(rf"_parameterNode\.{field}\s*=", text), f"manual field {field} is never set from its widget"
     # widget kinds fit the field types (the parameterNodeWrapper connectors)
-    kinds = {"vtkMRML": "qMRMLNodeComboBox", "Path": "ctkPathLineEdit", "bool": "QCheckBox", "int": "QSpinBox",
-             "float": "ctkSliderWidget", "Choice": "QComboBox", "str": "QLineEdit"}
+    kinds = {
+        "vtkMRML": "qMRMLNodeComboBox",
+        "Path": "ctkPathLineEdit",
+        "bool": "QCheckBox",
+        "int": "QSpinBox",
+        "float": "ctkSliderWidget",
+        "Choice": "QComboBox",
+        "str": "QLineEdit",
+    }
     widgets = ui_widgets()
     for parameter, widget_name in bound.items():
         annotation = fields[parameter]
         expected = next(kind for key, kind in kinds.items() if key in annotation)
-        assert widgets[widget_name].get("class") == expected, f"{widget_name} ({widgets[widget_name].get('class')}) for {parameter}: {annotation}"
+        assert widgets[widget_name].get("class") == expected, (
+            f"{widget_name} ({widgets[widget_name].get('class')}) for {parameter}: {annotation}"
+        )
 
 
 def test_choices_and_method_names_agree_with_the_ui_and_the_library():
@@ -190,10 +227,23 @@ def test_choices_and_method_names_agree_with_the_ui_and_the_library():
 
 def test_module_follows_the_template_and_keeps_the_science_in_the_library():
     text = MODULE.read_text()
-    for needed in ('slicer.util.loadUI(self.resourcePath("UI/WSSSCam.ui"))', "slicer.util.childWidgetVariables(uiWidget)",
-                   "connectGui(self.ui)", "disconnectGui(", "qt.QTimer()", "qt.QSettings()", "PyTorchUtils.PyTorchUtilsLogic().installTorch(",
-                   "packaging.pip_ensure(", "slicer.util.pip_install(", "slicer.util.restart()", "--python-script",
-                   "registerCustomSampleDataSource(", 'translate("qSlicerAbstractCoreModule", "Segmentation")', "isOutOfMemory", "ScriptedLoadableModuleTest"):
+    for needed in (
+        'slicer.util.loadUI(self.resourcePath("UI/WSSSCam.ui"))',
+        "slicer.util.childWidgetVariables(uiWidget)",
+        "connectGui(self.ui)",
+        "disconnectGui(",
+        "qt.QTimer()",
+        "qt.QSettings()",
+        "PyTorchUtils.PyTorchUtilsLogic().installTorch(",
+        "packaging.pip_ensure(",
+        "slicer.util.pip_install(",
+        "slicer.util.restart()",
+        "--python-script",
+        "registerCustomSampleDataSource(",
+        'translate("qSlicerAbstractCoreModule", "Segmentation")',
+        "isOutOfMemory",
+        "ScriptedLoadableModuleTest",
+    ):
         assert needed in text, needed
     module = class_node("WSSSCam")
     init = ast.unparse(module)
@@ -214,12 +264,26 @@ def connected_slots(cls: ast.ClassDef) -> list[tuple[str, str]]:
     """(widget name, slot method name) for each ``self.ui.<widget>.connect(signal, self.<slot>)``."""
     pairs = []
     for node in ast.walk(cls):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
-                and isinstance(node.func.value, ast.Attribute) and ast.unparse(node.func.value.value) == "self.ui"
-                and len(node.args) == 2):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "connect"
+            and isinstance(node.func.value, ast.Attribute)
+            and ast.unparse(node.func.value.value) == "self.ui"
+            and len(node.args) == 2
+        ):
             target = node.args[1]
-            called = [n.func.attr for n in ast.walk(target) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                      and ast.unparse(n.func.value) == "self"] if isinstance(target, ast.Lambda) else []
+            called = (
+                [
+                    n.func.attr
+                    for n in ast.walk(target)
+                    if isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Attribute)
+                    and ast.unparse(n.func.value) == "self"
+                ]
+                if isinstance(target, ast.Lambda)
+                else []
+            )
             if isinstance(target, ast.Attribute) and ast.unparse(target.value) == "self":
                 called = [target.attr]
             pairs.extend((node.func.value.attr, name) for name in called)
@@ -235,13 +299,20 @@ def writes_parameter_node(method: ast.FunctionDef) -> list[int]:
             aliases |= {ast.unparse(t) for t in node.targets}
     lines = []
     for node in ast.walk(method):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+            else []
+        )
         if any(isinstance(t, ast.Attribute) and ast.unparse(t.value) in aliases for t in targets):
             lines.append(node.lineno)
         if isinstance(node, ast.Call):
             function = ast.unparse(node.func)
-            if (function == "setattr" and node.args and ast.unparse(node.args[0]) in aliases) or \
-                    any(function == f"{a}.setValue" for a in aliases):
+            if (function == "setattr" and node.args and ast.unparse(node.args[0]) in aliases) or any(
+                function == f"{a}.setValue" for a in aliases
+            ):
                 lines.append(node.lineno)
     return lines
 
@@ -257,7 +328,11 @@ def reachable(cls: ast.ClassDef, start: str) -> set[str]:
             continue
         seen.add(name)
         for node in ast.walk(methods[name]):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "self":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and ast.unparse(node.func.value) == "self"
+            ):
                 todo.append(node.func.attr)
     return seen
 
@@ -268,7 +343,9 @@ def slot_violations(cls: ast.ClassDef, bound_widgets: set[str]) -> list[str]:
     for widget, slot in connected_slots(cls):
         if widget in bound_widgets:
             for name in reachable(cls, slot):
-                problems += [f"{widget} -> {slot} -> {name}: line {line}" for line in writes_parameter_node(methods[name])]
+                problems += [
+                    f"{widget} -> {slot} -> {name}: line {line}" for line in writes_parameter_node(methods[name])
+                ]
         elif writes_parameter_node(methods[slot]):
             first = methods[slot].body[0]
             guard = ast.unparse(first.test) if isinstance(first, ast.If) else ""
@@ -283,14 +360,16 @@ def test_no_slot_of_a_bound_widget_writes_the_parameter_node():
     assert ("opacitySlider", "onOpacityChanged") in connected_slots(widget_class)
     assert slot_violations(widget_class, bound) == []
     # the node observer (not a slot) is where the node is read; corrections go through a timer
-    observer = ast.unparse(next(n for n in widget_class.body if isinstance(n, ast.FunctionDef) and n.name == "onParameterNodeModified"))
+    observer = ast.unparse(
+        next(n for n in widget_class.body if isinstance(n, ast.FunctionDef) and n.name == "onParameterNodeModified")
+    )
     assert "blockSignals(True)" in observer and "qt.QTimer.singleShot(0, self._applyCorrections)" in observer
 
 
 def test_the_slot_check_finds_the_defects_of_the_old_panel():
     """The check fails on the old wiring: onCheckpointChanged (bound path line edit) refilled the class
     combo whose slot wrote the node, and onThresholdModeChanged moved the bound slider."""
-    old = ast.parse('''
+    old = ast.parse("""
 class WSSSCamWidget:
     def setup(self):
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onCheckpointChanged)
@@ -302,7 +381,7 @@ class WSSSCamWidget:
     def onTargetClassChanged(self, index):
         if self._parameterNode:
             self._parameterNode.targetClass = self.ui.targetClassComboBox.currentText
-''').body[0]
+""").body[0]
     problems = slot_violations(old, {"checkpointPathLineEdit"})
     assert any("checkpointPathLineEdit -> onCheckpointChanged -> fillClasses" in p for p in problems)
     assert any("targetClassComboBox -> onTargetClassChanged" in p for p in problems)
@@ -333,12 +412,26 @@ def test_extensions_index_description_has_what_the_index_checker_requires():
     raw = path.read_bytes()
     assert b"\r" not in raw
     entry = json.loads(raw)
-    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies", "dicom_support_rule",
-               "build_subdirectory", "enabled", "tier"}
+    allowed = {
+        "$schema",
+        "category",
+        "scm_url",
+        "scm_revision",
+        "scm_type",
+        "build_dependencies",
+        "dicom_support_rule",
+        "build_subdirectory",
+        "enabled",
+        "tier",
+    }
     assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
-    assert entry["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.")
+    assert entry["$schema"].startswith(
+        "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0."
+    )
     assert entry["category"] == cmake_setting("EXTENSION_CATEGORY") == "Segmentation"
-    assert entry["scm_url"].startswith("https://github.com/") and entry["scm_url"].rstrip("/").split("/")[-1].startswith("Slicer")
+    assert entry["scm_url"].startswith("https://github.com/") and entry["scm_url"].rstrip("/").split("/")[
+        -1
+    ].startswith("Slicer")
     assert entry["build_dependencies"] == cmake_setting("EXTENSION_DEPENDS").split()
     assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
     project = re.search(r"project\(\s*([^\s)]+)", (ROOT / "CMakeLists.txt").read_text()).group(1)
@@ -348,7 +441,11 @@ def test_extensions_index_description_has_what_the_index_checker_requires():
 
 def test_icon_and_screenshot_urls_name_files_in_the_repository():
     urls = [cmake_setting("EXTENSION_ICONURL")] + cmake_setting("EXTENSION_SCREENSHOTURLS").split()
-    scm = json.loads((ROOT / "WSSSCam.json").read_text())["scm_url"].removesuffix(".git").removeprefix("https://github.com/")
+    scm = (
+        json.loads((ROOT / "WSSSCam.json").read_text())["scm_url"]
+        .removesuffix(".git")
+        .removeprefix("https://github.com/")
+    )
     for url in urls:
         prefix = f"https://raw.githubusercontent.com/{scm}/main/"
         assert url.startswith(prefix) and url.endswith(".png"), url

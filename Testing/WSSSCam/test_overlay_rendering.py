@@ -25,8 +25,8 @@ from WSSSCamLib.mrml.colour import cam_rgba
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "Resources" / "Screenshots" / "slicer_overlay.png"
-SIZE = 64          # voxels per side
-ZOOM = 8           # screen pixels per voxel
+SIZE = 64  # voxels per side
+ZOOM = 8  # screen pixels per voxel
 OPACITY = 0.6
 LEVEL = 0.2
 
@@ -35,12 +35,12 @@ def scene_nodes():
     """A phantom slice with a lesion, a CAM peaked on the lesion (a hand-made map: this checks the
     display, not a CAM method), and the lesion as a reference segment."""
     batch = synthetic_batch(1, shape=(SIZE, SIZE), positive_fraction=1.0, seed=7)
-    image = batch.images[0, 0].numpy()[None]                     # 1 x J x I
+    image = batch.images[0, 0].numpy()[None]  # 1 x J x I
     lesion = batch.masks[0].numpy()[None]
     j, i = np.nonzero(lesion[0])
     cj, ci = j.mean(), i.mean()
     jj, ii = np.mgrid[0:SIZE, 0:SIZE]
-    cam = np.exp(-((jj - cj) ** 2 + (ii - ci) ** 2) / (2 * 7.0 ** 2)).astype(np.float32)[None]
+    cam = np.exp(-((jj - cj) ** 2 + (ii - ci) ** 2) / (2 * 7.0**2)).astype(np.float32)[None]
     scene = slicer.vtkMRMLScene()
     volume = array_to_volume_node(scene, image, np.eye(4), "Phantom")
     cam_node = array_to_volume_node(scene, cam, np.eye(4), "WSSSCam grad-cam CAM")
@@ -77,7 +77,9 @@ def coloured(array: np.ndarray, table: vtk.vtkLookupTable) -> vtk.vtkImageMapToC
     """A J x I array through a lookup table to RGBA (a slice layer, as in Slicer's slice pipeline)."""
     data = vtk.vtkImageData()
     data.SetDimensions(array.shape[1], array.shape[0], 1)
-    data.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(array, dtype=np.float32).ravel(), deep=True))
+    data.GetPointData().SetScalars(
+        numpy_support.numpy_to_vtk(np.ascontiguousarray(array, dtype=np.float32).ravel(), deep=True)
+    )
     colours = vtk.vtkImageMapToColors()
     colours.SetInputData(data)
     colours.SetLookupTable(table)
@@ -85,7 +87,9 @@ def coloured(array: np.ndarray, table: vtk.vtkLookupTable) -> vtk.vtkImageMapToC
     return colours
 
 
-def composited(background: vtk.vtkImageMapToColors, foreground: vtk.vtkImageMapToColors, opacity: float) -> vtk.vtkImageActor:
+def composited(
+    background: vtk.vtkImageMapToColors, foreground: vtk.vtkImageMapToColors, opacity: float
+) -> vtk.vtkImageActor:
     """Background and foreground layers blended as Slicer's slice logic does (vtkImageBlend with the
     foreground's opacity, times each voxel's alpha), shown by one image actor without interpolation."""
     blend = vtk.vtkImageBlend()
@@ -184,13 +188,20 @@ def test_slice_with_cam_overlay_and_segment_outline():
         value = pixel(j, i)
         assert value[0] > value[2] + 80 and value[0] >= value[1] + 10, (j, i, value)
     # everywhere off the outline: the rendered colour is the expected blend (grey below the level)
-    outline = mask ^ np.pad(mask, 1)[2:, 1:-1] | mask ^ np.pad(mask, 1)[:-2, 1:-1] | mask ^ np.pad(mask, 1)[1:-1, 2:] | mask ^ np.pad(mask, 1)[1:-1, :-2]
+    outline = (
+        mask ^ np.pad(mask, 1)[2:, 1:-1]
+        | mask ^ np.pad(mask, 1)[:-2, 1:-1]
+        | mask ^ np.pad(mask, 1)[1:-1, 2:]
+        | mask ^ np.pad(mask, 1)[1:-1, :-2]
+    )
     checked = 0
     for j in range(2, SIZE - 2, 3):
         for i in range(2, SIZE - 2, 3):
-            if outline[j - 1:j + 2, i - 1:i + 2].any():
+            if outline[j - 1 : j + 2, i - 1 : i + 2].any():
                 continue
-            np.testing.assert_allclose(pixel(j, i), expected(j, i), atol=6, err_msg=f"voxel j={j} i={i} cam={cam[j, i]:.3f}")
+            np.testing.assert_allclose(
+                pixel(j, i), expected(j, i), atol=6, err_msg=f"voxel j={j} i={i} cam={cam[j, i]:.3f}"
+            )
             checked += 1
     assert checked > 300
     # cold regions are grey (no tint): far from the peak the channels agree
@@ -198,9 +209,19 @@ def test_slice_with_cam_overlay_and_segment_outline():
     assert far and all(np.ptp(pixel(j, i)) <= 3 for j, i in far)
     # the outline is drawn in green along the segment boundary
     green = (pixels[..., 1] > 180) & (pixels[..., 0] < 120) & (pixels[..., 2] < 120)
-    boundary_j, boundary_i = np.nonzero(mask & ~(np.pad(mask, 1)[2:, 1:-1] & np.pad(mask, 1)[:-2, 1:-1]
-                                                 & np.pad(mask, 1)[1:-1, 2:] & np.pad(mask, 1)[1:-1, :-2]))
-    near = [green[max(j * ZOOM - ZOOM, 0):(j + 2) * ZOOM, max(i * ZOOM - ZOOM, 0):(i + 2) * ZOOM].any() for j, i in zip(boundary_j, boundary_i)]
+    boundary_j, boundary_i = np.nonzero(
+        mask
+        & ~(
+            np.pad(mask, 1)[2:, 1:-1]
+            & np.pad(mask, 1)[:-2, 1:-1]
+            & np.pad(mask, 1)[1:-1, 2:]
+            & np.pad(mask, 1)[1:-1, :-2]
+        )
+    )
+    near = [
+        green[max(j * ZOOM - ZOOM, 0) : (j + 2) * ZOOM, max(i * ZOOM - ZOOM, 0) : (i + 2) * ZOOM].any()
+        for j, i in zip(boundary_j, boundary_i)
+    ]
     assert np.mean(near) > 0.95
     assert green.sum() > 4 * ZOOM * len(boundary_j) * 0.3
     # and nowhere far from it

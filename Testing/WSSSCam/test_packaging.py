@@ -37,8 +37,15 @@ def import_in_clean_interpreter(installed: Path, package: str, cwd: Path) -> dic
     """Import ``package`` and all its submodules from ``installed`` in a fresh ``python -S``;
     module name -> file it was loaded from. Raises ``AssertionError`` with the child's error."""
     code = IMPORT_ALL.format(installed=str(installed), site=SITE_PACKAGES, package=package)
-    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=cwd, timeout=600, check=False,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -60,14 +67,18 @@ def test_standin_reproduces_dicomlib_with_subdir_layout(tmp_path):
         "set(MODULE_PYTHON_SCRIPTS\n  __init__\n  DICOMUtils\n  )\n"
         "set(MODULE_PYTHON_RESOURCES\n  Resources/storescu-seg.cfg\n  )\n"
         "slicerMacroBuildScriptedModule(\n  NAME ${MODULE_NAME}\n  SCRIPTS ${MODULE_PYTHON_SCRIPTS}\n"
-        "  RESOURCES ${MODULE_PYTHON_RESOURCES}\n  WITH_SUBDIR\n  )\n")
+        "  RESOURCES ${MODULE_PYTHON_RESOURCES}\n  WITH_SUBDIR\n  )\n"
+    )
     (library / "__init__.py").write_text("from .DICOMUtils import answer\n")
     (library / "DICOMUtils.py").write_text("answer = 42\n")
     (library / "Resources").mkdir()
     (library / "Resources" / "storescu-seg.cfg").write_text("cfg\n")
     installed = install_tree(scripted, tmp_path)
     assert sorted(str(p.relative_to(installed)) for p in installed.rglob("*") if p.is_file()) == [
-        "DICOMLib/DICOMUtils.py", "DICOMLib/Resources/storescu-seg.cfg", "DICOMLib/__init__.py"]
+        "DICOMLib/DICOMUtils.py",
+        "DICOMLib/Resources/storescu-seg.cfg",
+        "DICOMLib/__init__.py",
+    ]
     files = import_in_clean_interpreter(installed, "DICOMLib", tmp_path)
     assert files["DICOMLib"] == str(installed / "DICOMLib" / "__init__.py")
 
@@ -101,15 +112,20 @@ def test_library_imports_from_the_installed_extension(installed, tmp_path):
     for needed in ("WSSSCamLib.cams", "WSSSCamLib.mrml", "WSSSCamLib.panel", "WSSSCamLib.cli"):
         assert files[needed].startswith(str(installed / "WSSSCamLib")), needed
     # every module of the checkout is there and imported from the installed copy
-    on_disk = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-               for p in (ROOT / "WSSSCamLib").rglob("*.py") if p.stem != "__main__"}
+    on_disk = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "WSSSCamLib").rglob("*.py")
+        if p.stem != "__main__"
+    }
     assert set(files) == on_disk
     assert all(f.startswith(str(installed)) for f in files.values())
 
 
 def test_every_library_source_is_installed(installed):
     listed = sorted(str(p.relative_to(installed)) for p in (installed / "WSSSCamLib").rglob("*.py"))
-    on_disk = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "WSSSCamLib").rglob("*.py") if "__pycache__" not in p.parts)
+    on_disk = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "WSSSCamLib").rglob("*.py") if "__pycache__" not in p.parts
+    )
     assert listed == on_disk
 
 

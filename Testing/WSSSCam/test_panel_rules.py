@@ -24,13 +24,22 @@ from WSSSCamLib.panel import (
 
 
 def ready(**changes) -> ApplyState:
-    fields = {"has_input_volume": True, "checkpoint": "/models/fold0.pt", "card_error": None, "methods": ["grad-cam"],
-              "threshold_mode": "fixed", "threshold_value": 0.5, "ensemble_rule": "none", "running": False}
+    fields = {
+        "has_input_volume": True,
+        "checkpoint": "/models/fold0.pt",
+        "card_error": None,
+        "methods": ["grad-cam"],
+        "threshold_mode": "fixed",
+        "threshold_value": 0.5,
+        "ensemble_rule": "none",
+        "running": False,
+    }
     fields.update(changes)
     return ApplyState(**fields)
 
 
 # --- defect 2: a chosen checkpoint snaps back to "." and Apply never enables ---------------------
+
 
 def test_unset_checkpoint_is_dot_or_empty_and_never_remembered():
     assert checkpoint_or_none(".") is None and checkpoint_or_none("") is None and checkpoint_or_none(None) is None
@@ -59,12 +68,21 @@ def test_apply_enables_once_volume_checkpoint_and_method_are_set():
 
 # --- defect 3: percentile and adaptive modes cannot be selected ---------------------------------
 
-@pytest.mark.parametrize(("mode", "default", "minimum", "maximum", "step", "decimals"), [
-    ("fixed", 0.5, 0.0, 1.0, 0.01, 2), ("percentile", 95.0, 1.5, 99.5, 0.5, 1), ("adaptive", 15.0, 3.0, 99.0, 2.0, 0)])
+
+@pytest.mark.parametrize(
+    ("mode", "default", "minimum", "maximum", "step", "decimals"),
+    [("fixed", 0.5, 0.0, 1.0, 0.01, 2), ("percentile", 95.0, 1.5, 99.5, 0.5, 1), ("adaptive", 15.0, 3.0, 99.0, 2.0, 0)],
+)
 def test_each_valued_mode_has_its_range_step_and_default(mode, default, minimum, maximum, step, decimals):
     spec = threshold_spec(mode)
     assert (spec.enabled, spec.default, spec.minimum, spec.maximum, spec.step, spec.decimals) == (
-        True, default, minimum, maximum, step, decimals)
+        True,
+        default,
+        minimum,
+        maximum,
+        step,
+        decimals,
+    )
     # the step fits the range (ctkSliderWidget rejects a step larger than its range: defect 4's adaptive slider)
     assert spec.step <= spec.maximum - spec.minimum
     assert spec.valid(default)
@@ -89,6 +107,7 @@ def test_apply_refuses_a_value_invalid_for_its_mode_and_mean_ensemble_without_fi
 
 
 # --- defect 4 ------------------------------------------------------------------------------------
+
 
 def test_target_class_defaults_to_the_last_class_and_a_saved_class_survives():
     assert target_class(["normal", "lesion"], "") == "lesion"
@@ -117,8 +136,10 @@ def test_exports_default_to_documents_or_home_never_the_working_directory(tmp_pa
 
 def test_result_names_carry_the_volume_name():
     assert result_prefix("FLAIR") == "WSSSCam FLAIR"
-    assert result_prefix("FLAIR", taken_by_other_volume=True, volume_id="vtkMRMLScalarVolumeNode3") == \
-        "WSSSCam FLAIR (vtkMRMLScalarVolumeNode3)"
+    assert (
+        result_prefix("FLAIR", taken_by_other_volume=True, volume_id="vtkMRMLScalarVolumeNode3")
+        == "WSSSCam FLAIR (vtkMRMLScalarVolumeNode3)"
+    )
 
 
 def test_extra_channels_follow_the_model_card_order():

@@ -18,7 +18,11 @@ from WSSSCamLib.data.synthetic import write_synthetic_dataset
 
 def snapshot(folder):
     """Every file under ``folder`` with its SHA-256 (what 'nothing already written changed' compares)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def cli_error(argv):
@@ -34,24 +38,40 @@ def study(tmp_path_factory):
     """A finished tiny study (2 folds, one small CNN, 1 epoch, Grad-CAM) run through the CLI."""
     root = tmp_path_factory.mktemp("cli")
     write_synthetic_dataset(root / "data", cases=4, shape=(4, 16, 16), positive_fraction=0.5, seed=2)
-    config = {"dataset": "data", "output": "out", "folds": 2, "device": "cpu", "recipe": {"size": 16}, "overlays": 0,
-              "models": [{"name": "m", "architecture": "small-cnn", "train": {"epochs": 1, "patience": 0, "augment": False}}],
-              "methods": ["grad-cam"], "thresholds": ["t=0.5"]}
+    config = {
+        "dataset": "data",
+        "output": "out",
+        "folds": 2,
+        "device": "cpu",
+        "recipe": {"size": 16},
+        "overlays": 0,
+        "models": [{"name": "m", "architecture": "small-cnn", "train": {"epochs": 1, "patience": 0, "augment": False}}],
+        "methods": ["grad-cam"],
+        "thresholds": ["t=0.5"],
+    }
     (root / "study.yaml").write_text(yaml.safe_dump(config))
     assert main(["study", str(root / "study.yaml"), "--quiet"]) == 0
     return root
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["train", "{tmp}/nowhere", "--out", "{tmp}/o"], "wssscam train: {tmp}/nowhere/dataset.json: missing"),
-    (["train", "{tmp}", "--out", "{tmp}/o", "--device", "gpu"], "wssscam train: --device: 'gpu' is not a device"),
-    (["study", "{tmp}/none.yaml"], "wssscam study: {tmp}/none.yaml: cannot read"),
-    (["study", "{tmp}/bad.yaml"], "wssscam study: {tmp}/bad.yaml: folds: expected an integer, got the string 'two'"),
-    (["merge", "{tmp}/a", "--out", "{tmp}/m"], "wssscam merge: {tmp}/a/folds.json: missing"),
-    (["demo", "--out", "{tmp}/d", "--device", "tpu:9"], "wssscam demo: --device: 'tpu:9' is not a device"),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "{tmp}/nowhere", "--out", "{tmp}/o"], "wssscam train: {tmp}/nowhere/dataset.json: missing"),
+        (["train", "{tmp}", "--out", "{tmp}/o", "--device", "gpu"], "wssscam train: --device: 'gpu' is not a device"),
+        (["study", "{tmp}/none.yaml"], "wssscam study: {tmp}/none.yaml: cannot read"),
+        (
+            ["study", "{tmp}/bad.yaml"],
+            "wssscam study: {tmp}/bad.yaml: folds: expected an integer, got the string 'two'",
+        ),
+        (["merge", "{tmp}/a", "--out", "{tmp}/m"], "wssscam merge: {tmp}/a/folds.json: missing"),
+        (["demo", "--out", "{tmp}/d", "--device", "tpu:9"], "wssscam demo: --device: 'tpu:9' is not a device"),
+    ],
+)
 def test_user_errors_are_one_line_with_exit_status_1(tmp_path, argv, expected):
-    (tmp_path / "bad.yaml").write_text("dataset: d\noutput: o\nfolds: two\nmodels: [{name: m, architecture: small-cnn}]\nmethods: [grad-cam]\n")
+    (tmp_path / "bad.yaml").write_text(
+        "dataset: d\noutput: o\nfolds: two\nmodels: [{name: m, architecture: small-cnn}]\nmethods: [grad-cam]\n"
+    )
     before = snapshot(tmp_path)
     assert cli_error([a.format(tmp=tmp_path) for a in argv]).startswith(expected.format(tmp=tmp_path))
     assert snapshot(tmp_path) == before and not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
@@ -64,17 +84,23 @@ def test_debug_shows_the_exception_itself(tmp_path):
 
 def test_the_error_contract_for_any_subcommand():
     assert error_line("predict", DatasetError("x.json: bad")) == ("wssscam predict: x.json: bad", 1)
-    assert error_line("predict", OSError(errno.ENOSPC, "No space left on device", "/out/a.nii.gz")) == \
-        ("wssscam predict: /out/a.nii.gz: No space left on device", 1)
+    assert error_line("predict", OSError(errno.ENOSPC, "No space left on device", "/out/a.nii.gz")) == (
+        "wssscam predict: /out/a.nii.gz: No space left on device",
+        1,
+    )
     line, status = error_line("predict", ZeroDivisionError("division by zero"))
-    assert status == 3 and line.startswith("wssscam predict: internal error (ZeroDivisionError: division by zero); run again with --debug")
+    assert status == 3 and line.startswith(
+        "wssscam predict: internal error (ZeroDivisionError: division by zero); run again with --debug"
+    )
 
 
 def test_bad_config_changes_nothing_in_a_finished_study(study):
     before = snapshot(study / "out")
     config = yaml.safe_load((study / "study.yaml").read_text())
     (study / "typo.yaml").write_text(yaml.safe_dump({**config, "recipe": {"size": 16, "axes": "K"}}))
-    assert cli_error(["study", str(study / "typo.yaml")]).startswith(f"wssscam study: {study / 'typo.yaml'}: recipe: unknown key 'axes'")
+    assert cli_error(["study", str(study / "typo.yaml")]).startswith(
+        f"wssscam study: {study / 'typo.yaml'}: recipe: unknown key 'axes'"
+    )
     assert snapshot(study / "out") == before
 
 
@@ -98,7 +124,9 @@ def hold_lock(folder, pid, shard):
     """A lock file held (flock) as a live process on ``shard`` would hold it; returns the open handle."""
     (folder / ".locks").mkdir(exist_ok=True)
     path = folder / ".locks" / f"elsewhere-{pid}.lock"
-    path.write_text(json.dumps({"pid": pid, "host": "elsewhere", "shard": list(shard), "what": "wssscam study", "started": "then"}))
+    path.write_text(
+        json.dumps({"pid": pid, "host": "elsewhere", "shard": list(shard), "what": "wssscam study", "started": "then"})
+    )
     handle = open(path, "r+")  # noqa: SIM115 - held open across the test, like a running process
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     return handle
@@ -109,7 +137,9 @@ def test_a_second_process_on_the_same_folder_is_refused(study):
     before = snapshot(study / "out")
     try:
         line = cli_error(["study", str(study / "study.yaml"), "--stages", "report", "--quiet"])
-        assert line.startswith(f"wssscam study: {study / 'out'}: in use by process 4242 on elsewhere (wssscam study, shard 0/1")
+        assert line.startswith(
+            f"wssscam study: {study / 'out'}: in use by process 4242 on elsewhere (wssscam study, shard 0/1"
+        )
         assert snapshot(study / "out") == before
     finally:
         handle.close()
@@ -119,8 +149,9 @@ def test_disjoint_shards_share_the_folder_and_dead_locks_are_cleared(study):
     handle = hold_lock(study / "out", 4343, (1, 2))
     try:  # shard 0/2 does not overlap 1/2: it runs (every unit is already done)
         assert main(["study", str(study / "study.yaml"), "--stages", "cams", "--shard", "0/2", "--quiet"]) == 0
-        assert cli_error(["study", str(study / "study.yaml"), "--stages", "cams", "--shard", "1/2", "--quiet"]).endswith(
-            "or use another output folder")
+        assert cli_error(
+            ["study", str(study / "study.yaml"), "--stages", "cams", "--shard", "1/2", "--quiet"]
+        ).endswith("or use another output folder")
     finally:
         handle.close()  # the "process" dies: its lock file stays, unlocked
     assert (study / "out" / ".locks" / "elsewhere-4343.lock").exists()
@@ -131,7 +162,11 @@ def test_disjoint_shards_share_the_folder_and_dead_locks_are_cleared(study):
 def test_resume_removes_stale_temporaries_and_nothing_else(study):
     out = study / "out"
     unit = next((out / "units").iterdir())
-    stale = [unit / ".fold0.json.k2j4x9q1.tmp", out / ".results.csv.a1b2c3d4.tmp", unit / ".fold0.slices.parquet.zzzzzzzz.tmp.nii.gz"]
+    stale = [
+        unit / ".fold0.json.k2j4x9q1.tmp",
+        out / ".results.csv.a1b2c3d4.tmp",
+        unit / ".fold0.slices.parquet.zzzzzzzz.tmp.nii.gz",
+    ]
     for path in stale:
         path.write_bytes(b"")
     keep = [out / ".notes.tmp", out / "mine.tmp", unit / ".keep"]

@@ -82,13 +82,19 @@ def test_no_import_reaches_up_or_across_the_layers():
 
 
 def test_no_private_name_is_imported_from_another_package():
-    wrong = [f"{module} -> {target}.{name}" for module in MODULES for target, name in imports(module)
-             if name.startswith("_") and not name.startswith("__") and top(target) != top(module)]
+    wrong = [
+        f"{module} -> {target}.{name}"
+        for module in MODULES
+        for target, name in imports(module)
+        if name.startswith("_") and not name.startswith("__") and top(target) != top(module)
+    ]
     assert wrong == []
 
 
 def test_no_import_circles():
-    graph = {module: sorted({target for target, _ in imports(module) if target in MODULES} - {module}) for module in MODULES}
+    graph = {
+        module: sorted({target for target, _ in imports(module) if target in MODULES} - {module}) for module in MODULES
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     circles = []
 
@@ -96,7 +102,11 @@ def test_no_import_circles():
         state[module] = 1
         for target in graph[module]:
             if state.get(target) == 1:
-                circles.append(" -> ".join(path[path.index(target):] + [module, target]) if target in path else f"{module} -> {target}")
+                circles.append(
+                    " -> ".join(path[path.index(target) :] + [module, target])
+                    if target in path
+                    else f"{module} -> {target}"
+                )
             elif target not in state:
                 visit(target, [*path, module])
         state[module] = 2

@@ -9,9 +9,16 @@ from WSSSCamLib.atomic import TEMPORARY_NAME, atomic_path, remove_stale_temporar
 from WSSSCamLib.lock import LockError, folder_lock, live_locks, shards_overlap
 
 
-@pytest.mark.parametrize(("first", "second", "overlap"), [
-    ((0, 1), (0, 1), True), ((0, 2), (1, 2), False), ((0, 2), (0, 2), True), ((0, 1), (1, 2), True), ((0, 2), (1, 3), True),
-])
+@pytest.mark.parametrize(
+    ("first", "second", "overlap"),
+    [
+        ((0, 1), (0, 1), True),
+        ((0, 2), (1, 2), False),
+        ((0, 2), (0, 2), True),
+        ((0, 1), (1, 2), True),
+        ((0, 2), (1, 3), True),
+    ],
+)
 def test_which_shards_may_share_a_folder(first, second, overlap):
     assert shards_overlap(first, second) is overlap
 
@@ -27,8 +34,14 @@ def test_a_lock_is_released_and_leaves_no_trace(tmp_path):
 
 
 def test_stale_temporaries_match_only_the_writers_names(tmp_path):
-    names = {".a.csv.abcd_123.tmp": True, ".model.pt.x1y2z3w4.tmp": True, ".m.nii.gz.q1w2e3r4.tmp.nii.gz": True,
-             ".notes.tmp": False, "plain.tmp": False, ".a.csv.abc.tmp": False}
+    names = {
+        ".a.csv.abcd_123.tmp": True,
+        ".model.pt.x1y2z3w4.tmp": True,
+        ".m.nii.gz.q1w2e3r4.tmp.nii.gz": True,
+        ".notes.tmp": False,
+        "plain.tmp": False,
+        ".a.csv.abc.tmp": False,
+    }
     for name in names:
         (tmp_path / name).write_text("")
     removed = {p.name for p in remove_stale_temporaries(tmp_path)}

@@ -37,11 +37,22 @@ def source(tmp_path_factory):
     return write_synthetic_dataset(tmp_path_factory.mktemp("paths") / "data", cases=2, shape=(3, 8, 8), seed=0)
 
 
-@pytest.mark.parametrize(("case_id", "problem"), [
-    ("../../outside/evil", "path separator"), ("/abs/evil", "path separator"), ("..", "starts with a dot"),
-    (".hidden", "starts with a dot"), ("", "empty"), ("   ", "empty"), ("a\\b", "path separator"), ("c:evil", "':'"),
-    ("bad\x00id", "control character"), (" padded", "white space"), (7, "must be a string"),
-])
+@pytest.mark.parametrize(
+    ("case_id", "problem"),
+    [
+        ("../../outside/evil", "path separator"),
+        ("/abs/evil", "path separator"),
+        ("..", "starts with a dot"),
+        (".hidden", "starts with a dot"),
+        ("", "empty"),
+        ("   ", "empty"),
+        ("a\\b", "path separator"),
+        ("c:evil", "':'"),
+        ("bad\x00id", "control character"),
+        (" padded", "white space"),
+        (7, "must be a string"),
+    ],
+)
 def test_unsafe_case_ids_are_refused(case_id, problem):
     with pytest.raises(UnsafePathError, match=problem) as error:
         check_case_id(case_id, "cases.csv, line 2")
@@ -87,7 +98,9 @@ def write_csv_case(source, folder, case_id):
 def test_train_refuses_a_traversing_csv_case_id_and_writes_nothing(source, tmp_path, case_id):
     table = write_csv_case(source, tmp_path / "in", case_id)
     before = files_under(tmp_path)
-    line = cli_error(["train", str(tmp_path / "in"), "--csv", str(table), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    line = cli_error(
+        ["train", str(tmp_path / "in"), "--csv", str(table), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    )
     assert line.startswith(f"wssscam train: {table}, line 3: case id ")
     assert files_under(tmp_path) == before  # no output folder, nothing outside it
 
@@ -107,7 +120,9 @@ def decathlon_copy(source, target, entries):
 
 
 def test_decathlon_image_named_dots_gives_no_case_id_dotdot(source, tmp_path):
-    root = decathlon_copy(source, tmp_path / "d", [{"image": "./imagesTr/...nii.gz", "label": "./labelsTr/phantom_000.nii.gz"}])
+    root = decathlon_copy(
+        source, tmp_path / "d", [{"image": "./imagesTr/...nii.gz", "label": "./labelsTr/phantom_000.nii.gz"}]
+    )
     with pytest.raises(UnsafePathError, match=r"training\[0\].image: case id '..' starts with a dot"):
         read_decathlon(root)
 
@@ -116,11 +131,15 @@ def test_dataset_json_reference_outside_the_folder(source, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.copy(source / "imagesTr" / "phantom_000_0000.nii.gz", outside / "elsewhere_0000.nii.gz")
-    entries = [{"image": "../outside/elsewhere.nii.gz", "label": "./labelsTr/phantom_000.nii.gz"},
-               {"image": "./imagesTr/phantom_001.nii.gz", "label": "./labelsTr/phantom_001.nii.gz"}]
+    entries = [
+        {"image": "../outside/elsewhere.nii.gz", "label": "./labelsTr/phantom_000.nii.gz"},
+        {"image": "./imagesTr/phantom_001.nii.gz", "label": "./labelsTr/phantom_001.nii.gz"},
+    ]
     root = decathlon_copy(source, tmp_path / "d", entries)
     line = cli_error(["train", str(root), "--out", str(tmp_path / "out"), "--device", "cpu"])
-    assert line.startswith(f"wssscam train: {root / 'dataset.json'}: training[0].image: '../outside/elsewhere.nii.gz' lies outside")
+    assert line.startswith(
+        f"wssscam train: {root / 'dataset.json'}: training[0].image: '../outside/elsewhere.nii.gz' lies outside"
+    )
     assert not (tmp_path / "out").exists()
     dataset = read_decathlon(root, allow_outside=True)  # the explicit opt-in
     assert load_case(dataset.cases[0]).image.shape_kji == (3, 8, 8)
@@ -134,7 +153,9 @@ def test_symlinked_files_inside_the_dataset_are_followed(source, tmp_path):
     outside = tmp_path / "store"
     outside.mkdir()
     shutil.copy(source / "imagesTr" / "phantom_000_0000.nii.gz", outside / "real.nii.gz")
-    root = decathlon_copy(source, tmp_path / "d", [{"image": "./imagesTr/linked.nii.gz", "label": "./labelsTr/phantom_000.nii.gz"}])
+    root = decathlon_copy(
+        source, tmp_path / "d", [{"image": "./imagesTr/linked.nii.gz", "label": "./labelsTr/phantom_000.nii.gz"}]
+    )
     (root / "imagesTr" / "linked_0000.nii.gz").symlink_to(outside / "real.nii.gz")
     dataset = read_decathlon(root)
     assert [c.case_id for c in dataset.cases] == ["linked"]

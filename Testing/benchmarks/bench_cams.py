@@ -59,8 +59,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--score-batch", type=int, default=2, help="images in the Score-CAM comparison (default: %(default)s)")
-    parser.add_argument("--score-chunk", type=int, default=None, help="our masked inputs per forward pass (default: the engine's choice)")
+    parser.add_argument(
+        "--score-batch", type=int, default=2, help="images in the Score-CAM comparison (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--score-chunk",
+        type=int,
+        default=None,
+        help="our masked inputs per forward pass (default: the engine's choice)",
+    )
     parser.add_argument("--skip-score", action="store_true")
     args = parser.parse_args()
 
@@ -97,8 +104,10 @@ def main() -> None:
                 extractor(class_idx=classes, scores=model(x))
             model.zero_grad(set_to_none=True)
 
-    print(f"{args.model}, batch {args.batch}, 3 x {args.size} x {args.size}, {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    print(
+        f"{args.model}, batch {args.batch}, 3 x {args.size} x {args.size}, {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+    )
     rows.append(("plain forward (no_grad)", timed(plain_forward, device, args.repeats)))
     rows.append(("ours: 5 gradient methods together", timed(ours_five, device, args.repeats)))
     rows.append(("pytorch-grad-cam: same 5, one by one", timed(grad_cam_five, device, args.repeats)))
@@ -122,7 +131,9 @@ def main() -> None:
 
         score_repeats = max(1, args.repeats - 2)
         rows.append((f"ours: Score-CAM ({args.score_batch} images)", timed(ours_score, device, score_repeats)))
-        rows.append((f"pytorch-grad-cam: Score-CAM ({args.score_batch} images)", timed(theirs_score, device, score_repeats)))
+        rows.append(
+            (f"pytorch-grad-cam: Score-CAM ({args.score_batch} images)", timed(theirs_score, device, score_repeats))
+        )
         difference = float(np.abs(ours_maps["m"] - theirs_maps["m"]).max())
 
     width = max(len(name) for name, _ in rows)
@@ -135,12 +146,21 @@ def main() -> None:
     ours = t["ours: 5 gradient methods together"]
     print()
     print(f"ours 5 together / plain forward          = {ours / t['plain forward (no_grad)']:.2f}x  (target <= 1.3)")
-    print(f"pytorch-grad-cam 5 one by one / ours     = {t['pytorch-grad-cam: same 5, one by one'] / ours:.1f}x  (target >= 8)")
-    print(f"torchcam 4 one by one / ours (5)         = {t['torchcam: 4 of them (no HiResCAM), one by one'] / ours:.1f}x")
+    print(
+        f"pytorch-grad-cam 5 one by one / ours     = {t['pytorch-grad-cam: same 5, one by one'] / ours:.1f}x  (target >= 8)"
+    )
+    print(
+        f"torchcam 4 one by one / ours (5)         = {t['torchcam: 4 of them (no HiResCAM), one by one'] / ours:.1f}x"
+    )
     if not args.skip_score:
-        speedup = t[f"pytorch-grad-cam: Score-CAM ({args.score_batch} images)"] / t[f"ours: Score-CAM ({args.score_batch} images)"]
-        print(f"pytorch-grad-cam Score-CAM / ours        = {speedup:.2f}x  (target >= 1 on CPU, >= 5 on GPU); "
-              f"max |map difference| = {difference:.2e} (target <= 1e-4)")
+        speedup = (
+            t[f"pytorch-grad-cam: Score-CAM ({args.score_batch} images)"]
+            / t[f"ours: Score-CAM ({args.score_batch} images)"]
+        )
+        print(
+            f"pytorch-grad-cam Score-CAM / ours        = {speedup:.2f}x  (target >= 1 on CPU, >= 5 on GPU); "
+            f"max |map difference| = {difference:.2e} (target <= 1e-4)"
+        )
 
 
 if __name__ == "__main__":

@@ -51,14 +51,29 @@ def main() -> None:
 
     plain = timed(forward, args.repeats)
     rows = {
-        "average drop / increase (image and explanation)": (timed(lambda: confidence_change(model, images, maps, targets), args.repeats), 2),
-        f"deletion, {args.steps} steps": (timed(lambda: perturbation_curves(model, images, maps, targets, "deletion", args.steps,
-                                                                            chunk=args.chunk), args.repeats), args.steps + 1),
-        f"insertion, {args.steps} steps": (timed(lambda: perturbation_curves(model, images, maps, targets, "insertion", args.steps,
-                                                                             chunk=args.chunk), args.repeats), args.steps + 1),
+        "average drop / increase (image and explanation)": (
+            timed(lambda: confidence_change(model, images, maps, targets), args.repeats),
+            2,
+        ),
+        f"deletion, {args.steps} steps": (
+            timed(
+                lambda: perturbation_curves(model, images, maps, targets, "deletion", args.steps, chunk=args.chunk),
+                args.repeats,
+            ),
+            args.steps + 1,
+        ),
+        f"insertion, {args.steps} steps": (
+            timed(
+                lambda: perturbation_curves(model, images, maps, targets, "insertion", args.steps, chunk=args.chunk),
+                args.repeats,
+            ),
+            args.steps + 1,
+        ),
     }
-    print(f"ResNet-18, batch {args.batch} x 3 x {args.size} x {args.size}, device {args.device}, {torch.get_num_threads()} threads; "
-          f"median of {args.repeats}")
+    print(
+        f"ResNet-18, batch {args.batch} x 3 x {args.size} x {args.size}, device {args.device}, {torch.get_num_threads()} threads; "
+        f"median of {args.repeats}"
+    )
     print(f"plain forward: {plain:.3f} s")
     print("| metric | seconds | / plain forward | forwards it needs | / (forwards x plain) |")
     print("|---|--:|--:|--:|--:|")

@@ -34,7 +34,9 @@ def main() -> None:
     for label, cancel_after in (("full run", None), ("cancelled after 3 s", 3.0)):
         with tempfile.TemporaryDirectory() as folder:
             started = time.perf_counter()
-            run = PanelRun(scene, nodes, [args.checkpoint], folder, args.methods.split(","), Threshold("fixed", 0.5), device="cpu").start()
+            run = PanelRun(
+                scene, nodes, [args.checkpoint], folder, args.methods.split(","), Threshold("fixed", 0.5), device="cpu"
+            ).start()
             steps = {"start": time.perf_counter() - started}
             polls = []
             while run.state == "running" or (run.state == "succeeded" and not run.ready):

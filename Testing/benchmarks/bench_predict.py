@@ -26,15 +26,17 @@ import torch
 
 def cams_alone(case, model, options) -> float:
     """Seconds of the CAM engine on the case's slices (read and slicing excluded)."""
+    from WSSSCamLib.data.recipe import SliceRecipe
     from WSSSCamLib.data.slices import extract_slices
     from WSSSCamLib.inference import cam_engine_for
     from WSSSCamLib.predict import load_input
-    from WSSSCamLib.data.recipe import SliceRecipe
 
     loaded = load_input(case)
     recipe = SliceRecipe.from_card(model.card)
     image, _ = recipe.preprocess()(loaded.image, None)
-    slices = extract_slices(case.case_id, image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel)
+    slices = extract_slices(
+        case.case_id, image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel
+    )
     engine = cam_engine_for(model.network, model.card)
     device = next(model.network.parameters()).device
     target = model.card.num_classes - 1
@@ -75,13 +77,19 @@ def main() -> None:
     started = time.perf_counter()
     models = load_models([args.checkpoint], args.device)
     load = time.perf_counter() - started
-    options = PredictOptions(tuple(args.methods.split(",")), SegmentationRule(Threshold("fixed", 0.5)), batch_size=args.batch_size,
-                             device=args.device)
+    options = PredictOptions(
+        tuple(args.methods.split(",")),
+        SegmentationRule(Threshold("fixed", 0.5)),
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     cases = (cases_from_manifest(args.manifest) if args.manifest else cases_from_paths(args.inputs))[: args.cases]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; methods {args.methods}")
     print(f"start-up: imports {imports:.2f} s (fresh interpreter), model load {load:.2f} s\n")
-    print("| case | slices | CAMs alone (s) | predict (s) | of which: read | CAMs + resize | masks + metrics | write (compression) |"
-          " predict / CAMs alone | without writing |")
+    print(
+        "| case | slices | CAMs alone (s) | predict (s) | of which: read | CAMs + resize | masks + metrics | write (compression) |"
+        " predict / CAMs alone | without writing |"
+    )
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     ratios, ratios_no_write = [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -100,10 +108,14 @@ def main() -> None:
             slices = len(record["models"][models[0].name]["probabilities"])
             ratios.append(w / a)
             ratios_no_write.append((w - stage["write"]) / a)
-            print(f"| {case.case_id} | {slices} | {a:.2f} | {w:.2f} | {stage['read']:.2f} | {stage['cams']:.2f} | "
-                  f"{stage['masks+metrics']:.2f} | {stage['write']:.2f} | {w / a:.2f}x | {(w - stage['write']) / a:.2f}x |")
-    print(f"\nmedian predict / CAMs alone: {statistics.median(ratios):.2f}x (goal <= 2x); "
-          f"without file writing: {statistics.median(ratios_no_write):.2f}x")
+            print(
+                f"| {case.case_id} | {slices} | {a:.2f} | {w:.2f} | {stage['read']:.2f} | {stage['cams']:.2f} | "
+                f"{stage['masks+metrics']:.2f} | {stage['write']:.2f} | {w / a:.2f}x | {(w - stage['write']) / a:.2f}x |"
+            )
+    print(
+        f"\nmedian predict / CAMs alone: {statistics.median(ratios):.2f}x (goal <= 2x); "
+        f"without file writing: {statistics.median(ratios_no_write):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="study configuration (default: the demo's study on generated data)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--work", help="folder for the generated data and trained models (default: a temporary folder)")
-    parser.add_argument("--existing", help="a finished study's output folder: print its recorded unit timings, run nothing")
+    parser.add_argument(
+        "--existing", help="a finished study's output folder: print its recorded unit timings, run nothing"
+    )
     args = parser.parse_args(argv)
     if args.existing:
         output = Path(args.existing)
-        provenance = json.loads((output / "provenance.json").read_text()) if (output / "provenance.json").exists() else {}
+        provenance = (
+            json.loads((output / "provenance.json").read_text()) if (output / "provenance.json").exists() else {}
+        )
         print(f"study: {output} (recorded timings); device: {provenance.get('config', {}).get('device', '?')}")
         print_split(output, None, None)
         return 0
@@ -104,7 +108,9 @@ def print_split(output: Path, cams_wall: float | None, report_wall: float | None
     if report_wall is not None:
         print(f"| report stage wall time | {report_wall:.1f} | |")
     seconds, what = (cams_wall, "cams stage wall time") if cams_wall is not None else (total, "summed unit time")
-    print(f"held-out slices per second ({what}; all models, methods, thresholds, ensembles, agreement): {test_slices / seconds:.2f}")
+    print(
+        f"held-out slices per second ({what}; all models, methods, thresholds, ensembles, agreement): {test_slices / seconds:.2f}"
+    )
 
 
 if __name__ == "__main__":

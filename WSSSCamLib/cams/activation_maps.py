@@ -11,7 +11,9 @@ import torch
 from .gradient_maps import weighted_sum
 
 
-def class_activation_map(activations: torch.Tensor, classifier_weight: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def class_activation_map(
+    activations: torch.Tensor, classifier_weight: torch.Tensor, classes: torch.Tensor
+) -> torch.Tensor:
     """CAM (Zhou et al. 2016): map = sum_k w_k^c A^k with w^c the row of the final linear layer.
 
     ``classifier_weight`` is K x C (classes x channels), ``classes`` the N target classes.

@@ -43,7 +43,9 @@ def model_output_tensor(output: object) -> torch.Tensor:
         return output[0]
     if isinstance(output, dict) and isinstance(output.get("out"), torch.Tensor):
         return output["out"]
-    raise TypeError(f"model output of type {type(output).__name__} is not a tensor, a tuple of tensors or {{'out': tensor}}")
+    raise TypeError(
+        f"model output of type {type(output).__name__} is not a tensor, a tuple of tensors or {{'out': tensor}}"
+    )
 
 
 @contextmanager
@@ -97,7 +99,9 @@ def capture_forward(model: nn.Module, x: torch.Tensor, layers: Sequence[str], tr
             except (RuntimeError, ValueError) as error:
                 if isinstance(error, ValueError) and str(error).startswith("layer '"):
                     raise
-                raise RuntimeError(f"{type(model).__name__} failed on an input of shape {tuple(x.shape)}: {error}") from error
+                raise RuntimeError(
+                    f"{type(model).__name__} failed on an input of shape {tuple(x.shape)}: {error}"
+                ) from error
         missing = [name for name in layers if name not in captured]
         if missing:
             raise ValueError(f"layers {missing} did not run during the forward pass of {type(model).__name__}")

@@ -186,21 +186,31 @@ class CamEngine:
 
     # ------------------------------------------------------------------ targets and gradients
     @staticmethod
-    def _region_mask(region: Region | None, logits: torch.Tensor, classes: torch.Tensor, chosen: list[Method]) -> torch.Tensor | None:
+    def _region_mask(
+        region: Region | None, logits: torch.Tensor, classes: torch.Tensor, chosen: list[Method]
+    ) -> torch.Tensor | None:
         segmentation = logits.ndim > 2
         if not segmentation:
             if region is not None:
-                raise ValueError(f"a Region applies to segmentation networks; this model outputs {tuple(logits.shape)} logits")
+                raise ValueError(
+                    f"a Region applies to segmentation networks; this model outputs {tuple(logits.shape)} logits"
+                )
             seg_only = [m.name for m in chosen if m.segmentation]
             if seg_only:
-                raise ValueError(f"{seg_only} explain segmentation networks (N x K x *spatial output); this model outputs {tuple(logits.shape)}")
+                raise ValueError(
+                    f"{seg_only} explain segmentation networks (N x K x *spatial output); this model outputs {tuple(logits.shape)}"
+                )
             return None
         if any(m.kind == "classifier" for m in chosen):
-            raise ValueError("CAM (Zhou) needs a classifier with global pooling and a linear layer; use seg-grad-cam for segmentation networks")
+            raise ValueError(
+                "CAM (Zhou) needs a classifier with global pooling and a linear layer; use seg-grad-cam for segmentation networks"
+            )
         return (region or Region.predicted()).to_mask(logits, classes)
 
     @staticmethod
-    def _gradients(capture: Capture, classes: torch.Tensor, region_mask: torch.Tensor | None, layers: list[str]) -> dict[str, torch.Tensor]:
+    def _gradients(
+        capture: Capture, classes: torch.Tensor, region_mask: torch.Tensor | None, layers: list[str]
+    ) -> dict[str, torch.Tensor]:
         if not layers:
             return {}
         with torch.enable_grad():  # the caller may run under torch.no_grad()
@@ -239,7 +249,9 @@ class CamEngine:
         elif method.kind == "activation":
             raw = eigen_cam(a)
         elif method.kind == "score":
-            channels = highest_variance_channels(a, self.faster_score_channels) if method.name == "faster-score-cam" else None
+            channels = (
+                highest_variance_channels(a, self.faster_score_channels) if method.name == "faster-score-cam" else None
+            )
             chunk = self.score_chunk_size or default_score_chunk_size(x)
             weights = score_cam_weights(self.model, x, a, classes, region_mask, channels, chunk)
             raw = weighted_sum(weights, a)
@@ -248,7 +260,9 @@ class CamEngine:
         raw = raw.clamp(min=0)
         return postprocess.upsample(raw, size) if size else raw
 
-    def _smooth_grad_cam_pp(self, x: torch.Tensor, classes: torch.Tensor, region_mask: torch.Tensor | None) -> torch.Tensor:
+    def _smooth_grad_cam_pp(
+        self, x: torch.Tensor, classes: torch.Tensor, region_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Mean of the ReLU'd Grad-CAM++ maps of ``smooth_samples`` noisy copies of ``x``.
 
         Noise: Gaussian, standard deviation ``smooth_noise * (max - min)`` of each sample, drawn

@@ -29,9 +29,13 @@ BASELINES = ("zero", "minimum")
 def _check(images: torch.Tensor, maps: torch.Tensor, targets, who: str) -> torch.Tensor:
     """Targets as an N int64 tensor on the images' device; ValueError naming ``who`` for bad shapes."""
     if not isinstance(images, torch.Tensor) or images.ndim not in (4, 5) or images.shape[0] == 0:
-        raise ValueError(f"{who}: images must be a non-empty N x C x H x W or N x C x D x H x W tensor, got {getattr(images, 'shape', type(images))}")
+        raise ValueError(
+            f"{who}: images must be a non-empty N x C x H x W or N x C x D x H x W tensor, got {getattr(images, 'shape', type(images))}"
+        )
     if not isinstance(maps, torch.Tensor) or tuple(maps.shape) != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"{who}: maps must be N x *spatial {(images.shape[0], *images.shape[2:])}, got {getattr(maps, 'shape', type(maps))}")
+        raise ValueError(
+            f"{who}: maps must be N x *spatial {(images.shape[0], *images.shape[2:])}, got {getattr(maps, 'shape', type(maps))}"
+        )
     if not torch.isfinite(images).all() or not torch.isfinite(maps).all():
         raise ValueError(f"{who}: images and maps must be finite")
     targets = torch.as_tensor(targets, device=images.device)
@@ -87,8 +91,9 @@ class ConfidenceChange:
         return float(self.increase.float().mean())
 
 
-def confidence_change(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets, baseline: str = "zero",
-                      chunk: int = 64) -> ConfidenceChange:
+def confidence_change(
+    model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets, baseline: str = "zero", chunk: int = 64
+) -> ConfidenceChange:
     """Average drop / increase in confidence of the explanation ``map * image`` (see :class:`ConfidenceChange`)."""
     targets = _check(images, maps, targets, "confidence_change")
     base = _baseline(images, baseline)
@@ -140,9 +145,18 @@ class PerturbationCurves:
         return torch.trapezoid(self.curves, self.fractions.to(self.curves), dim=1)
 
 
-def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets, mode: str = "deletion",
-                        steps: int = 50, baseline: str = "zero", blur_sigma: float = 5.0, blur_size: int = 11,
-                        chunk: int = 64) -> PerturbationCurves:
+def perturbation_curves(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets,
+    mode: str = "deletion",
+    steps: int = 50,
+    baseline: str = "zero",
+    blur_sigma: float = 5.0,
+    blur_size: int = 11,
+    chunk: int = 64,
+) -> PerturbationCurves:
     """Deletion or insertion curves (Petsiuk et al. 2018).
 
     Pixels are taken in order of decreasing map value; at step k of S the first ceil(k P / S) of
@@ -159,7 +173,11 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     n, pixels = images.shape[0], maps[0].numel()
     ranks = _ranks(maps).view(n, 1, *images.shape[2:])
     counts = torch.tensor([math.ceil(k * pixels / steps) for k in range(steps + 1)], device=images.device)
-    start = _baseline(images, baseline).expand_as(images) if mode == "deletion" else _gaussian_blur(images, blur_sigma, blur_size)
+    start = (
+        _baseline(images, baseline).expand_as(images)
+        if mode == "deletion"
+        else _gaussian_blur(images, blur_sigma, blur_size)
+    )
     pairs = [(i, k) for i in range(n) for k in range(steps + 1)]
     scores = torch.empty(n, steps + 1, device=images.device)
     per_chunk = max(1, chunk)
@@ -177,15 +195,33 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     return PerturbationCurves(scores, counts.double() / pixels)
 
 
-def faithfulness_scores(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets, steps: int = 50,
-                        baseline: str = "zero", chunk: int = 64) -> dict[str, torch.Tensor]:
+def faithfulness_scores(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets,
+    steps: int = 50,
+    baseline: str = "zero",
+    chunk: int = 64,
+) -> dict[str, torch.Tensor]:
     """Per image: ``deletion_auc``, ``insertion_auc``, ``drop`` (fraction), ``increase`` (0/1) as float N tensors."""
     change = confidence_change(model, images, maps, targets, baseline, chunk)
     deletion = perturbation_curves(model, images, maps, targets, "deletion", steps, baseline, chunk=chunk)
     insertion = perturbation_curves(model, images, maps, targets, "insertion", steps, baseline, chunk=chunk)
-    return {"deletion_auc": deletion.auc.float(), "insertion_auc": insertion.auc.float(), "drop": change.drop.float(),
-            "increase": change.increase.float()}
+    return {
+        "deletion_auc": deletion.auc.float(),
+        "insertion_auc": insertion.auc.float(),
+        "drop": change.drop.float(),
+        "increase": change.increase.float(),
+    }
 
 
-__all__: Sequence[str] = ("BASELINES", "ConfidenceChange", "PerturbationCurves", "confidence_change", "confidences",
-                          "faithfulness_scores", "perturbation_curves")
+__all__: Sequence[str] = (
+    "BASELINES",
+    "ConfidenceChange",
+    "PerturbationCurves",
+    "confidence_change",
+    "confidences",
+    "faithfulness_scores",
+    "perturbation_curves",
+)

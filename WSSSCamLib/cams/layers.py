@@ -45,8 +45,7 @@ def named_module(model: nn.Module, name: str) -> nn.Module:
     close = difflib.get_close_matches(name, [n for n in modules if n], n=5)
     hint = f"; did you mean one of {close}?" if close else ""
     raise ValueError(
-        f"layer '{name}' does not exist in {type(model).__name__}{hint} "
-        f"(names are those of model.named_modules())"
+        f"layer '{name}' does not exist in {type(model).__name__}{hint} (names are those of model.named_modules())"
     )
 
 
@@ -74,8 +73,10 @@ def check_batch(x: object) -> None:
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         samples = sorted({int(i) for i in (~finite).reshape(x.shape[0], -1).any(1).nonzero().flatten().tolist()})
-        raise ValueError(f"input holds {int((~finite).sum())} NaN or infinite values (samples {samples[:10]}); "
-                         "CAMs of such input are meaningless")
+        raise ValueError(
+            f"input holds {int((~finite).sum())} NaN or infinite values (samples {samples[:10]}); "
+            "CAMs of such input are meaningless"
+        )
 
 
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
@@ -189,7 +190,9 @@ def classifier_weight(model: nn.Module, channels: int, name: str | None = None) 
             or (isinstance(m, nn.modules.conv._ConvNd) and all(k == 1 for k in m.kernel_size))
         ]
         if not heads:
-            raise ValueError(f"{type(model).__name__} has no linear layer; CAM (Zhou) needs pooling then a linear layer")
+            raise ValueError(
+                f"{type(model).__name__} has no linear layer; CAM (Zhou) needs pooling then a linear layer"
+            )
         name, module = heads[-1]
     else:
         module = named_module(model, name)

@@ -39,17 +39,53 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("cam", "classifier", description="CAM (Zhou 2016): final linear weights x activations"),
         Method("grad-cam", "gradient", gradient_maps.grad_cam, description="Grad-CAM: spatially averaged gradients"),
-        Method("grad-cam++", "gradient", gradient_maps.grad_cam_plus_plus, description="Grad-CAM++: closed-form higher-order weights"),
-        Method("hires-cam", "gradient", gradient_maps.hires_cam, description="HiResCAM: element-wise gradient x activation"),
-        Method("xgrad-cam", "gradient", gradient_maps.xgrad_cam, description="XGrad-CAM: activation-normalised gradient weights"),
+        Method(
+            "grad-cam++",
+            "gradient",
+            gradient_maps.grad_cam_plus_plus,
+            description="Grad-CAM++: closed-form higher-order weights",
+        ),
+        Method(
+            "hires-cam", "gradient", gradient_maps.hires_cam, description="HiResCAM: element-wise gradient x activation"
+        ),
+        Method(
+            "xgrad-cam",
+            "gradient",
+            gradient_maps.xgrad_cam,
+            description="XGrad-CAM: activation-normalised gradient weights",
+        ),
         Method("layer-cam", "gradient", gradient_maps.layer_cam, description="Layer-CAM at the target layer"),
-        Method("layer-cam-fused", "fused-gradient", gradient_maps.layer_cam, description="Layer-CAM fused over several layers (Syed et al. 2023 eq. 13)"),
+        Method(
+            "layer-cam-fused",
+            "fused-gradient",
+            gradient_maps.layer_cam,
+            description="Layer-CAM fused over several layers (Syed et al. 2023 eq. 13)",
+        ),
         Method("score-cam", "score", description="Score-CAM: softmax of masked-input class scores"),
-        Method("faster-score-cam", "score", description="Faster Score-CAM: Score-CAM on the k highest-variance channels"),
+        Method(
+            "faster-score-cam", "score", description="Faster Score-CAM: Score-CAM on the k highest-variance channels"
+        ),
         Method("eigen-cam", "activation", description="Eigen-CAM: first principal component of the activations"),
-        Method("smoothgrad-cam++", "smooth", gradient_maps.grad_cam_plus_plus, description="SmoothGrad-CAM++: Grad-CAM++ averaged over noisy inputs"),
-        Method("seg-grad-cam", "gradient", gradient_maps.grad_cam, segmentation=True, description="Seg-Grad-CAM: Grad-CAM of logits summed over a region"),
-        Method("seg-hires-grad-cam", "gradient", gradient_maps.hires_cam, segmentation=True, description="Seg-HiRes-Grad-CAM: HiResCAM of logits summed over a region"),
+        Method(
+            "smoothgrad-cam++",
+            "smooth",
+            gradient_maps.grad_cam_plus_plus,
+            description="SmoothGrad-CAM++: Grad-CAM++ averaged over noisy inputs",
+        ),
+        Method(
+            "seg-grad-cam",
+            "gradient",
+            gradient_maps.grad_cam,
+            segmentation=True,
+            description="Seg-Grad-CAM: Grad-CAM of logits summed over a region",
+        ),
+        Method(
+            "seg-hires-grad-cam",
+            "gradient",
+            gradient_maps.hires_cam,
+            segmentation=True,
+            description="Seg-HiRes-Grad-CAM: HiResCAM of logits summed over a region",
+        ),
     )
 }
 
@@ -62,9 +98,17 @@ def _key(name: str) -> str:
 
 
 _ALIASES = {_key(name): name for name in METHODS}
-_ALIASES.update({"gradcampp": "grad-cam++", "gradcamplusplus": "grad-cam++", "hiresgradcam": "hires-cam",
-                 "smoothgradcampp": "smoothgrad-cam++", "seghirescam": "seg-hires-grad-cam",
-                 "layercamfusion": "layer-cam-fused", "fasterscorecam": "faster-score-cam"})
+_ALIASES.update(
+    {
+        "gradcampp": "grad-cam++",
+        "gradcamplusplus": "grad-cam++",
+        "hiresgradcam": "hires-cam",
+        "smoothgradcampp": "smoothgrad-cam++",
+        "seghirescam": "seg-hires-grad-cam",
+        "layercamfusion": "layer-cam-fused",
+        "fasterscorecam": "faster-score-cam",
+    }
+)
 
 
 def resolve_methods(names: str | Iterable[str]) -> list[Method]:

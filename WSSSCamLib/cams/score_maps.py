@@ -72,7 +72,9 @@ def score_cam_weights(
     if channels is None:
         channels = torch.arange(c, device=activations.device).expand(n, c)
     k = channels.shape[1]
-    selected = torch.gather(activations, 1, channels.reshape(n, k, *([1] * (activations.ndim - 2))).expand(-1, -1, *activations.shape[2:]))
+    selected = torch.gather(
+        activations, 1, channels.reshape(n, k, *([1] * (activations.ndim - 2))).expand(-1, -1, *activations.shape[2:])
+    )
     rows = selected.flatten(0, 1)
     samples = torch.arange(n, device=activations.device).repeat_interleave(k)
     flat = rows.flatten(1)
@@ -88,7 +90,9 @@ def score_cam_weights(
         varying = torch.nonzero(~constant).squeeze(1)
         for start in range(0, varying.numel(), chunk_size):
             chunk = varying[start : start + chunk_size]
-            scores[chunk] = _masked_input_scores(model, x, rows[chunk], samples[chunk], classes, region_mask).to(score_dtype)
+            scores[chunk] = _masked_input_scores(model, x, rows[chunk], samples[chunk], classes, region_mask).to(
+                score_dtype
+            )
 
     weights = torch.zeros(n, c, dtype=activations.dtype, device=activations.device)
     weights.scatter_(1, channels, torch.softmax(scores.reshape(n, k), dim=1).to(activations.dtype))

@@ -28,8 +28,10 @@ def _integer_tensor(target: object) -> torch.Tensor:
     if values.dtype == torch.bool:
         raise TypeError(f"target must be integer class indices, got {target!r}")
     if values.is_floating_point() or values.is_complex():
-        raise ValueError(f"target must be integer class indices, got {target!r} (dtype {values.dtype}); "
-                         "a fractional class such as 1.5 is not a class")
+        raise ValueError(
+            f"target must be integer class indices, got {target!r} (dtype {values.dtype}); "
+            "a fractional class such as 1.5 is not a class"
+        )
     return values.long()
 
 
@@ -39,8 +41,10 @@ def check_logits(logits: torch.Tensor) -> None:
     finite = torch.isfinite(logits)
     if not bool(finite.all()):
         samples = (~finite).reshape(logits.shape[0], -1).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"the model's output is NaN or infinite for samples {samples[:10]} although the input is finite "
-                         "(non-finite weights?)")
+        raise ValueError(
+            f"the model's output is NaN or infinite for samples {samples[:10]} although the input is finite "
+            "(non-finite weights?)"
+        )
 
 
 def class_indices(target: ClassTarget, logits: torch.Tensor) -> torch.Tensor:
@@ -64,7 +68,9 @@ def class_indices(target: ClassTarget, logits: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"got {indices.numel()} target classes for a batch of {n} samples")
     bad = (indices < 0) | (indices >= k)
     if bool(bad.any()):
-        raise ValueError(f"target class {indices[bad][0].item()} is out of range: the model has {k} classes (0..{k - 1})")
+        raise ValueError(
+            f"target class {indices[bad][0].item()} is out of range: the model has {k} classes (0..{k - 1})"
+        )
     return indices
 
 
@@ -129,7 +135,9 @@ class Region:
                 raise ValueError(f"region mask of shape {tuple(mask.shape)} does not match the output grid {spatial}")
             return mask.expand(n, *spatial) if mask.ndim == len(spatial) else mask
         if len(self.start) != len(spatial):
-            raise ValueError(f"region {self.kind} {self.start} has {len(self.start)} axes; the output grid {spatial} has {len(spatial)}")
+            raise ValueError(
+                f"region {self.kind} {self.start} has {len(self.start)} axes; the output grid {spatial} has {len(spatial)}"
+            )
         if any(a < 0 or b > s for a, b, s in zip(self.start, self.stop, spatial)):
             raise ValueError(f"region {self.kind} {self.start}..{self.stop} lies outside the output grid {spatial}")
         mask = torch.zeros((n, *spatial), dtype=torch.bool, device=logits.device)

@@ -63,8 +63,10 @@ class Dataset:
                 return int(channel)
         elif channel in self.channel_names:
             return self.channel_names.index(channel)
-        raise KeyError(f"no channel '{channel}'; the channels of {self.root} are {self.channel_names} "
-                       f"(name or index 0..{len(self.channel_names) - 1})")
+        raise KeyError(
+            f"no channel '{channel}'; the channels of {self.root} are {self.channel_names} "
+            f"(name or index 0..{len(self.channel_names) - 1})"
+        )
 
     def case(self, case_id: str) -> Case:
         for case in self.cases:
@@ -123,24 +125,33 @@ def read_decathlon(root: str | Path, allow_outside: bool = False) -> Dataset:
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"{description}: cannot read ({error})") from None
     if not isinstance(meta, dict):
-        raise DatasetError(f"{description}: expected a JSON object (name, modality, labels, training), got a {type(meta).__name__}")
+        raise DatasetError(
+            f"{description}: expected a JSON object (name, modality, labels, training), got a {type(meta).__name__}"
+        )
     channels = meta.get("modality") or meta.get("channel_names") or {"0": "image"}
     if not isinstance(channels, dict) or not all(str(k).isdigit() for k in channels):
-        raise DatasetError(f"{description}: 'modality'/'channel_names' must map channel indices to names, got {channels!r}")
+        raise DatasetError(
+            f"{description}: 'modality'/'channel_names' must map channel indices to names, got {channels!r}"
+        )
     channel_names = [str(channels[key]) for key in sorted(channels, key=int)]
     labels = _declared_labels(meta.get("labels", {"0": "background", "1": "foreground"}), description)
     class_names = [labels[key] for key in sorted(labels, key=int)]
     label_values = tuple(sorted(int(k) for k in labels))
     entries = meta.get("training")
     if entries is None:  # nnU-Net v2 lists no cases: take the label files
-        entries = [{"image": f"./imagesTr/{p.name}", "label": f"./labelsTr/{p.name}"} for p in sorted((root / "labelsTr").glob("*.nii.gz"))]
+        entries = [
+            {"image": f"./imagesTr/{p.name}", "label": f"./labelsTr/{p.name}"}
+            for p in sorted((root / "labelsTr").glob("*.nii.gz"))
+        ]
     if not isinstance(entries, list):
-        raise DatasetError(f"{description}: 'training' must be a list of {{image, label}} entries, got {type(entries).__name__}")
+        raise DatasetError(
+            f"{description}: 'training' must be a list of {{image, label}} entries, got {type(entries).__name__}"
+        )
     cases = []
     for index, entry in enumerate(entries):
         where = f"{description}: training[{index}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
-            raise DatasetError(f"{where}: expected {{\"image\": ..., \"label\": ...}} with an image path, got {entry!r}")
+            raise DatasetError(f'{where}: expected {{"image": ..., "label": ...}} with an image path, got {entry!r}')
         image = dataset_file(root, entry["image"], f"{where}.image", allow_outside)
         case_id = _case_id(entry["image"])
         problem = case_id_problem(case_id)
@@ -149,7 +160,7 @@ def read_decathlon(root: str | Path, allow_outside: bool = False) -> Dataset:
         if image.exists():
             images = [image]
         else:
-            suffix = image.name[len(case_id):]
+            suffix = image.name[len(case_id) :]
             images = [image.with_name(f"{case_id}_{k:04d}{suffix}") for k in range(len(channel_names))]
         missing = [str(p) for p in images if not p.exists()]
         if missing:
@@ -226,10 +237,14 @@ def check_label_values(mask: Volume, allowed: tuple[int, ...], path: Path) -> No
     values = np.unique(mask.array)
     fractional = values[values != np.round(values)]
     if fractional.size:
-        raise DatasetError(f"{path}: label value {float(fractional[0]):g} is not an integer; labels must be integers of {list(allowed)}")
+        raise DatasetError(
+            f"{path}: label value {float(fractional[0]):g} is not an integer; labels must be integers of {list(allowed)}"
+        )
     undeclared = sorted(set(values.astype(np.int64).tolist()) - set(allowed))
     if undeclared:
-        raise DatasetError(f"{path}: label values {undeclared} are not declared; the dataset's labels are {list(allowed)}")
+        raise DatasetError(
+            f"{path}: label values {undeclared} are not declared; the dataset's labels are {list(allowed)}"
+        )
 
 
 def check_channels_not_empty(image: Volume, paths: list[Path], case_id: str) -> None:
@@ -248,11 +263,15 @@ def load_case(case: Case) -> LoadedCase:
     arrays = []
     for path, volume in zip(case.images, channels):
         if not volume.same_grid(channels[0]):
-            raise DatasetError(f"{path}: grid {volume.shape_kji} differs from {case.images[0]} {channels[0].shape_kji} (case '{case.case_id}')")
+            raise DatasetError(
+                f"{path}: grid {volume.shape_kji} differs from {case.images[0]} {channels[0].shape_kji} (case '{case.case_id}')"
+            )
         arrays.extend([volume.array] if volume.array.ndim == 3 else list(volume.array))
     if case.channels is not None and len(arrays) != case.channels:
-        raise DatasetError(f"{case.images[0]}: case '{case.case_id}' has {len(arrays)} channels (a 4D file?) "
-                           f"but the dataset declares {case.channels}")
+        raise DatasetError(
+            f"{case.images[0]}: case '{case.case_id}' has {len(arrays)} channels (a 4D file?) "
+            f"but the dataset declares {case.channels}"
+        )
     image = Volume(np.stack(arrays), channels[0].ijk_to_ras, str(case.images[0]))
     mask = None
     if case.mask is not None:
@@ -260,13 +279,26 @@ def load_case(case: Case) -> LoadedCase:
         if mask.channels != 1:
             raise DatasetError(f"{case.mask}: a label map must have one channel, got {mask.channels}")
         if mask.shape_kji != image.shape_kji:
-            raise DatasetError(f"{case.mask}: label shape {mask.shape_kji} (KJI) does not match image shape {image.shape_kji} of {case.images[0]}")
+            raise DatasetError(
+                f"{case.mask}: label shape {mask.shape_kji} (KJI) does not match image shape {image.shape_kji} of {case.images[0]}"
+            )
         if not mask.same_grid(image, tolerance=1e-3):
-            raise DatasetError(f"{case.mask}: label geometry differs from the image {case.images[0]} (resample it first)")
+            raise DatasetError(
+                f"{case.mask}: label geometry differs from the image {case.images[0]} (resample it first)"
+            )
         if case.label_values is not None:
             check_label_values(mask, case.label_values, case.mask)
     check_channels_not_empty(image, case.images, case.case_id)
     return LoadedCase(case, image, mask)
 
 
-__all__ = ["Case", "Dataset", "DatasetError", "LoadedCase", "VolumeReadError", "load_case", "read_csv_dataset", "read_decathlon"]
+__all__ = [
+    "Case",
+    "Dataset",
+    "DatasetError",
+    "LoadedCase",
+    "VolumeReadError",
+    "load_case",
+    "read_csv_dataset",
+    "read_decathlon",
+]

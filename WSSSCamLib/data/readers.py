@@ -41,7 +41,9 @@ def read_volume(path: str | Path, check_finite: bool = True) -> Volume:
     elif path.suffix.lower() in (".dcm", ""):
         volume = read_dicom_series([path])
     else:
-        raise VolumeReadError(f"{path}: unknown volume format (expected .nii, .nii.gz, .nrrd, .nhdr, .dcm or a DICOM folder)")
+        raise VolumeReadError(
+            f"{path}: unknown volume format (expected .nii, .nii.gz, .nrrd, .nhdr, .dcm or a DICOM folder)"
+        )
     _check(volume.check_affine)
     if check_finite:
         _check(volume.check_finite)
@@ -112,8 +114,12 @@ def write_volume(array: np.ndarray, ijk_to_ras: np.ndarray, path: str | Path, co
 
 # ---------------------------------------------------------------------------------------- NRRD
 _NRRD_SPACES = {
-    "right-anterior-superior": np.eye(4), "ras": np.eye(4), "RAS": np.eye(4),
-    "left-posterior-superior": LPS_TO_RAS, "lps": LPS_TO_RAS, "LPS": LPS_TO_RAS,
+    "right-anterior-superior": np.eye(4),
+    "ras": np.eye(4),
+    "RAS": np.eye(4),
+    "left-posterior-superior": LPS_TO_RAS,
+    "lps": LPS_TO_RAS,
+    "LPS": LPS_TO_RAS,
 }
 
 
@@ -134,7 +140,9 @@ def read_nrrd(path: str | Path) -> Volume:
     spatial_axes = [axis for axis, d in enumerate(directions) if np.all(np.isfinite(d))]
     list_axes = [axis for axis in range(data.ndim) if axis not in spatial_axes]
     if len(spatial_axes) != 3 or len(list_axes) > 1:
-        raise VolumeReadError(f"{path}: NRRD must have 3 spatial axes and at most one channel axis, got {data.ndim} axes")
+        raise VolumeReadError(
+            f"{path}: NRRD must have 3 spatial axes and at most one channel axis, got {data.ndim} axes"
+        )
     affine = np.eye(4)
     affine[:3, :3] = directions[spatial_axes].T
     affine[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
@@ -151,10 +159,13 @@ def write_nrrd(volume: Volume, path: str | Path, compress: bool = True) -> Path:
     lps = LPS_TO_RAS @ volume.ijk_to_ras
     array = volume.array.transpose(2, 1, 0) if volume.array.ndim == 3 else volume.array.transpose(0, 3, 2, 1)
     directions = [list(v) for v in lps[:3, :3].T]
-    header = {"space": "left-posterior-superior", "space origin": lps[:3, 3],
-              "space directions": np.asarray(directions if volume.array.ndim == 3 else [[np.nan] * 3] + directions),
-              "kinds": ["domain"] * 3 if volume.array.ndim == 3 else ["list"] + ["domain"] * 3,
-              "encoding": "gzip" if compress else "raw"}
+    header = {
+        "space": "left-posterior-superior",
+        "space origin": lps[:3, 3],
+        "space directions": np.asarray(directions if volume.array.ndim == 3 else [[np.nan] * 3] + directions),
+        "kinds": ["domain"] * 3 if volume.array.ndim == 3 else ["list"] + ["domain"] * 3,
+        "encoding": "gzip" if compress else "raw",
+    }
     with atomic_path(path) as temporary:
         nrrd.write(str(temporary), np.ascontiguousarray(array), header, compression_level=1)
     return Path(path)
@@ -184,8 +195,10 @@ def _read_headers(files: list[Path]):
             raise VolumeReadError(f"{file}: not a readable DICOM file ({type(error).__name__}: {error})") from error
         if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
             if any(keyword in dataset for keyword in _IMAGE_KEYWORDS):
-                raise VolumeReadError(f"{file}: DICOM image header without pixel data (a truncated or header-only file); "
-                                      "restore or remove it")
+                raise VolumeReadError(
+                    f"{file}: DICOM image header without pixel data (a truncated or header-only file); "
+                    "restore or remove it"
+                )
             continue  # not an image: DICOMDIR, structured reports, presentation states
         datasets.append((file, dataset))
     return datasets
@@ -211,7 +224,14 @@ def _slice_affine_lps(row_direction, column_direction, pixel_spacing, normal, sl
     return affine
 
 
-def _stack_slices(source: str, positions: np.ndarray, orientation: np.ndarray, pixel_spacing, slices: list[np.ndarray], tolerance: float) -> Volume:
+def _stack_slices(
+    source: str,
+    positions: np.ndarray,
+    orientation: np.ndarray,
+    pixel_spacing,
+    slices: list[np.ndarray],
+    tolerance: float,
+) -> Volume:
     """Sort slices along the normal, check spacing is even (no gap), build the RAS volume."""
     row, column = orientation[:3], orientation[3:]
     normal = np.cross(row, column)
@@ -221,7 +241,9 @@ def _stack_slices(source: str, positions: np.ndarray, orientation: np.ndarray, p
     if len(distances) > 1:
         steps = np.diff(distances)
         if np.any(steps < 1e-6):
-            raise VolumeReadError(f"{source}: two slices share the same position ({distances[np.argmin(steps)]:.3f} mm along the normal)")
+            raise VolumeReadError(
+                f"{source}: two slices share the same position ({distances[np.argmin(steps)]:.3f} mm along the normal)"
+            )
         step = float(np.median(steps))
         uneven = np.abs(steps - step) > tolerance * step
         if uneven.any():
@@ -281,7 +303,9 @@ def _read_single_frames(label: str, members, tolerance: float) -> Volume:
     for what, values in (("orientation", orientations), ("pixel spacing", spacings)):
         odd = [i for i, v in enumerate(values) if not np.allclose(v, values[0], atol=1e-4)]
         if odd:
-            raise VolumeReadError(f"{members[odd[0]][0]}: {what} {values[odd[0]].tolist()} differs from {values[0].tolist()} of {members[0][0]} (inconsistent series)")
+            raise VolumeReadError(
+                f"{members[odd[0]][0]}: {what} {values[odd[0]].tolist()} differs from {values[0].tolist()} of {members[0][0]} (inconsistent series)"
+            )
     shapes = {s.shape for s in slices}
     if len(shapes) > 1:
         raise VolumeReadError(f"{label}: slices of different sizes {sorted(shapes)}")
@@ -297,7 +321,9 @@ def _read_multiframe(file: Path, dataset, tolerance: float) -> Volume:
         pixel_spacing = np.asarray(shared.PixelMeasuresSequence[0].PixelSpacing, dtype=np.float64)
         positions = np.asarray([f.PlanePositionSequence[0].ImagePositionPatient for f in frames], dtype=np.float64)
     except (AttributeError, IndexError, KeyError) as error:
-        raise VolumeReadError(f"{file}: multi-frame DICOM without plane position/orientation/pixel measures ({error})") from error
+        raise VolumeReadError(
+            f"{file}: multi-frame DICOM without plane position/orientation/pixel measures ({error})"
+        ) from error
     pixels = _pixels(file, dataset)
     if pixels.shape[0] != len(positions):
         raise VolumeReadError(f"{file}: {pixels.shape[0]} frames but {len(positions)} frame positions")

@@ -58,5 +58,9 @@ def dataset_slices(dataset: Dataset, recipe: SliceRecipe, progress: bool = True)
     for case in cases:
         loaded = load_case(case)
         image, mask = preprocess(loaded.image, loaded.mask)
-        parts.append(extract_slices(case.case_id, image, mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel))
+        parts.append(
+            extract_slices(
+                case.case_id, image, mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel
+            )
+        )
     return SliceSet.concatenate(parts)

@@ -40,8 +40,13 @@ class SliceSet:
         keep = torch.as_tensor(keep)
         if keep.dtype == torch.bool:
             keep = torch.nonzero(keep).squeeze(1)
-        return SliceSet(self.images[keep], self.labels[keep], None if self.masks is None else self.masks[keep],
-                        [self.case_ids[i] for i in keep.tolist()], self.slice_index[keep])
+        return SliceSet(
+            self.images[keep],
+            self.labels[keep],
+            None if self.masks is None else self.masks[keep],
+            [self.case_ids[i] for i in keep.tolist()],
+            self.slice_index[keep],
+        )
 
     def of_cases(self, case_ids: Sequence[str]) -> SliceSet:
         wanted = set(case_ids)
@@ -50,13 +55,24 @@ class SliceSet:
     @staticmethod
     def concatenate(parts: Sequence[SliceSet]) -> SliceSet:
         masks = None if any(p.masks is None for p in parts) else torch.cat([p.masks for p in parts])
-        return SliceSet(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), masks,
-                        [c for p in parts for c in p.case_ids], torch.cat([p.slice_index for p in parts]))
+        return SliceSet(
+            torch.cat([p.images for p in parts]),
+            torch.cat([p.labels for p in parts]),
+            masks,
+            [c for p in parts for c in p.case_ids],
+            torch.cat([p.slice_index for p in parts]),
+        )
 
 
-def extract_slices(case_id: str, image: Volume, mask: Volume | None = None, axis: str = "K",
-                   case_label: int | None = None, size: Sequence[int] | None = None,
-                   context_channel: int | None = None) -> SliceSet:
+def extract_slices(
+    case_id: str,
+    image: Volume,
+    mask: Volume | None = None,
+    axis: str = "K",
+    case_label: int | None = None,
+    size: Sequence[int] | None = None,
+    context_channel: int | None = None,
+) -> SliceSet:
     """All slices of ``image`` (C x K x J x I) along ``axis``.
 
     Slice labels: 1 where the slice of ``mask`` holds any foreground voxel, else 0; without a

@@ -45,8 +45,9 @@ def _ellipsoid_distance(coords: list[np.ndarray], centre: np.ndarray, radii: np.
     return np.sqrt(sum(((c - m) / r) ** 2 for c, m, r in zip(coords, centre, radii)))
 
 
-def phantom(shape: tuple[int, ...], lesion: bool, rng: np.random.Generator,
-            lesion_radii: tuple[float, float] = (0.12, 0.25)) -> tuple[np.ndarray, np.ndarray]:
+def phantom(
+    shape: tuple[int, ...], lesion: bool, rng: np.random.Generator, lesion_radii: tuple[float, float] = (0.12, 0.25)
+) -> tuple[np.ndarray, np.ndarray]:
     """One phantom image (float32, ``shape``) and its lesion mask (bool; all False without lesion).
     ``lesion_radii``: range of the lesion's semi-axes as fractions of the half field of view."""
     coords = _grid(shape)
@@ -75,7 +76,9 @@ def phantom(shape: tuple[int, ...], lesion: bool, rng: np.random.Generator,
     return image.astype(np.float32), mask
 
 
-def synthetic_batch(count: int, shape: tuple[int, ...] = (64, 64), positive_fraction: float = 0.5, seed: int = 0) -> SyntheticBatch:
+def synthetic_batch(
+    count: int, shape: tuple[int, ...] = (64, 64), positive_fraction: float = 0.5, seed: int = 0
+) -> SyntheticBatch:
     """``count`` phantoms of ``shape`` (2D or 3D), the first ``round(count * positive_fraction)`` in a
     seeded random order holding a lesion."""
     rng = np.random.default_rng(seed)
@@ -88,9 +91,15 @@ def synthetic_batch(count: int, shape: tuple[int, ...] = (64, 64), positive_frac
     return SyntheticBatch(images=images, masks=masks, labels=torch.from_numpy(labels))
 
 
-def write_synthetic_dataset(root: str | Path, cases: int = 10, shape: tuple[int, int, int] = (16, 64, 64),
-                            spacing_mm: tuple[float, float, float] = (1.0, 1.0, 3.0), positive_fraction: float = 0.75,
-                            seed: int = 0, lesion_radii: tuple[float, float] = (0.25, 0.4)) -> Path:
+def write_synthetic_dataset(
+    root: str | Path,
+    cases: int = 10,
+    shape: tuple[int, int, int] = (16, 64, 64),
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 3.0),
+    positive_fraction: float = 0.75,
+    seed: int = 0,
+    lesion_radii: tuple[float, float] = (0.25, 0.4),
+) -> Path:
     """Write a Decathlon-layout dataset of 3D phantoms (K x J x I = ``shape``) under ``root``.
 
     ``imagesTr/<case>_0000.nii.gz`` (one channel, "phantom"), ``labelsTr/<case>.nii.gz`` (true lesion
@@ -118,11 +127,19 @@ def write_synthetic_dataset(root: str | Path, cases: int = 10, shape: tuple[int,
         case_id = f"phantom_{index:03d}"
         image, mask = phantom(tuple(shape), bool(label), rng, lesion_radii)
         write_nifti(Volume(image, affine, case_id), root / "imagesTr" / f"{case_id}_0000.nii.gz")
-        write_nifti(Volume(mask.astype(np.float32), affine, case_id), root / "labelsTr" / f"{case_id}.nii.gz", dtype=np.uint8)
+        write_nifti(
+            Volume(mask.astype(np.float32), affine, case_id), root / "labelsTr" / f"{case_id}.nii.gz", dtype=np.uint8
+        )
         entries.append({"image": f"./imagesTr/{case_id}.nii.gz", "label": f"./labelsTr/{case_id}.nii.gz"})
         rows.append(f"{case_id},{mask.sum() * voxel_ml * rng.uniform(0.9, 1.1):.4f}")
-    description = {"name": "WSSSCam phantoms", "description": "Generated brain-like phantoms with soft-boundary lesions (WSSSCamLib.data.synthetic)",
-                   "modality": {"0": "phantom"}, "labels": {"0": "background", "1": "lesion"}, "numTraining": cases, "training": entries}
+    description = {
+        "name": "WSSSCam phantoms",
+        "description": "Generated brain-like phantoms with soft-boundary lesions (WSSSCamLib.data.synthetic)",
+        "modality": {"0": "phantom"},
+        "labels": {"0": "background", "1": "lesion"},
+        "numTraining": cases,
+        "training": entries,
+    }
     write_text(root / "measures.csv", "\n".join(rows) + "\n")
     write_text(root / "dataset.json", json.dumps(description, indent=1))
     return root

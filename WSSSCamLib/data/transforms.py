@@ -94,9 +94,13 @@ class Resample:
         factors = image.spacing / np.asarray(self.spacing, dtype=np.float64)  # along I, J, K
         size_kji = tuple(max(1, int(round(n * f))) for n, f in zip(image.shape_kji, factors[::-1]))
         affine = image.ijk_to_ras.copy()
-        actual = np.asarray(image.shape_kji[::-1], dtype=np.float64) / np.asarray(size_kji[::-1])  # old voxels per new voxel, IJK
+        actual = np.asarray(image.shape_kji[::-1], dtype=np.float64) / np.asarray(
+            size_kji[::-1]
+        )  # old voxels per new voxel, IJK
         affine[:3, :3] = image.ijk_to_ras[:3, :3] * actual
-        affine[:3, 3] = image.ijk_to_ras[:3, :3] @ (0.5 * actual - 0.5) + image.ijk_to_ras[:3, 3]  # keep the field of view
+        affine[:3, 3] = (
+            image.ijk_to_ras[:3, :3] @ (0.5 * actual - 0.5) + image.ijk_to_ras[:3, 3]
+        )  # keep the field of view
         tensor = torch.from_numpy(image.array)[None]
         resampled = F.interpolate(tensor, size=size_kji, mode="trilinear", align_corners=False)[0].numpy()
         new_mask = None
@@ -118,7 +122,10 @@ class CropOrPad:
         def apply(array: np.ndarray) -> np.ndarray:
             lead = array.shape[:-3]
             out = np.zeros(lead + tuple(self.size), dtype=array.dtype)
-            src = tuple(slice(max(o, 0), max(o, 0) + min(n - max(o, 0), s - max(-o, 0))) for o, n, s in zip(offsets, array.shape[-3:], self.size))
+            src = tuple(
+                slice(max(o, 0), max(o, 0) + min(n - max(o, 0), s - max(-o, 0)))
+                for o, n, s in zip(offsets, array.shape[-3:], self.size)
+            )
             dst = tuple(slice(max(-o, 0), max(-o, 0) + (sl.stop - sl.start)) for o, sl in zip(offsets, src))
             out[(...,) + dst] = array[(...,) + src]
             return out
@@ -171,7 +178,12 @@ def two_means_foreground(values: np.ndarray, iterations: int = 50) -> np.ndarray
         return np.zeros(values.shape, dtype=bool)
     for _ in range(iterations):
         bright = np.abs(flat - centres[1]) < np.abs(flat - centres[0])
-        updated = np.array([flat[~bright].mean() if (~bright).any() else centres[0], flat[bright].mean() if bright.any() else centres[1]])
+        updated = np.array(
+            [
+                flat[~bright].mean() if (~bright).any() else centres[0],
+                flat[bright].mean() if bright.any() else centres[1],
+            ]
+        )
         if np.allclose(updated, centres):
             break
         centres = updated

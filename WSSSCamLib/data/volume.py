@@ -33,7 +33,9 @@ class Volume:
         if self.ijk_to_ras.shape != (4, 4):
             raise ValueError(f"{self.source or 'volume'}: ijk_to_ras must be 4 x 4, got {self.ijk_to_ras.shape}")
         if self.array.ndim not in (3, 4):
-            raise ValueError(f"{self.source or 'volume'}: array must be K x J x I or C x K x J x I, got shape {self.array.shape}")
+            raise ValueError(
+                f"{self.source or 'volume'}: array must be K x J x I or C x K x J x I, got shape {self.array.shape}"
+            )
 
     @property
     def channels(self) -> int:
@@ -60,7 +62,9 @@ class Volume:
 
     def same_grid(self, other: Volume, tolerance: float = 1e-4) -> bool:
         """True when both volumes have the same KJI shape and (to ``tolerance`` mm) the same affine."""
-        return self.shape_kji == other.shape_kji and bool(np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=tolerance))
+        return self.shape_kji == other.shape_kji and bool(
+            np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=tolerance)
+        )
 
     def check_finite(self) -> None:
         """Raise ``ValueError`` naming the file when the array holds NaN or infinite voxels."""
@@ -79,8 +83,10 @@ class Volume:
             raise ValueError(f"{name}: the voxel-to-world affine's last row is {affine[3].tolist()}, not [0, 0, 0, 1]")
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
         if spacing.min() <= 1e-8 or abs(np.linalg.det(affine[:3, :3])) <= 1e-12 * float(np.prod(spacing)):
-            raise ValueError(f"{name}: the voxel-to-world affine is singular (voxel axes {spacing.round(6).tolist()} mm, "
-                             "all-zero or parallel): the file has no usable geometry")
+            raise ValueError(
+                f"{name}: the voxel-to-world affine is singular (voxel axes {spacing.round(6).tolist()} mm, "
+                "all-zero or parallel): the file has no usable geometry"
+            )
 
 
 def affine_from_geometry(spacing, origin, direction) -> np.ndarray:

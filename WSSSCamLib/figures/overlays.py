@@ -14,7 +14,9 @@ from ..atomic import atomic_path
 
 # Heat ramp: black -> dark red -> red -> orange -> yellow -> white (like Slicer's "Heat" look).
 _HEAT_STOPS = np.array([0.0, 0.2, 0.45, 0.65, 0.85, 1.0])
-_HEAT_COLOURS = np.array([[0, 0, 0], [120, 0, 0], [230, 30, 0], [255, 140, 0], [255, 230, 40], [255, 255, 255]], dtype=np.float64)
+_HEAT_COLOURS = np.array(
+    [[0, 0, 0], [120, 0, 0], [230, 30, 0], [255, 140, 0], [255, 230, 40], [255, 255, 255]], dtype=np.float64
+)
 
 
 def heat_rgb(values: np.ndarray) -> np.ndarray:
@@ -32,7 +34,9 @@ def grey_rgb(image: np.ndarray, low_percentile: float = 1.0, high_percentile: fl
     return np.repeat((scaled * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
 
 
-def overlay_rgb(image: np.ndarray, cam: np.ndarray, opacity: float = 0.6, outline: np.ndarray | None = None) -> np.ndarray:
+def overlay_rgb(
+    image: np.ndarray, cam: np.ndarray, opacity: float = 0.6, outline: np.ndarray | None = None
+) -> np.ndarray:
     """Blend the heat colours of ``cam`` over the grey ``image``; opacity grows with the CAM value so
     that cold regions show the anatomy. ``outline``: a boolean mask whose boundary is drawn in green."""
     grey = grey_rgb(image).astype(np.float64)

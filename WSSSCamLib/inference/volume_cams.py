@@ -43,7 +43,9 @@ def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize of N x h x w maps to N x ``size`` (H, W), clamped back into [0, 1]."""
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    return F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0].clamp_(0.0, 1.0)
+    return F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0].clamp_(
+        0.0, 1.0
+    )
 
 
 def cam_engine_for(model: nn.Module, card: ModelCard, layers: Sequence[str] | None = None) -> CamEngine:
@@ -53,8 +55,14 @@ def cam_engine_for(model: nn.Module, card: ModelCard, layers: Sequence[str] | No
     return CamEngine(model, target_layer=target, fusion_layers=fusion)
 
 
-def slice_cams(engine: CamEngine, images: torch.Tensor, methods: Sequence[str], target_class: int, size: Sequence[int],
-               region: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def slice_cams(
+    engine: CamEngine,
+    images: torch.Tensor,
+    methods: Sequence[str],
+    target_class: int,
+    size: Sequence[int],
+    region: torch.Tensor | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Maps (method -> N x H x W at ``size``, on the images' device) and target-class probabilities (N)
     of one batch of classifier input ``images`` (N x C x h x w). ``region``: N x h x w pixel set M
     for the Seg- methods."""
@@ -63,9 +71,17 @@ def slice_cams(engine: CamEngine, images: torch.Tensor, methods: Sequence[str], 
     return {name: resize_maps(m, size) for name, m in result.maps.items()}, probabilities
 
 
-def iter_volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods: Sequence[str], target_class: int | None = None,
-                     layers: Sequence[str] | None = None, region: np.ndarray | None = None, batch_size: int = 32,
-                     device: str | torch.device = "auto") -> Iterator[tuple[int, int, VolumeCams | None]]:
+def iter_volume_cams(
+    volume: Volume,
+    model: nn.Module,
+    card: ModelCard,
+    methods: Sequence[str],
+    target_class: int | None = None,
+    layers: Sequence[str] | None = None,
+    region: np.ndarray | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+) -> Iterator[tuple[int, int, VolumeCams | None]]:
     """CAMs of every slice of ``volume``; yields ``(done, total, None)`` after each batch and finally
     ``(total, total, VolumeCams)``.
 
@@ -75,8 +91,10 @@ def iter_volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods:
     """
     recipe = SliceRecipe.from_card(card)
     if volume.channels + (2 if recipe.context_channel is not None else 0) != card.in_channels:
-        raise ValueError(f"{volume.source or 'volume'}: {volume.channels} channel(s), but the model "
-                         f"{card.architecture} was trained on {card.channel_names}")
+        raise ValueError(
+            f"{volume.source or 'volume'}: {volume.channels} channel(s), but the model "
+            f"{card.architecture} was trained on {card.channel_names}"
+        )
     target_class = card.num_classes - 1 if target_class is None else int(target_class)
     if not 0 <= target_class < card.num_classes:
         raise ValueError(f"target class {target_class} is outside the model's classes {card.class_names}")
@@ -84,7 +102,9 @@ def iter_volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods:
     device = resolve_device(device)
     model = model.to(device).eval()
     image, _ = recipe.preprocess()(volume, None)
-    slices = extract_slices(volume.source or "volume", image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel)
+    slices = extract_slices(
+        volume.source or "volume", image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel
+    )
     axis = SLICE_AXES[recipe.axis]
     native = [n for i, n in enumerate(volume.shape_kji) if i != axis]
     regions = None
@@ -107,9 +127,19 @@ def iter_volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods:
     yield total, total, VolumeCams(stacked, torch.cat(probabilities), target_class, recipe.axis)
 
 
-def volume_cams(volume: Volume, model: nn.Module, card: ModelCard, methods: Sequence[str], target_class: int | None = None,
-                layers: Sequence[str] | None = None, region: np.ndarray | None = None, batch_size: int = 32,
-                device: str | torch.device = "auto") -> VolumeCams:
+def volume_cams(
+    volume: Volume,
+    model: nn.Module,
+    card: ModelCard,
+    methods: Sequence[str],
+    target_class: int | None = None,
+    layers: Sequence[str] | None = None,
+    region: np.ndarray | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+) -> VolumeCams:
     """:func:`iter_volume_cams` run to the end."""
-    *_, (_, _, result) = iter_volume_cams(volume, model, card, methods, target_class, layers, region, batch_size, device)
+    *_, (_, _, result) = iter_volume_cams(
+        volume, model, card, methods, target_class, layers, region, batch_size, device
+    )
     return result

@@ -243,7 +243,9 @@ def grid_search(counts: torch.Tensor, combos: list[tuple[float, ...]]) -> tuple[
     if counts.ndim != 3 or counts.shape[-1] != 4:
         raise ValueError(f"grid_search: counts must be C x N x 4, got shape {tuple(counts.shape)}")
     if counts.shape[0] == 0 or len(combos) != counts.shape[0]:
-        raise ValueError(f"grid_search: {len(combos)} combos for {counts.shape[0]} count rows (need the same, at least 1)")
+        raise ValueError(
+            f"grid_search: {len(combos)} combos for {counts.shape[0]} count rows (need the same, at least 1)"
+        )
     scores = pooled_score_columns(counts.to(torch.int64).sum(dim=1))["dsc_miou"]
     safe = torch.where(torch.isnan(scores), torch.full_like(scores, -torch.inf), scores)
     best = int((safe == safe.max()).int().argmax().item())

@@ -104,15 +104,21 @@ class Threshold:
             if match:
                 return cls("adaptive", float(match.group(1)))
         except ValueError as error:
-            raise ValueError(f"Threshold.parse: {text!r} is not a valid threshold ({error}); accepted forms: {_ACCEPTED}") from None
+            raise ValueError(
+                f"Threshold.parse: {text!r} is not a valid threshold ({error}); accepted forms: {_ACCEPTED}"
+            ) from None
         raise ValueError(f"Threshold.parse: cannot parse {text!r}; accepted forms: {_ACCEPTED}")
 
 
 def _check_maps(maps: torch.Tensor, who: str) -> None:
     if not isinstance(maps, torch.Tensor) or not maps.is_floating_point():
-        raise ValueError(f"{who}: maps must be a floating point tensor N x *spatial, got {getattr(maps, 'dtype', type(maps))}")
+        raise ValueError(
+            f"{who}: maps must be a floating point tensor N x *spatial, got {getattr(maps, 'dtype', type(maps))}"
+        )
     if maps.ndim < 2 or maps.shape[0] == 0 or maps[0].numel() == 0:
-        raise ValueError(f"{who}: maps must be N x *spatial with N >= 1 and non-empty samples, got shape {tuple(maps.shape)}")
+        raise ValueError(
+            f"{who}: maps must be N x *spatial with N >= 1 and non-empty samples, got shape {tuple(maps.shape)}"
+        )
 
 
 def _percentile(flat: torch.Tensor, q: float) -> torch.Tensor:
@@ -184,7 +190,9 @@ def _adaptive(maps: torch.Tensor, block_size: int) -> torch.Tensor:
     from skimage.filters import threshold_local
 
     if maps.ndim not in (3, 4):
-        raise ValueError(f"apply_threshold: adaptive mode needs N x H x W or N x D x H x W maps, got shape {tuple(maps.shape)}")
+        raise ValueError(
+            f"apply_threshold: adaptive mode needs N x H x W or N x D x H x W maps, got shape {tuple(maps.shape)}"
+        )
     array = maps.detach().double().cpu().numpy()
     out = np.empty(array.shape, dtype=bool)
     for index, sample in enumerate(array):
@@ -205,7 +213,9 @@ def apply_threshold(maps: torch.Tensor, threshold: Threshold) -> torch.Tensor:
     return maps > cuts.view(-1, *([1] * (maps.ndim - 1)))
 
 
-def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, thresholds: Sequence[float] | torch.Tensor) -> torch.Tensor:
+def fixed_threshold_counts(
+    maps: torch.Tensor, reference: torch.Tensor, thresholds: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
     """Confusion counts of mask = map > t for every t: int64 T x N x 4 (tp, fp, fn, tn).
 
     maps N x *spatial float, reference bool of the same shape, thresholds T floats (any order,
@@ -215,7 +225,9 @@ def fixed_threshold_counts(maps: torch.Tensor, reference: torch.Tensor, threshol
     """
     _check_maps(maps, "fixed_threshold_counts")
     if reference.shape != maps.shape:
-        raise ValueError(f"fixed_threshold_counts: maps shape {tuple(maps.shape)} and reference shape {tuple(reference.shape)} differ")
+        raise ValueError(
+            f"fixed_threshold_counts: maps shape {tuple(maps.shape)} and reference shape {tuple(reference.shape)} differ"
+        )
     values = as_thresholds(thresholds, "fixed_threshold_counts")
     n = maps.shape[0]
     flat = maps.reshape(n, -1)

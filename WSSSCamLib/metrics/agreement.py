@@ -59,8 +59,10 @@ def pairwise_iou_agreement_at_thresholds(maps: Sequence[torch.Tensor], threshold
     shape = members[0].shape
     for index, member in enumerate(members):
         if member.shape != shape or not member.is_floating_point():
-            raise ValueError(f"pairwise_iou_agreement_at_thresholds: member {index} is {member.dtype} {tuple(member.shape)}, "
-                             f"member 0 {members[0].dtype} {tuple(shape)} (need float maps of one shape)")
+            raise ValueError(
+                f"pairwise_iou_agreement_at_thresholds: member {index} is {member.dtype} {tuple(member.shape)}, "
+                f"member 0 {members[0].dtype} {tuple(shape)} (need float maps of one shape)"
+            )
     values = as_thresholds(thresholds, "pairwise_iou_agreement_at_thresholds")
     n = shape[0]
     flats = [m.reshape(n, -1) for m in members]

@@ -22,8 +22,12 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
     # average ranks over ties
     unique, inverse = torch.unique(sorted_scores, return_inverse=True)
-    sums = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, torch.arange(1, len(scores) + 1, dtype=torch.float64))
-    counts = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, torch.ones(len(scores), dtype=torch.float64))
+    sums = torch.zeros(len(unique), dtype=torch.float64).index_add_(
+        0, inverse, torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    )
+    counts = torch.zeros(len(unique), dtype=torch.float64).index_add_(
+        0, inverse, torch.ones(len(scores), dtype=torch.float64)
+    )
     ranks[order] = (sums / counts)[inverse]
     u = float(ranks[labels].sum()) - positives * (positives + 1) / 2
     return u / (positives * negatives)

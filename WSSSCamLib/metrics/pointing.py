@@ -15,9 +15,13 @@ import torch.nn.functional as F
 
 def _check(maps: torch.Tensor, reference: torch.Tensor, who: str) -> None:
     if not isinstance(maps, torch.Tensor) or maps.ndim not in (3, 4) or maps.shape[0] == 0:
-        raise ValueError(f"{who}: maps must be a non-empty N x H x W or N x D x H x W tensor, got {getattr(maps, 'shape', type(maps))}")
+        raise ValueError(
+            f"{who}: maps must be a non-empty N x H x W or N x D x H x W tensor, got {getattr(maps, 'shape', type(maps))}"
+        )
     if not isinstance(reference, torch.Tensor) or reference.shape != maps.shape:
-        raise ValueError(f"{who}: reference must have the maps' shape {tuple(maps.shape)}, got {getattr(reference, 'shape', type(reference))}")
+        raise ValueError(
+            f"{who}: reference must have the maps' shape {tuple(maps.shape)}, got {getattr(reference, 'shape', type(reference))}"
+        )
 
 
 def pointing_game(maps: torch.Tensor, reference: torch.Tensor, tolerance: int = 0) -> torch.Tensor:

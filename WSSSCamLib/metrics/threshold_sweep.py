@@ -41,7 +41,9 @@ def bucketize(flat: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tenso
     return torch.bucketize(values, unique, right=False), inverse, unique.numel() + 1
 
 
-def count_above(ids: torch.Tensor, inverse: torch.Tensor, buckets: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+def count_above(
+    ids: torch.Tensor, inverse: torch.Tensor, buckets: int, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per sample and threshold, the voxels above the threshold: int64 m x T.
 
     ``ids``: m x V bucket ids from :func:`bucketize` (with its ``inverse`` and ``buckets``); ``keep``:
@@ -51,5 +53,7 @@ def count_above(ids: torch.Tensor, inverse: torch.Tensor, buckets: int, keep: to
     """
     m = ids.shape[0]
     offset = ids + buckets * torch.arange(m, device=ids.device)[:, None]
-    hist = torch.bincount(offset[keep] if keep is not None else offset.reshape(-1), minlength=m * buckets).view(m, buckets)
+    hist = torch.bincount(offset[keep] if keep is not None else offset.reshape(-1), minlength=m * buckets).view(
+        m, buckets
+    )
     return hist.flip(1).cumsum(1).flip(1)[:, 1:][:, inverse]

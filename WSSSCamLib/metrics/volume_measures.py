@@ -42,9 +42,17 @@ def measure_masks(masks: Mapping[str, object], reference, ijk_to_ras: np.ndarray
         if m.shape != ref.shape:
             raise ValueError(f"result '{name}' has shape {tuple(m.shape[1:])}, the reference {tuple(ref.shape[1:])}")
         voxels = int(m.sum())
-        rows.append({"result": str(name), "dice": float(dice(m, ref)[0]), "iou": float(iou(m, ref)[0]),
-                     "volume_cc": voxels * cc, "reference_cc": reference_voxels * cc,
-                     "voxels": voxels, "reference_voxels": reference_voxels})
+        rows.append(
+            {
+                "result": str(name),
+                "dice": float(dice(m, ref)[0]),
+                "iou": float(iou(m, ref)[0]),
+                "volume_cc": voxels * cc,
+                "reference_cc": reference_voxels * cc,
+                "voxels": voxels,
+                "reference_voxels": reference_voxels,
+            }
+        )
     return rows
 
 
@@ -52,14 +60,23 @@ def pairwise_iou_rows(masks: Mapping[str, object], agreement: str = "", fixed: s
     """IoU of every unordered pair of masks: rows ``agreement``, ``fixed``, ``a``, ``b``, ``iou``."""
     names = list(masks)
     tensors = {n: _mask(masks[n]) for n in names}
-    return [{"agreement": agreement, "fixed": fixed, "a": a, "b": b, "iou": float(iou(tensors[a], tensors[b])[0])}
-            for a, b in combinations(names, 2)]
+    return [
+        {"agreement": agreement, "fixed": fixed, "a": a, "b": b, "iou": float(iou(tensors[a], tensors[b])[0])}
+        for a, b in combinations(names, 2)
+    ]
 
 
 def _summary(agreement: str, fixed: str, masks: Mapping[str, object]) -> dict:
     pairs = [r["iou"] for r in pairwise_iou_rows(masks)]
-    return {"agreement": agreement, "fixed": fixed, "members": ", ".join(masks), "pairs": len(pairs),
-            "mean_iou": float(np.mean(pairs)), "min_iou": float(np.min(pairs)), "max_iou": float(np.max(pairs))}
+    return {
+        "agreement": agreement,
+        "fixed": fixed,
+        "members": ", ".join(masks),
+        "pairs": len(pairs),
+        "mean_iou": float(np.mean(pairs)),
+        "min_iou": float(np.min(pairs)),
+        "max_iou": float(np.max(pairs)),
+    }
 
 
 def agreement_rows(results: Mapping[tuple[str, str], object]) -> list[dict]:

@@ -17,8 +17,15 @@ class SmallCNN(nn.Module):
     CAM target layer is ``features`` (the last stage's output, 1/2^(stages-1) of the input size).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2, widths: Sequence[int] = (16, 32, 64),
-                 convs_per_stage: int = 1, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        widths: Sequence[int] = (16, 32, 64),
+        convs_per_stage: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
         norm = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims]
@@ -29,7 +36,11 @@ class SmallCNN(nn.Module):
             layers: list[nn.Module] = []
             for repeat in range(convs_per_stage):
                 stride = 2 if index > 0 and repeat == 0 else 1
-                layers += [conv(previous, width, 3, stride=stride, padding=1, bias=False), norm(width), nn.ReLU(inplace=True)]
+                layers += [
+                    conv(previous, width, 3, stride=stride, padding=1, bias=False),
+                    norm(width),
+                    nn.ReLU(inplace=True),
+                ]
                 previous = width
             stages.append(nn.Sequential(*layers))
         self.features = nn.Sequential(*stages)

@@ -22,7 +22,17 @@ from torch import nn
 
 from .small_cnn import SmallCNN
 
-TORCHVISION_2D = ("resnet18", "resnet34", "resnet50", "densenet121", "vgg16", "vgg19", "inception_v3", "mobilenet_v2", "efficientnet_b0")
+TORCHVISION_2D = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "densenet121",
+    "vgg16",
+    "vgg19",
+    "inception_v3",
+    "mobilenet_v2",
+    "efficientnet_b0",
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,9 @@ CAM_LAYERS: dict[str, CamLayers] = {
     "small-cnn-plain": CamLayers("features", ("features.1", "features.2", "features")),
     "monai-resnet10": CamLayers("layer4", ("layer2", "layer3", "layer4")),
     "monai-resnet18": CamLayers("layer4", ("layer2", "layer3", "layer4")),
-    "monai-densenet121": CamLayers("class_layers.relu", ("features.transition2", "features.transition3", "class_layers.relu")),
+    "monai-densenet121": CamLayers(
+        "class_layers.relu", ("features.transition2", "features.transition3", "class_layers.relu")
+    ),
 }
 
 
@@ -57,8 +69,16 @@ def _replace_first_convolution(model: nn.Module, in_channels: int) -> nn.Module:
         if isinstance(module, nn.modules.conv._ConvNd):
             if module.in_channels == in_channels:
                 return model
-            replacement = type(module)(in_channels, module.out_channels, module.kernel_size, module.stride,
-                                       module.padding, module.dilation, module.groups, module.bias is not None)
+            replacement = type(module)(
+                in_channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.groups,
+                module.bias is not None,
+            )
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, replacement)
@@ -83,14 +103,23 @@ def _monai(name: str, in_channels: int, num_classes: int, spatial_dims: int) -> 
         builder = nets.resnet10 if name == "monai-resnet10" else nets.resnet18
         return builder(spatial_dims=spatial_dims, n_input_channels=in_channels, num_classes=num_classes)
     if name == "monai-unet":
-        return nets.UNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes,
-                         channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1)
+        return nets.UNet(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=num_classes,
+            channels=(16, 32, 64, 128),
+            strides=(2, 2, 2),
+            num_res_units=1,
+        )
     raise KeyError(name)
 
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     **{name: (lambda n: lambda c, k, d: _torchvision(n, c, k))(name) for name in TORCHVISION_2D},
-    **{name: (lambda n: lambda c, k, d: _monai(n, c, k, d))(name) for name in ("monai-densenet121", "monai-resnet10", "monai-resnet18", "monai-unet")},
+    **{
+        name: (lambda n: lambda c, k, d: _monai(n, c, k, d))(name)
+        for name in ("monai-densenet121", "monai-resnet10", "monai-resnet18", "monai-unet")
+    },
     "small-cnn": lambda c, k, d: SmallCNN(c, k, d, widths=(16, 32, 64, 128), convs_per_stage=2, dropout=0.2),
     "small-cnn-plain": lambda c, k, d: SmallCNN(c, k, d, widths=(32, 64, 128, 256)),
 }
@@ -107,5 +136,7 @@ def build_model(architecture: str, in_channels: int, num_classes: int, spatial_d
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{architecture}'; known: {', '.join(ARCHITECTURES)}")
     if architecture in TORCHVISION_2D and spatial_dims != 2:
-        raise ValueError(f"{architecture} is a 2D torchvision network; use monai-densenet121, monai-resnet10/18 or small-cnn in 3D")
+        raise ValueError(
+            f"{architecture} is a 2D torchvision network; use monai-densenet121, monai-resnet10/18 or small-cnn in 3D"
+        )
     return ARCHITECTURES[architecture](in_channels, num_classes, spatial_dims)

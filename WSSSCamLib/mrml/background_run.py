@@ -47,19 +47,46 @@ class PanelRun:
     bool mask (Seg- methods); ``folder``: a fresh working folder for the inputs and outputs.
     """
 
-    def __init__(self, scene, volume_nodes: Sequence, checkpoints: Sequence[str], folder: str | Path, methods: Sequence[str],
-                 threshold: Threshold, ensemble: str | None = None, empty_when_negative: bool = False,
-                 target_class: str | int | None = None, layers: Sequence[str] | None = None, device: str = "auto",
-                 batch_size: int = 16, reference: tuple | None = None, region: np.ndarray | None = None,
-                 python: str | None = None, opacity: float = 0.5, display_level: float = 0.2,
-                 channel_order: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        scene,
+        volume_nodes: Sequence,
+        checkpoints: Sequence[str],
+        folder: str | Path,
+        methods: Sequence[str],
+        threshold: Threshold,
+        ensemble: str | None = None,
+        empty_when_negative: bool = False,
+        target_class: str | int | None = None,
+        layers: Sequence[str] | None = None,
+        device: str = "auto",
+        batch_size: int = 16,
+        reference: tuple | None = None,
+        region: np.ndarray | None = None,
+        python: str | None = None,
+        opacity: float = 0.5,
+        display_level: float = 0.2,
+        channel_order: Sequence[int] | None = None,
+    ) -> None:
         self.scene, self.volume_nodes, self.folder = scene, list(volume_nodes), Path(folder)
         self.threshold, self.ensemble, self.empty_when_negative = threshold, ensemble, empty_when_negative
         self.reference, self.opacity, self.display_level = reference, opacity, display_level
         self.out = self.folder / "out"
         manifest = self._write_inputs(region, channel_order)
-        arguments = ["--manifest", manifest, "--out", self.out, "--methods", ",".join(methods), "--threshold", threshold.name,
-                     "--device", device, "--batch-size", str(batch_size)]
+        arguments = [
+            "--manifest",
+            manifest,
+            "--out",
+            self.out,
+            "--methods",
+            ",".join(methods),
+            "--threshold",
+            threshold.name,
+            "--device",
+            device,
+            "--batch-size",
+            str(batch_size),
+        ]
         for checkpoint in checkpoints:
             arguments += ["--checkpoint", checkpoint]
         if ensemble:
@@ -86,7 +113,9 @@ class PanelRun:
         entry: dict = {"case": CASE, "images": []}
         for number, channel in enumerate(channels):
             path = inputs / f"channel{number}.nrrd"
-            write_volume(channel.astype(np.float32), volume.ijk_to_ras, path, compress=False)  # a working file: no time on gzip
+            write_volume(
+                channel.astype(np.float32), volume.ijk_to_ras, path, compress=False
+            )  # a working file: no time on gzip
             entry["images"].append(f"inputs/{path.name}")
         if self.reference is not None:
             mask = segment_to_mask(self.scene, self.reference[0], self.reference[1], self.volume_nodes[0])
@@ -145,8 +174,17 @@ class PanelRun:
             self._reader.join()
         if self._read_error is not None:
             raise self._read_error
-        return load_predict_results(self.scene, self.volume_nodes[0], self._files or self.out / CASE, self.threshold, self.ensemble,
-                                    self.empty_when_negative, self.reference, self.opacity, self.display_level)
+        return load_predict_results(
+            self.scene,
+            self.volume_nodes[0],
+            self._files or self.out / CASE,
+            self.threshold,
+            self.ensemble,
+            self.empty_when_negative,
+            self.reference,
+            self.opacity,
+            self.display_level,
+        )
 
 
 @dataclass
@@ -169,23 +207,45 @@ def read_predict_files(case_folder: str | Path) -> PredictFiles:
         raise FileNotFoundError(f"{folder / 'result.json'}: missing or unreadable; the run did not finish")
     cams = {}
     for model, entry in record["models"].items():
-        maps = {method: torch.from_numpy(read_volume(folder / relative).array) for method, relative in entry["cams"].items()}
+        maps = {
+            method: torch.from_numpy(read_volume(folder / relative).array) for method, relative in entry["cams"].items()
+        }
         cams[model] = VolumeCams(maps, torch.tensor(entry["probabilities"]), entry["target_class"], entry["axis"])
     masks, _ = read_seg_nrrd(folder / record["files"]["segmentation"])
     ordered = {name: torch.from_numpy(masks[name]) for name in record["segments"]}
     members = {tuple(member): ordered[name] for name, member in record["members"].items()}
-    without_case = [[{k: v for k, v in row.items() if k != "case"} for row in record[key]] for key in ("metrics", "agreement")]
+    without_case = [
+        [{k: v for k, v in row.items() if k != "case"} for row in record[key]] for key in ("metrics", "agreement")
+    ]
     return PredictFiles(record, cams, Segments(ordered, members), *without_case)
 
 
-def load_predict_results(scene, volume_node, files: PredictFiles | str | Path, threshold: Threshold, ensemble: str | None = None,
-                         empty_when_negative: bool = False, reference: tuple | None = None, opacity: float = 0.5,
-                         display_level: float = 0.2) -> PublishedResults:
+def load_predict_results(
+    scene,
+    volume_node,
+    files: PredictFiles | str | Path,
+    threshold: Threshold,
+    ensemble: str | None = None,
+    empty_when_negative: bool = False,
+    reference: tuple | None = None,
+    opacity: float = 0.5,
+    display_level: float = 0.2,
+) -> PublishedResults:
     """Publish one case of ``wssscam predict`` (its folder, or :func:`read_predict_files` of it) into
     nodes of ``volume_node``'s own (:func:`~WSSSCamLib.mrml.results.publish_for_volume`): CAM volumes,
     the segments of its ``.seg.nrrd`` (in order), per-slice probabilities, metrics and agreement -
     nothing is recomputed."""
     files = files if isinstance(files, PredictFiles) else read_predict_files(files)
-    return publish_for_volume(scene, volume_node, files.cams, threshold, ensemble=ensemble, suppress_negative_slices=empty_when_negative,
-                              reference=reference, opacity=opacity, display_level=display_level, segments=files.segments,
-                              measured=(files.metrics, files.agreement))
+    return publish_for_volume(
+        scene,
+        volume_node,
+        files.cams,
+        threshold,
+        ensemble=ensemble,
+        suppress_negative_slices=empty_when_negative,
+        reference=reference,
+        opacity=opacity,
+        display_level=display_level,
+        segments=files.segments,
+        measured=(files.metrics, files.agreement),
+    )

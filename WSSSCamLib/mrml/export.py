@@ -45,10 +45,14 @@ def _reference_grid(segmentation_node, path: Path) -> Volume:
     import vtk
 
     converter = slicer.vtkSegmentationConverter
-    geometry = segmentation_node.GetSegmentation().GetConversionParameter(converter.GetReferenceImageGeometryParameterName())
+    geometry = segmentation_node.GetSegmentation().GetConversionParameter(
+        converter.GetReferenceImageGeometryParameterName()
+    )
     image = slicer.vtkOrientedImageData()
     if not geometry or not converter.DeserializeImageGeometry(geometry, image):
-        raise ExportError(f"{path}: segmentation '{segmentation_node.GetName()}' has no reference geometry; give the volume it belongs to")
+        raise ExportError(
+            f"{path}: segmentation '{segmentation_node.GetName()}' has no reference geometry; give the volume it belongs to"
+        )
     matrix = vtk.vtkMatrix4x4()
     image.GetImageToWorldMatrix(matrix)
     from .volumes import numpy_matrix
@@ -59,8 +63,9 @@ def _reference_grid(segmentation_node, path: Path) -> Volume:
     return Volume(np.zeros((k1 - k0 + 1, j1 - j0 + 1, i1 - i0 + 1), np.float32), affine)
 
 
-def segmentation_masks(scene, segmentation_node, volume, segments: Sequence[str] | None = None,
-                       path: Path | str = "") -> dict[str, np.ndarray]:
+def segmentation_masks(
+    scene, segmentation_node, volume, segments: Sequence[str] | None = None, path: Path | str = ""
+) -> dict[str, np.ndarray]:
     """Segment name -> boolean K x J x I mask on ``volume``'s grid (a volume node or a library ``Volume``)."""
     from .segmentations import segment_mask_on_volume, segment_to_mask
 
@@ -71,7 +76,9 @@ def segmentation_masks(scene, segmentation_node, volume, segments: Sequence[str]
 
 def _colours(segmentation_node, names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     segmentation = segmentation_node.GetSegmentation()
-    return {name: tuple(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name)).GetColor()) for name in names}
+    return {
+        name: tuple(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name)).GetColor()) for name in names
+    }
 
 
 def _node_affine(volume) -> np.ndarray:
@@ -91,7 +98,9 @@ def _written(path: Path, write) -> Path:
     return path
 
 
-def export_segmentation_seg_nrrd(segmentation_node, path: str | Path, volume_node=None, segments: Sequence[str] | None = None) -> Path:
+def export_segmentation_seg_nrrd(
+    segmentation_node, path: str | Path, volume_node=None, segments: Sequence[str] | None = None
+) -> Path:
     """Write segments (default: all) to ``path`` (must end in .seg.nrrd) as a 3D Slicer segmentation:
     names, colours and geometry kept. The grid is ``volume_node``'s, else the segmentation's own
     reference geometry."""
@@ -101,7 +110,9 @@ def export_segmentation_seg_nrrd(segmentation_node, path: str | Path, volume_nod
     scene = segmentation_node.GetScene()
     grid = volume_node if volume_node is not None else _reference_grid(segmentation_node, path)
     masks = segmentation_masks(scene, segmentation_node, grid, segments, path)
-    return _written(path, lambda: write_seg_nrrd(masks, _node_affine(grid), path, colours=_colours(segmentation_node, masks)))
+    return _written(
+        path, lambda: write_seg_nrrd(masks, _node_affine(grid), path, colours=_colours(segmentation_node, masks))
+    )
 
 
 def export_volume(volume_node, path: str | Path) -> Path:
@@ -116,8 +127,9 @@ def export_volume(volume_node, path: str | Path) -> Path:
     return _written(path, lambda: write_volume(array, _node_affine(volume_node), path))
 
 
-def export_segmentation_labelmap(scene, segmentation_node, path: str | Path, volume_node,
-                                 segments: Sequence[str] | None = None) -> dict[str, int]:
+def export_segmentation_labelmap(
+    scene, segmentation_node, path: str | Path, volume_node, segments: Sequence[str] | None = None
+) -> dict[str, int]:
     """Write segments (IDs or names; ``None`` = all, in order) as one label map on ``volume_node``'s
     grid to NIfTI or NRRD: the n-th segment gets label n (1, 2, ...; overlaps: the later segment
     wins). A JSON sidecar ``<name>.labels.json`` maps segment names to labels. Returns that map."""
@@ -130,8 +142,14 @@ def export_segmentation_labelmap(scene, segmentation_node, path: str | Path, vol
     return labels
 
 
-def export_dicom_seg(scene, segmentation_node, volume_node, path: str | Path, dicom_files: Sequence[str | Path],
-                     segments: Sequence[str] | None = None) -> Path:
+def export_dicom_seg(
+    scene,
+    segmentation_node,
+    volume_node,
+    path: str | Path,
+    dicom_files: Sequence[str | Path],
+    segments: Sequence[str] | None = None,
+) -> Path:
     """Write segments as a binary DICOM SEG (highdicom) referencing the DICOM series the volume was
     loaded from.
 
@@ -143,20 +161,26 @@ def export_dicom_seg(scene, segmentation_node, volume_node, path: str | Path, di
     path = Path(path)
     uids = (volume_node.GetAttribute("DICOM.instanceUIDs") or "").split()
     if not uids:
-        raise ExportError(f"{path}: volume '{volume_node.GetName()}' was not loaded from DICOM (no DICOM.instanceUIDs "
-                          "attribute), so a DICOM SEG has no source images to refer to; export .seg.nrrd or NIfTI instead")
+        raise ExportError(
+            f"{path}: volume '{volume_node.GetName()}' was not loaded from DICOM (no DICOM.instanceUIDs "
+            "attribute), so a DICOM SEG has no source images to refer to; export .seg.nrrd or NIfTI instead"
+        )
     try:
         import highdicom  # noqa: F401
         import pydicom
     except ImportError:
-        raise ExportError(f"{path}: DICOM SEG export needs the 'highdicom' package (pip install highdicom); "
-                          "export .seg.nrrd or NIfTI instead") from None
+        raise ExportError(
+            f"{path}: DICOM SEG export needs the 'highdicom' package (pip install highdicom); "
+            "export .seg.nrrd or NIfTI instead"
+        ) from None
     if not dicom_files:
         raise ExportError(f"{path}: the DICOM files of volume '{volume_node.GetName()}' were not given")
     found = {str(pydicom.dcmread(str(f), stop_before_pixels=True).SOPInstanceUID): Path(f) for f in dicom_files}
     missing = set(uids) - set(found)
     if missing:
-        raise ExportError(f"{path}: {len(missing)} source image(s) of '{volume_node.GetName()}' are not among the given DICOM files")
+        raise ExportError(
+            f"{path}: {len(missing)} source image(s) of '{volume_node.GetName()}' are not among the given DICOM files"
+        )
     masks = segmentation_masks(scene, segmentation_node, volume_node, segments, path)
     sources = [found[uid] for uid in uids]
     return _written(path, lambda: write_dicom_seg(masks, _node_affine(volume_node), sources, path))

@@ -17,13 +17,21 @@ def target_to_source_kji(source_ijk_to_ras: np.ndarray, target_ijk_to_ras: np.nd
 
     ``inv(A_src) @ A_tgt`` maps IJK to IJK; reversing both index orders turns it into KJI -> KJI.
     """
-    ijk = np.linalg.inv(np.asarray(source_ijk_to_ras, dtype=np.float64)) @ np.asarray(target_ijk_to_ras, dtype=np.float64)
+    ijk = np.linalg.inv(np.asarray(source_ijk_to_ras, dtype=np.float64)) @ np.asarray(
+        target_ijk_to_ras, dtype=np.float64
+    )
     flip = np.eye(3)[::-1]
     return flip @ ijk[:3, :3] @ flip, flip @ ijk[:3, 3]
 
 
-def resample_to_grid(array: np.ndarray, source_ijk_to_ras: np.ndarray, target_ijk_to_ras: np.ndarray,
-                     target_shape_kji: tuple[int, int, int], order: int = 1, fill: float = 0.0) -> np.ndarray:
+def resample_to_grid(
+    array: np.ndarray,
+    source_ijk_to_ras: np.ndarray,
+    target_ijk_to_ras: np.ndarray,
+    target_shape_kji: tuple[int, int, int],
+    order: int = 1,
+    fill: float = 0.0,
+) -> np.ndarray:
     """``array`` (K x J x I on the source grid) resampled onto the target grid (``target_shape_kji``).
 
     ``order``: 1 = trilinear (intensities), 0 = nearest neighbour (masks; the result keeps the
@@ -42,5 +50,6 @@ def resample_to_grid(array: np.ndarray, source_ijk_to_ras: np.ndarray, target_ij
         out[inside] = array[source[0, inside], source[1, inside], source[2, inside]]
         return out.reshape(tuple(target_shape_kji))
     values = array.astype(np.float32 if array.dtype != np.float64 else np.float64)
-    return ndimage.affine_transform(values, matrix, offset, output_shape=tuple(target_shape_kji), order=order,
-                                    mode="constant", cval=fill)
+    return ndimage.affine_transform(
+        values, matrix, offset, output_shape=tuple(target_shape_kji), order=order, mode="constant", cval=fill
+    )

@@ -19,8 +19,9 @@ from ..metrics.volume_measures import agreement_rows, measure_masks, pairwise_io
 __all__ = ["agreement_rows", "measure_masks", "measure_segments", "pairwise_iou_rows", "voxel_volume_mm3"]
 
 
-def measure_segments(scene, segmentation_node, segments: Sequence[str] | None, reference_node, reference_segment: str,
-                     volume_node) -> list[dict]:
+def measure_segments(
+    scene, segmentation_node, segments: Sequence[str] | None, reference_node, reference_segment: str, volume_node
+) -> list[dict]:
     """:func:`measure_masks` of segments (IDs or names; ``None`` = all) of ``segmentation_node``
     against ``reference_segment`` of ``reference_node``, all read on ``volume_node``'s grid."""
     from .segmentations import segment_to_mask, volume_node_affine

@@ -42,9 +42,16 @@ class PublishedResults:
     agreement: list[dict] = field(default_factory=list)
 
 
-def iter_cam_run(volume: Volume, models: Mapping[str, tuple], methods: Sequence[str], target_class: int | None = None,
-                 layers: Sequence[str] | None = None, region: np.ndarray | None = None, batch_size: int = 16,
-                 device: str = "auto") -> Iterator[tuple[str, int, int, dict | None]]:
+def iter_cam_run(
+    volume: Volume,
+    models: Mapping[str, tuple],
+    methods: Sequence[str],
+    target_class: int | None = None,
+    layers: Sequence[str] | None = None,
+    region: np.ndarray | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+) -> Iterator[tuple[str, int, int, dict | None]]:
     """CAMs of every model (name -> ``(model, card)``) on ``volume``: yields ``(model name, done,
     total, None)`` after each batch and finally ``("", total, total, {model name: VolumeCams})``.
     ``layers`` apply when there is one model (layer names differ between architectures)."""
@@ -54,7 +61,9 @@ def iter_cam_run(volume: Volume, models: Mapping[str, tuple], methods: Sequence[
     done_before, grand_total = 0, 0
     for name, (model, card) in models.items():
         use_layers = layers if len(models) == 1 else None
-        for done, total, result in iter_volume_cams(volume, model, card, methods, target_class, use_layers, region, batch_size, device):
+        for done, total, result in iter_volume_cams(
+            volume, model, card, methods, target_class, use_layers, region, batch_size, device
+        ):
             grand_total = max(grand_total, done_before + total)
             if result is None:
                 yield name, done_before + done, len(models) * total, None
@@ -69,10 +78,21 @@ def result_key(model: str, method: str, several_models: bool) -> str:
     return member_key(model, method, several_models)
 
 
-def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: Threshold, ensemble: str | None = None,
-                    suppress_negative_slices: bool = False, reference: tuple | None = None, opacity: float = 0.5,
-                    display_level: float = 0.2, segmentation_node=None, prefix: str = "WSSSCam",
-                    segments: Segments | None = None, measured: tuple[list[dict], list[dict]] | None = None) -> PublishedResults:
+def publish_results(
+    scene,
+    volume_node,
+    cams: Mapping[str, object],
+    threshold: Threshold,
+    ensemble: str | None = None,
+    suppress_negative_slices: bool = False,
+    reference: tuple | None = None,
+    opacity: float = 0.5,
+    display_level: float = 0.2,
+    segmentation_node=None,
+    prefix: str = "WSSSCam",
+    segments: Segments | None = None,
+    measured: tuple[list[dict], list[dict]] | None = None,
+) -> PublishedResults:
     """Put the CAMs (model name -> ``VolumeCams`` on ``volume_node``'s grid) into ``scene``.
 
     * each (model, method) map becomes a scalar volume node "<prefix> <key> CAM" (refilled when it
@@ -108,7 +128,9 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
             node = array_to_volume_node(scene, maps.float(), affine, name, node=node)
             table_name = f"{name} heat"
             table = scene.GetFirstNodeByName(table_name)
-            table = heat_colour_table(scene, table_name, node=table if table is not None and table.IsA("vtkMRMLColorTableNode") else None)
+            table = heat_colour_table(
+                scene, table_name, node=table if table is not None and table.IsA("vtkMRMLColorTableNode") else None
+            )
             setup_cam_display(scene, node, level=display_level, colour_node=table)
             node.SetAttribute("WSSSCam.method", method)
             node.SetAttribute("WSSSCam.model", model)
@@ -116,12 +138,16 @@ def publish_results(scene, volume_node, cams: Mapping[str, object], threshold: T
     out.masks = segments.masks
     first = next(iter(out.cam_nodes.values()))
     show_as_foreground(scene, first, opacity=opacity, background_node=volume_node)
-    out.segmentation_node = masks_to_segmentation(scene, out.masks, volume_node, name=f"{prefix} results", node=segmentation_node)
+    out.segmentation_node = masks_to_segmentation(
+        scene, out.masks, volume_node, name=f"{prefix} results", node=segmentation_node
+    )
     if reference is not None and reference[0] is not None and reference[1]:
         if measured is not None:
             out.metrics = list(measured[0])
         else:
-            out.metrics = measure_masks(out.masks, segment_to_mask(scene, reference[0], reference[1], volume_node), affine)
+            out.metrics = measure_masks(
+                out.masks, segment_to_mask(scene, reference[0], reference[1], volume_node), affine
+            )
         out.metrics_table = _table(scene, out.metrics, f"{prefix} metrics", METRIC_UNITS)
     out.agreement = list(measured[1]) if measured is not None else agreement_rows(segments.members)
     if out.agreement:
@@ -140,7 +166,9 @@ def _table(scene, rows: list[dict], name: str, units: Mapping[str, str]):
 VOLUME_ATTRIBUTE = "WSSSCam.volumeID"
 
 
-def publish_for_volume(scene, volume_node, cams: Mapping[str, object], threshold: Threshold, **options) -> PublishedResults:
+def publish_for_volume(
+    scene, volume_node, cams: Mapping[str, object], threshold: Threshold, **options
+) -> PublishedResults:
     """:func:`publish_results` into nodes of ``volume_node``'s own, named "WSSSCam <volume name> ..."
     (with the node ID appended when another volume of that name owns them): a run on another volume
     never overwrites this one's nodes; a new run on the same volume refills its nodes and empties its
@@ -158,12 +186,15 @@ def publish_for_volume(scene, volume_node, cams: Mapping[str, object], threshold
     segmentation_node = existing if existing is not None and existing.IsA("vtkMRMLSegmentationNode") else None
     if segmentation_node is not None:
         segmentation_node.GetSegmentation().RemoveAllSegments()
-    out = publish_results(scene, volume_node, cams, threshold, segmentation_node=segmentation_node, prefix=prefix, **options)
+    out = publish_results(
+        scene, volume_node, cams, threshold, segmentation_node=segmentation_node, prefix=prefix, **options
+    )
     for node in [*out.cam_nodes.values(), out.segmentation_node, out.metrics_table, out.agreement_table]:
         if node is not None:
             node.SetAttribute(VOLUME_ATTRIBUTE, volume_id)
     segmentation = out.segmentation_node.GetSegmentation()
     for index in range(segmentation.GetNumberOfSegments()):
-        segmentation.GetNthSegment(index).SetTag(segmentation.GetNthSegment(index).GetTerminologyEntryTagName(),
-                                                 CAM_SEGMENT_TERMINOLOGY)
+        segmentation.GetNthSegment(index).SetTag(
+            segmentation.GetNthSegment(index).GetTerminologyEntryTagName(), CAM_SEGMENT_TERMINOLOGY
+        )
     return out

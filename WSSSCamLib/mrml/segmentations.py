@@ -31,8 +31,12 @@ def ensure_converter_rules() -> None:
     factory = slicer.vtkSegmentationConverterFactory.GetInstance()
     if factory.GetConverterRules():
         return
-    for rule in ("vtkBinaryLabelmapToClosedSurfaceConversionRule", "vtkClosedSurfaceToBinaryLabelmapConversionRule",
-                 "vtkClosedSurfaceToFractionalLabelmapConversionRule", "vtkFractionalLabelmapToClosedSurfaceConversionRule"):
+    for rule in (
+        "vtkBinaryLabelmapToClosedSurfaceConversionRule",
+        "vtkClosedSurfaceToBinaryLabelmapConversionRule",
+        "vtkClosedSurfaceToFractionalLabelmapConversionRule",
+        "vtkFractionalLabelmapToClosedSurfaceConversionRule",
+    ):
         factory.RegisterConverterRule(getattr(slicer, rule)())
 
 
@@ -78,8 +82,14 @@ def segment_id(segmentation_node, segment: str) -> str:
     raise KeyError(f"segmentation '{segmentation_node.GetName()}' has no segment '{segment}' (it has {names})")
 
 
-def masks_to_segmentation(scene, masks: Mapping[str, np.ndarray], reference, name: str = "WSSSCam results",
-                          node=None, colours: Mapping[str, tuple[float, float, float]] | None = None):
+def masks_to_segmentation(
+    scene,
+    masks: Mapping[str, np.ndarray],
+    reference,
+    name: str = "WSSSCam results",
+    node=None,
+    colours: Mapping[str, tuple[float, float, float]] | None = None,
+):
     """Put each boolean K x J x I mask (ndarray or tensor) into a segment named by its key.
 
     ``reference``: the volume node (or library ``Volume``) whose grid the masks are on; it becomes
@@ -105,14 +115,17 @@ def masks_to_segmentation(scene, masks: Mapping[str, np.ndarray], reference, nam
         image = oriented_image(array, ijk_to_ras)
         if not hasattr(reference, "GetIJKToRASMatrix") and segmentation.GetNumberOfSegments() == 0:
             geometry_string = slicer.vtkSegmentationConverter.SerializeImageGeometry(image)
-            segmentation.SetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(), geometry_string)
+            segmentation.SetConversionParameter(
+                slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(), geometry_string
+            )
         existing = segmentation.GetSegmentIdBySegmentName(segment_name)
         if existing:
             segmentation.RemoveSegment(existing)
         colour = (colours or {}).get(segment_name, SEGMENT_COLOURS[index % len(SEGMENT_COLOURS)])
         new_id = segmentation.AddEmptySegment(segment_name, segment_name, colour)
         ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-            image, node, new_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE, image.GetExtent())
+            image, node, new_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE, image.GetExtent()
+        )
         if not ok:
             raise RuntimeError(f"could not write mask '{segment_name}' into segmentation '{node.GetName()}'")
     return node
@@ -135,9 +148,12 @@ def segment_to_mask(scene, segmentation_node, segment: str, volume_node) -> np.n
         ids = vtk.vtkStringArray()
         ids.InsertNextValue(ident)
         logic = slicer.vtkSlicerSegmentationsModuleLogic
-        if not logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, labelmap, volume_node,
-                                                  slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
-            raise RuntimeError(f"could not export segment '{segment}' of '{segmentation_node.GetName()}' onto '{volume_node.GetName()}'")
+        if not logic.ExportSegmentsToLabelmapNode(
+            segmentation_node, ids, labelmap, volume_node, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+        ):
+            raise RuntimeError(
+                f"could not export segment '{segment}' of '{segmentation_node.GetName()}' onto '{volume_node.GetName()}'"
+            )
         if labelmap.GetImageData() is None:
             return np.zeros(shape_kji, dtype=bool)
         array = np.array(slicer.util.arrayFromVolume(labelmap)) > 0
@@ -161,7 +177,9 @@ def volume_node_affine(volume_node) -> np.ndarray:
 
 def segment_mask_on_volume(scene, segmentation_node, segment: str, volume) -> np.ndarray:
     """Like :func:`segment_to_mask` for a library ``Volume`` (a temporary volume node carries its grid)."""
-    node = array_to_volume_node(scene, np.zeros(volume.shape_kji, dtype=np.uint8), volume.ijk_to_ras, "__wssscam_grid__")
+    node = array_to_volume_node(
+        scene, np.zeros(volume.shape_kji, dtype=np.uint8), volume.ijk_to_ras, "__wssscam_grid__"
+    )
     try:
         return segment_to_mask(scene, segmentation_node, segment, node)
     finally:

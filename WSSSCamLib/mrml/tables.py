@@ -24,11 +24,17 @@ def _column_array(name: str, values: list):
         array = vtk.vtkBitArray()
         for v in values:
             array.InsertNextValue(int(bool(v)))
-    elif present and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in present) and len(present) == len(values):
+    elif (
+        present
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in present)
+        and len(present) == len(values)
+    ):
         array = vtk.vtkIntArray()
         for v in values:
             array.InsertNextValue(int(v))
-    elif present and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in present):
+    elif present and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in present
+    ):
         array = vtk.vtkDoubleArray()
         for v in values:
             array.InsertNextValue(float("nan") if _missing(v) else float(v))
@@ -44,7 +50,9 @@ def _rows(rows) -> tuple[list[str], list[dict]]:
     """Column names (first-seen order) and rows as dicts, from a DataFrame or a sequence of mappings."""
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
         columns = [str(c) for c in rows.columns]
-        records = [{str(k): (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows.to_dict("records")]
+        records = [
+            {str(k): (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows.to_dict("records")
+        ]
         return columns, records
     records = [dict(r) for r in rows]
     columns: list[str] = []
@@ -53,8 +61,14 @@ def _rows(rows) -> tuple[list[str], list[dict]]:
     return columns, records
 
 
-def table_node_from_rows(scene, rows: Sequence[Mapping] | object, name: str, node=None,
-                         units: Mapping[str, str] | None = None, descriptions: Mapping[str, str] | None = None):
+def table_node_from_rows(
+    scene,
+    rows: Sequence[Mapping] | object,
+    name: str,
+    node=None,
+    units: Mapping[str, str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+):
     """A ``vtkMRMLTableNode`` (new, named ``name``, or ``node`` emptied and refilled) with one typed
     column per key of ``rows`` (missing values: NaN / empty string). Returns the node."""
     columns, records = _rows(rows)

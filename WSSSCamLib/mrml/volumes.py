@@ -40,8 +40,9 @@ def _to_numpy(array) -> np.ndarray:
     return np.asarray(array)
 
 
-def array_to_volume_node(scene, array, ijk_to_ras: np.ndarray, name: str, node=None,
-                         class_name: str = "vtkMRMLScalarVolumeNode"):
+def array_to_volume_node(
+    scene, array, ijk_to_ras: np.ndarray, name: str, node=None, class_name: str = "vtkMRMLScalarVolumeNode"
+):
     """Put a K x J x I ``array`` (ndarray or tensor; dtype kept, bool stored as uint8) with its
     IJK-to-RAS affine into a volume node of ``scene``.
 
@@ -64,8 +65,14 @@ def array_to_volume_node(scene, array, ijk_to_ras: np.ndarray, name: str, node=N
     return node
 
 
-def volume_to_node(scene, volume: Volume, name: str | None = None, channel: int = 0, node=None,
-                   class_name: str = "vtkMRMLScalarVolumeNode"):
+def volume_to_node(
+    scene,
+    volume: Volume,
+    name: str | None = None,
+    channel: int = 0,
+    node=None,
+    class_name: str = "vtkMRMLScalarVolumeNode",
+):
     """One channel of a library :class:`Volume` as a volume node (see :func:`array_to_volume_node`)."""
     array = volume.array if volume.channels == 1 and volume.array.ndim == 3 else volume.array[channel]
     return array_to_volume_node(scene, array, volume.ijk_to_ras, name or volume.source or "Volume", node, class_name)
@@ -82,7 +89,9 @@ def world_ijk_to_ras(node) -> np.ndarray:
     parent = node.GetParentTransformNode()
     if parent is not None:
         if not parent.IsTransformToWorldLinear():
-            raise ValueError(f"volume node '{node.GetName()}' is under a non-linear transform '{parent.GetName()}': harden it first")
+            raise ValueError(
+                f"volume node '{node.GetName()}' is under a non-linear transform '{parent.GetName()}': harden it first"
+            )
         to_world = vtk.vtkMatrix4x4()
         parent.GetMatrixTransformToWorld(to_world)
         affine = numpy_matrix(to_world) @ affine
@@ -104,7 +113,9 @@ def node_to_volume(node) -> Volume:
         raise ValueError(f"volume node '{node.GetName() if node is not None else None}' holds no image data")
     array = np.array(slicer.util.arrayFromVolume(node), dtype=np.float32, copy=True)
     if array.ndim != 3:
-        raise ValueError(f"volume node '{node.GetName()}' has {array.shape[-1]} components; only scalar volumes are supported")
+        raise ValueError(
+            f"volume node '{node.GetName()}' has {array.shape[-1]} components; only scalar volumes are supported"
+        )
     return Volume(array, world_ijk_to_ras(node), node.GetName())
 
 
@@ -124,6 +135,10 @@ def nodes_to_volume(nodes: Sequence, order: int = 1) -> Volume:
         if v.same_grid(first):
             channels.append(v.array)
         else:
-            channels.append(resample_to_grid(v.array, v.ijk_to_ras, first.ijk_to_ras, first.shape_kji, order=order).astype(np.float32))
+            channels.append(
+                resample_to_grid(v.array, v.ijk_to_ras, first.ijk_to_ras, first.shape_kji, order=order).astype(
+                    np.float32
+                )
+            )
     array = channels[0] if len(channels) == 1 else np.stack(channels)
     return Volume(array, first.ijk_to_ras, "+".join(v.source for v in volumes))

@@ -39,7 +39,15 @@ class BackgroundPredict:
     """
 
     def __init__(self, arguments: Sequence[str], python: str | None = None) -> None:
-        self.command = [python or sys.executable, "-m", "WSSSCamLib", "predict", *map(str, arguments), "--progress", "json"]
+        self.command = [
+            python or sys.executable,
+            "-m",
+            "WSSSCamLib",
+            "predict",
+            *map(str, arguments),
+            "--progress",
+            "json",
+        ]
         self.state = RUNNING
         self.fraction = 0.0
         self.error = ""
@@ -51,11 +59,26 @@ class BackgroundPredict:
     def start(self) -> BackgroundPredict:
         """Start the child (in its own process group, so Cancel ends whatever it started)."""
         environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join([str(library_root()), *filter(None, [environment.get("PYTHONPATH")])])
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(library_root()), *filter(None, [environment.get("PYTHONPATH")])]
+        )
         environment["PYTHONUNBUFFERED"] = "1"
-        options = {"start_new_session": True} if os.name == "posix" else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-        self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                         text=True, encoding="utf-8", errors="replace", env=environment, **options)
+        options = (
+            {"start_new_session": True}
+            if os.name == "posix"
+            else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        )
+        self._process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=environment,
+            **options,
+        )
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         return self

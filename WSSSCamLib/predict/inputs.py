@@ -51,7 +51,9 @@ class PredictCase:
 
     def describe(self) -> list:
         """File names and sizes, and the channel names (part of the output's fingerprint)."""
-        return [[str(p), _size(p)] for p in (*self.images, self.reference, self.region) if p is not None] + [self.channel_names]
+        return [[str(p), _size(p)] for p in (*self.images, self.reference, self.region) if p is not None] + [
+            self.channel_names
+        ]
 
 
 @dataclass
@@ -86,8 +88,12 @@ def cases_from_paths(paths: list[str | Path]) -> list[PredictCase]:
             raise PredictInputError(f"{path}: no such file or folder")
         if path.is_dir() and (path / "dataset.json").is_file():
             dataset = read_decathlon(path)
-            cases += [PredictCase(check_case_id(c.case_id, str(path)), list(c.images), c.mask, None, list(dataset.channel_names))
-                      for c in dataset.cases]
+            cases += [
+                PredictCase(
+                    check_case_id(c.case_id, str(path)), list(c.images), c.mask, None, list(dataset.channel_names)
+                )
+                for c in dataset.cases
+            ]
         else:
             cases.append(PredictCase(check_case_id(_file_case_id(path), str(path)), [path]))
     return _unique(cases)
@@ -111,7 +117,9 @@ def cases_from_manifest(path: str | Path) -> list[PredictCase]:
             raise PredictInputError(f"{where}: needs 'images', a non-empty list of paths")
         unknown = set(entry) - {"case", "images", "reference", "region", "channels"}
         if unknown:
-            raise PredictInputError(f"{where}: unknown key(s) {sorted(unknown)}; known: case, images, reference, region, channels")
+            raise PredictInputError(
+                f"{where}: unknown key(s) {sorted(unknown)}; known: case, images, reference, region, channels"
+            )
         channels = entry.get("channels")
         if channels is not None and (not isinstance(channels, list) or len(channels) != len(entry["images"])):
             raise PredictInputError(f"{where}: 'channels' must list one name per image ({len(entry['images'])})")
@@ -121,8 +129,15 @@ def cases_from_manifest(path: str | Path) -> list[PredictCase]:
             if not file.exists():
                 raise PredictInputError(f"{where}: no such file or folder {file}")
         case_id = str(entry.get("case") or _file_case_id(images[0]))
-        cases.append(PredictCase(check_case_id(case_id, where), images, optional["reference"], optional["region"],
-                                 [str(c) for c in channels] if channels else None))
+        cases.append(
+            PredictCase(
+                check_case_id(case_id, where),
+                images,
+                optional["reference"],
+                optional["region"],
+                [str(c) for c in channels] if channels else None,
+            )
+        )
     return _unique(cases)
 
 
@@ -130,8 +145,10 @@ def _unique(cases: list[PredictCase]) -> list[PredictCase]:
     seen: dict[str, PredictCase] = {}
     for case in cases:
         if case.case_id in seen:
-            raise PredictInputError(f"{case.images[0]}: case id '{case.case_id}' is also the id of {seen[case.case_id].images[0]}; "
-                                    "rename one or use a manifest with explicit case ids")
+            raise PredictInputError(
+                f"{case.images[0]}: case id '{case.case_id}' is also the id of {seen[case.case_id].images[0]}; "
+                "rename one or use a manifest with explicit case ids"
+            )
         seen[case.case_id] = case
     return cases
 
@@ -139,8 +156,10 @@ def _unique(cases: list[PredictCase]) -> list[PredictCase]:
 def _mask_on_grid(path: Path, image: Volume, what: str) -> np.ndarray:
     mask = read_volume(path)
     if not mask.same_grid(image, tolerance=1e-3):
-        raise PredictInputError(f"{path}: {what} grid {mask.shape_kji} differs from the image {image.source} {image.shape_kji} "
-                                "(same shape and geometry needed)")
+        raise PredictInputError(
+            f"{path}: {what} grid {mask.shape_kji} differs from the image {image.source} {image.shape_kji} "
+            "(same shape and geometry needed)"
+        )
     return mask.array > 0
 
 
@@ -150,8 +169,10 @@ def load_input(case: PredictCase) -> LoadedInput:
     arrays = []
     for path, volume in zip(case.images, volumes):
         if not volume.same_grid(volumes[0]):
-            raise PredictInputError(f"{path}: grid {volume.shape_kji} differs from the first channel {case.images[0]} "
-                                    f"{volumes[0].shape_kji} (case '{case.case_id}'; resample it first)")
+            raise PredictInputError(
+                f"{path}: grid {volume.shape_kji} differs from the first channel {case.images[0]} "
+                f"{volumes[0].shape_kji} (case '{case.case_id}'; resample it first)"
+            )
         arrays.extend([volume.array] if volume.array.ndim == 3 else list(volume.array))
     image = Volume(np.stack(arrays), volumes[0].ijk_to_ras, str(case.images[0]))
     reference = _mask_on_grid(case.reference, image, "reference") if case.reference else None
@@ -159,5 +180,9 @@ def load_input(case: PredictCase) -> LoadedInput:
     dicom_files = []
     if case.is_dicom:
         first = case.images[0]
-        dicom_files = sorted(p for p in first.rglob("*") if p.is_file() and not p.name.startswith(".")) if first.is_dir() else [first]
+        dicom_files = (
+            sorted(p for p in first.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if first.is_dir()
+            else [first]
+        )
     return LoadedInput(image, reference, region, dicom_files)

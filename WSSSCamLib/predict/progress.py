@@ -44,8 +44,13 @@ class BarProgress(Progress):
         from tqdm.auto import tqdm
 
         if kind == "start":
-            self.bar = tqdm(total=1000, desc="predict", unit="‰", leave=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
+            self.bar = tqdm(
+                total=1000,
+                desc="predict",
+                unit="‰",
+                leave=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}",
+            )
         elif kind in ("batch", "case") and self.bar is not None:
             self.bar.set_postfix_str(f"{fields.get('case', '')} {fields.get('model', '')}".strip())
         elif kind == "case_done" and self.bar is not None:

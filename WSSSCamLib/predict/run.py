@@ -83,9 +83,12 @@ class PredictOptions:
             raise ValueError(f"cam_format: {self.cam_format!r} is not one of {', '.join(CAM_FORMATS)}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.region_box is not None and (len(self.region_box) != 6 or any(
-                self.region_box[a] >= self.region_box[a + 3] for a in range(3))):
-            raise ValueError(f"region_box: expected i0,j0,k0,i1,j1,k1 with i0 < i1, j0 < j1, k0 < k1, got {self.region_box}")
+        if self.region_box is not None and (
+            len(self.region_box) != 6 or any(self.region_box[a] >= self.region_box[a + 3] for a in range(3))
+        ):
+            raise ValueError(
+                f"region_box: expected i0,j0,k0,i1,j1,k1 with i0 < i1, j0 < j1, k0 < k1, got {self.region_box}"
+            )
 
     @property
     def needs_region(self) -> bool:
@@ -93,8 +96,14 @@ class PredictOptions:
 
     def describe(self) -> dict:
         """What the outputs depend on (the fingerprint; device and batch size are left out)."""
-        return {"methods": list(self.methods), "rule": self.rule.describe(), "target_class": self.target_class,
-                "layers": list(self.layers) if self.layers else None, "region_box": self.region_box, "cam_format": self.cam_format}
+        return {
+            "methods": list(self.methods),
+            "rule": self.rule.describe(),
+            "target_class": self.target_class,
+            "layers": list(self.layers) if self.layers else None,
+            "region_box": self.region_box,
+            "cam_format": self.cam_format,
+        }
 
 
 @dataclass
@@ -118,7 +127,9 @@ class PredictModel:
             return names.index(target)
         index = int(target)
         if not 0 <= index < self.card.num_classes:
-            raise ValueError(f"{self.path}: target class {index} is outside the model's classes 0..{self.card.num_classes - 1} {names}")
+            raise ValueError(
+                f"{self.path}: target class {index} is outside the model's classes 0..{self.card.num_classes - 1} {names}"
+            )
         return index
 
 
@@ -135,11 +146,15 @@ class PredictSummary:
 
     def lines(self) -> list[str]:
         """A short human summary."""
-        text = [f"{len(self.computed)} case(s) computed, {len(self.skipped)} already done -> {self.out} ({self.seconds:.1f} s)"]
+        text = [
+            f"{len(self.computed)} case(s) computed, {len(self.skipped)} already done -> {self.out} ({self.seconds:.1f} s)"
+        ]
         if not self.metrics.empty:
             means = self.metrics.groupby("result", sort=False)[["dice", "iou"]].mean()
             for result, row in means.iterrows():
-                text.append(f"  {result}: mean Dice {row['dice']:.3f}, mean IoU {row['iou']:.3f} over {len(self.metrics.query('result == @result'))} case(s)")
+                text.append(
+                    f"  {result}: mean Dice {row['dice']:.3f}, mean IoU {row['iou']:.3f} over {len(self.metrics.query('result == @result'))} case(s)"
+                )
         return text
 
 
@@ -155,7 +170,9 @@ def _split_spec(spec: str | Path | tuple[str, str | Path]) -> tuple[str | None, 
     return None, Path(text)
 
 
-def load_models(checkpoints: Sequence[str | Path | tuple[str, str | Path]], device: str | torch.device = "auto") -> list[PredictModel]:
+def load_models(
+    checkpoints: Sequence[str | Path | tuple[str, str | Path]], device: str | torch.device = "auto"
+) -> list[PredictModel]:
     """Load checkpoints (``weights_only=True``) with their model cards.
 
     Each entry is a path, ``NAME=PATH`` or ``(name, path)``; without a name a model is called by its
@@ -184,8 +201,12 @@ def load_models(checkpoints: Sequence[str | Path | tuple[str, str | Path]], devi
 
 def case_fingerprint(case: PredictCase, models: Sequence[PredictModel], options: PredictOptions) -> str:
     """SHA-256 of what a case's outputs depend on: its input files, the checkpoints and the settings."""
-    payload = {"case": case.describe(), "models": [[m.name, m.sha256] for m in models], "options": options.describe(),
-               "format": RESULT_FORMAT}
+    payload = {
+        "case": case.describe(),
+        "models": [[m.name, m.sha256] for m in models],
+        "options": options.describe(),
+        "format": RESULT_FORMAT,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -210,8 +231,10 @@ def _region(case: PredictCase, loaded: LoadedInput, options: PredictOptions) -> 
     region = np.zeros(loaded.image.shape_kji, dtype=bool)
     region[k0:k1, j0:j1, i0:i1] = True
     if not region.any():
-        raise PredictInputError(f"{case.images[0]}: region box {options.region_box} lies outside the volume (I, J, K sizes "
-                                f"{loaded.image.shape_kji[::-1]})")
+        raise PredictInputError(
+            f"{case.images[0]}: region box {options.region_box} lies outside the volume (I, J, K sizes "
+            f"{loaded.image.shape_kji[::-1]})"
+        )
     return region
 
 
@@ -236,33 +259,65 @@ def in_card_order(image: Volume, case: PredictCase, model: PredictModel, progres
     if sorted(names) == sorted(expected):
         order = [list(names).index(name) for name in expected]
         return Volume(image.array[order], image.ijk_to_ras, image.source)
-    progress.event("warning", case=case.case_id, message=f"{case.images[0]}: channels {list(names)} are not the channels "
-                   f"{expected} that {model.path} was trained on; they are used in the given order")
+    progress.event(
+        "warning",
+        case=case.case_id,
+        message=f"{case.images[0]}: channels {list(names)} are not the channels "
+        f"{expected} that {model.path} was trained on; they are used in the given order",
+    )
     return image
 
 
-def _compute_cams(case: PredictCase, loaded: LoadedInput, models: Sequence[PredictModel], options: PredictOptions,
-                  progress: Progress, span: tuple[float, float]) -> dict:
+def _compute_cams(
+    case: PredictCase,
+    loaded: LoadedInput,
+    models: Sequence[PredictModel],
+    options: PredictOptions,
+    progress: Progress,
+    span: tuple[float, float],
+) -> dict:
     """Every model's CAMs of one case (model name -> VolumeCams), reporting a ``batch`` event per batch."""
     region = _region(case, loaded, options)
     cams = {}
     for number, model in enumerate(models):
         target = model.target_index(options.target_class)
         image = in_card_order(loaded.image, case, model, progress)
-        results = iter_volume_cams(image, model.network, model.card, list(options.methods), target,
-                                   list(options.layers) if options.layers else None, region, options.batch_size, options.device)
+        results = iter_volume_cams(
+            image,
+            model.network,
+            model.card,
+            list(options.methods),
+            target,
+            list(options.layers) if options.layers else None,
+            region,
+            options.batch_size,
+            options.device,
+        )
         for done, total, result in results:
             if result is None:
                 share = (number + done / total) / len(models)
-                progress.event("batch", case=case.case_id, model=model.name, done=done, total=total,
-                               fraction=span[0] + share * (span[1] - span[0]))
+                progress.event(
+                    "batch",
+                    case=case.case_id,
+                    model=model.name,
+                    done=done,
+                    total=total,
+                    fraction=span[0] + share * (span[1] - span[0]),
+                )
             else:
                 cams[model.name] = result
     return cams
 
 
-def _write_outputs(case: PredictCase, loaded: LoadedInput, cams: dict, segments: Segments, folder: Path,
-                   options: PredictOptions, progress: Progress) -> dict:
+def _write_outputs(
+    case: PredictCase,
+    loaded: LoadedInput,
+    cams: dict,
+    segments: Segments,
+    folder: Path,
+    options: PredictOptions,
+    progress: Progress,
+) -> dict:
     """Write CAM volumes, segment label maps, the .seg.nrrd and (DICOM input) the DICOM SEG; the files,
     relative to ``folder``. The files are independent and compressing them releases the GIL, so
     they are written by a few threads at once (each file still atomically)."""
@@ -309,8 +364,10 @@ def _remove_stale(folder: Path, old: dict | None, new: dict) -> None:
     def listed(files: dict) -> set[str]:
         out = {v for group in ("cams", "masks") for v in files.get(group, {}).values()}
         out |= {files.get(k) for k in ("segmentation", "dicom_seg") if files.get(k)}
-        out |= {p[: -len(".nii.gz")] + ".labels.json" if p.endswith(".nii.gz") else p.rsplit(".", 1)[0] + ".labels.json"
-                for p in files.get("masks", {}).values()}
+        out |= {
+            p[: -len(".nii.gz")] + ".labels.json" if p.endswith(".nii.gz") else p.rsplit(".", 1)[0] + ".labels.json"
+            for p in files.get("masks", {}).values()
+        }
         return out
 
     for relative in listed(old.get("files", {})) - listed(new["files"]):
@@ -327,8 +384,14 @@ def read_result(folder: Path) -> dict | None:
         return None
 
 
-def predict_case(case: PredictCase, models: Sequence[PredictModel], options: PredictOptions, out: Path,
-                 progress: Progress, span: tuple[float, float] = (0.0, 1.0)) -> dict:
+def predict_case(
+    case: PredictCase,
+    models: Sequence[PredictModel],
+    options: PredictOptions,
+    out: Path,
+    progress: Progress,
+    span: tuple[float, float] = (0.0, 1.0),
+) -> dict:
     """Compute and write one case (see the module docstring); returns its result record."""
     watch = _Stopwatch()
     folder = output_path(out, case.case_id)
@@ -340,7 +403,9 @@ def predict_case(case: PredictCase, models: Sequence[PredictModel], options: Pre
     watch.add("cams", started)
     started = time.perf_counter()
     segments = segment_volumes(cams, options.rule)
-    metrics = measure_masks(segments.masks, loaded.reference, loaded.image.ijk_to_ras) if loaded.reference is not None else []
+    metrics = (
+        measure_masks(segments.masks, loaded.reference, loaded.image.ijk_to_ras) if loaded.reference is not None else []
+    )
     agreement = agreement_rows(segments.members)
     watch.add("masks+metrics", started)
     started = time.perf_counter()
@@ -348,15 +413,26 @@ def predict_case(case: PredictCase, models: Sequence[PredictModel], options: Pre
     files = _write_outputs(case, loaded, cams, segments, folder, options, progress)
     watch.add("write", started)
     record = {
-        "case": case.case_id, "fingerprint": case_fingerprint(case, models, options), "inputs": [str(p) for p in case.images],
-        "reference": str(case.reference) if case.reference else None, "shape_kji": list(loaded.image.shape_kji),
-        "ijk_to_ras": loaded.image.ijk_to_ras.tolist(), "files": files, "segments": list(segments.masks),
+        "case": case.case_id,
+        "fingerprint": case_fingerprint(case, models, options),
+        "inputs": [str(p) for p in case.images],
+        "reference": str(case.reference) if case.reference else None,
+        "shape_kji": list(loaded.image.shape_kji),
+        "ijk_to_ras": loaded.image.ijk_to_ras.tolist(),
+        "files": files,
+        "segments": list(segments.masks),
         "members": {name: list(member) for name, member in zip(segments.masks, segments.members)},
-        "models": {name: {"checkpoint": str(m.path), "target_class": result.target_class,
-                          "cams": {method: files["cams"][member_key(name, method, len(cams) > 1)] for method in result.maps},
-                          "class_name": m.card.class_names[result.target_class], "axis": result.axis,
-                          "probabilities": [round(float(p), 6) for p in result.probabilities]}
-                   for (name, result), m in zip(cams.items(), models)},
+        "models": {
+            name: {
+                "checkpoint": str(m.path),
+                "target_class": result.target_class,
+                "cams": {method: files["cams"][member_key(name, method, len(cams) > 1)] for method in result.maps},
+                "class_name": m.card.class_names[result.target_class],
+                "axis": result.axis,
+                "probabilities": [round(float(p), 6) for p in result.probabilities],
+            }
+            for (name, result), m in zip(cams.items(), models)
+        },
         "metrics": [{"case": case.case_id, **row} for row in metrics],
         "agreement": [{"case": case.case_id, **row} for row in agreement],
         "seconds": watch.seconds,
@@ -385,12 +461,20 @@ def _check_ensemble(options: PredictOptions, members: int) -> None:
         raise ValueError(f"the '{rule.ensemble}' ensemble needs at least two members (models x methods), got {members}")
     expected = 1 if rule.ensemble == "mean" else members
     if rule.member_thresholds is not None and len(rule.member_thresholds) != expected:
-        raise ValueError(f"{len(rule.member_thresholds)} member thresholds for {expected} ensemble "
-                         f"{'map (mean of the maps)' if expected == 1 else 'members (models x methods, in that order)'}")
+        raise ValueError(
+            f"{len(rule.member_thresholds)} member thresholds for {expected} ensemble "
+            f"{'map (mean of the maps)' if expected == 1 else 'members (models x methods, in that order)'}"
+        )
 
 
-def predict(cases: Sequence[PredictCase], models: Sequence[PredictModel], out: str | Path, options: PredictOptions,
-            progress: Progress | None = None, shard: tuple[int, int] = (0, 1)) -> PredictSummary:
+def predict(
+    cases: Sequence[PredictCase],
+    models: Sequence[PredictModel],
+    out: str | Path,
+    options: PredictOptions,
+    progress: Progress | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> PredictSummary:
     """Predict every case (or the ``shard`` = (i, n) i-th of n disjoint parts), skipping cases already
     committed with the same fingerprint; then gather the committed cases' tables."""
     progress = progress or Progress()
@@ -400,12 +484,21 @@ def predict(cases: Sequence[PredictCase], models: Sequence[PredictModel], out: s
         raise PredictInputError("no input cases")
     if options.needs_region and options.region_box is None and any(c.region is None for c in cases):
         missing = next(c for c in cases if c.region is None)
-        raise PredictInputError(f"{missing.images[0]}: the Seg- methods need a region (a region mask per case or --box)")
+        raise PredictInputError(
+            f"{missing.images[0]}: the Seg- methods need a region (a region mask per case or --box)"
+        )
     for model in models:
         model.target_index(options.target_class)
     _check_ensemble(options, len(models) * len(options.methods))
     mine = [case for number, case in enumerate(cases) if number % shard[1] == shard[0]]
-    progress.event("start", cases=len(mine), models=[m.name for m in models], methods=list(options.methods), out=str(out), fraction=0.0)
+    progress.event(
+        "start",
+        cases=len(mine),
+        models=[m.name for m in models],
+        methods=list(options.methods),
+        out=str(out),
+        fraction=0.0,
+    )
     computed, skipped = [], []
     for number, case in enumerate(mine):
         span = (number / len(mine), (number + 1) / len(mine))
@@ -418,8 +511,14 @@ def predict(cases: Sequence[PredictCase], models: Sequence[PredictModel], out: s
         progress.event("case", case=case.case_id, index=number, of=len(mine), fraction=span[0])
         record = predict_case(case, models, options, out, progress, span)
         computed.append(case.case_id)
-        progress.event("case_done", case=case.case_id, folder=str(folder), skipped=False,
-                       seconds=sum(record["seconds"].values()), fraction=span[1])
+        progress.event(
+            "case_done",
+            case=case.case_id,
+            folder=str(folder),
+            skipped=False,
+            seconds=sum(record["seconds"].values()),
+            fraction=span[1],
+        )
     summary = gather(cases, models, options, out)
     summary.computed, summary.skipped = computed, skipped
     summary.seconds = time.perf_counter() - run_started
@@ -427,7 +526,9 @@ def predict(cases: Sequence[PredictCase], models: Sequence[PredictModel], out: s
     return summary
 
 
-def gather(cases: Sequence[PredictCase], models: Sequence[PredictModel], options: PredictOptions, out: Path) -> PredictSummary:
+def gather(
+    cases: Sequence[PredictCase], models: Sequence[PredictModel], options: PredictOptions, out: Path
+) -> PredictSummary:
     """Write ``metrics.csv``, ``agreement.csv`` and ``summary.json`` from every case committed with
     the current settings (cases of other shards included once they are done)."""
     records = []
@@ -437,9 +538,14 @@ def gather(cases: Sequence[PredictCase], models: Sequence[PredictModel], options
             records.append(record)
     metrics = _write_table([row for r in records for row in r["metrics"]], out / "metrics.csv")
     agreement = _write_table([row for r in records for row in r["agreement"]], out / "agreement.csv")
-    summary = {"options": options.describe(), "models": [{"name": m.name, "checkpoint": str(m.path), "sha256": m.sha256,
-                                                           "architecture": m.card.architecture} for m in models],
-               "cases": {r["case"]: str(out / r["case"] / RESULT_FILE) for r in records},
-               "pending": [c.case_id for c in cases if c.case_id not in {r["case"] for r in records}]}
+    summary = {
+        "options": options.describe(),
+        "models": [
+            {"name": m.name, "checkpoint": str(m.path), "sha256": m.sha256, "architecture": m.card.architecture}
+            for m in models
+        ],
+        "cases": {r["case"]: str(out / r["case"] / RESULT_FILE) for r in records},
+        "pending": [c.case_id for c in cases if c.case_id not in {r["case"] for r in records}],
+    }
     write_text(out / "summary.json", json.dumps(summary, indent=1))
     return PredictSummary(out, [], [], metrics, agreement, 0.0)

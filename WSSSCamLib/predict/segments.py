@@ -47,16 +47,21 @@ class SegmentationRule:
         if self.ensemble is not None and self.ensemble not in RULES:
             raise ValueError(f"ensemble: unknown rule {self.ensemble!r}; accepted rules {', '.join(RULES)}")
         if self.ensemble == "mean" and self.member_thresholds is None and self.threshold.mode != "fixed":
-            raise ValueError(f"ensemble 'mean' thresholds the mean map with a fixed t; got threshold {self.threshold.name}")
+            raise ValueError(
+                f"ensemble 'mean' thresholds the mean map with a fixed t; got threshold {self.threshold.name}"
+            )
         if self.member_thresholds is not None:
             for t in self.member_thresholds:
                 Threshold("fixed", t)  # each must be a valid fixed t in [0, 1]
 
     def describe(self) -> dict:
         """JSON-ready description (part of the output's fingerprint)."""
-        return {"threshold": self.threshold.name, "ensemble": self.ensemble,
-                "member_thresholds": list(self.member_thresholds) if self.member_thresholds else None,
-                "empty_when_negative": self.empty_when_negative}
+        return {
+            "threshold": self.threshold.name,
+            "ensemble": self.ensemble,
+            "member_thresholds": list(self.member_thresholds) if self.member_thresholds else None,
+            "empty_when_negative": self.empty_when_negative,
+        }
 
 
 def to_slices(volume: torch.Tensor, axis: str) -> torch.Tensor:
@@ -116,8 +121,12 @@ def segment_volumes(cams: Mapping[str, object], rule: SegmentationRule) -> Segme
     return Segments(masks, members)
 
 
-def _ensemble(cams: Mapping[str, object], slice_maps: dict[tuple[str, str], torch.Tensor], probabilities: dict[str, torch.Tensor],
-              rule: SegmentationRule) -> tuple[str, torch.Tensor]:
+def _ensemble(
+    cams: Mapping[str, object],
+    slice_maps: dict[tuple[str, str], torch.Tensor],
+    probabilities: dict[str, torch.Tensor],
+    rule: SegmentationRule,
+) -> tuple[str, torch.Tensor]:
     """The ensemble segment over every (model, method) member, computed on slices like the study."""
     axes = {cams[model].axis for model, _ in slice_maps}
     if len(axes) != 1:
@@ -125,13 +134,19 @@ def _ensemble(cams: Mapping[str, object], slice_maps: dict[tuple[str, str], torc
     axis = axes.pop()
     maps = list(slice_maps.values())
     if rule.member_thresholds is not None and rule.ensemble != "mean" and len(rule.member_thresholds) != len(maps):
-        raise ValueError(f"member_thresholds: {len(rule.member_thresholds)} thresholds for {len(maps)} ensemble members "
-                         f"({', '.join(f'{a} {b}' for a, b in slice_maps)})")
+        raise ValueError(
+            f"member_thresholds: {len(rule.member_thresholds)} thresholds for {len(maps)} ensemble members "
+            f"({', '.join(f'{a} {b}' for a, b in slice_maps)})"
+        )
     if rule.ensemble == "mean":
         t = rule.member_thresholds[0] if rule.member_thresholds else rule.threshold.value
         combined, label = mean_map_mask(maps, t), Threshold("fixed", t).name
     else:
-        cuts = [Threshold("fixed", t) for t in rule.member_thresholds] if rule.member_thresholds else [rule.threshold] * len(maps)
+        cuts = (
+            [Threshold("fixed", t) for t in rule.member_thresholds]
+            if rule.member_thresholds
+            else [rule.threshold] * len(maps)
+        )
         combined = combine_masks([apply_threshold(m.float(), cut) for m, cut in zip(maps, cuts)], rule.ensemble)
         label = "|".join(cut.name for cut in cuts) if rule.member_thresholds else rule.threshold.name
     if rule.empty_when_negative:
@@ -139,4 +154,3 @@ def _ensemble(cams: Mapping[str, object], slice_maps: dict[tuple[str, str], torc
         mean_probability = torch.stack([probabilities[m].float() for m in models]).mean(0)
         combined = suppress_negatives(combined, classifier_positive(mean_probability))
     return f"{rule.ensemble} ensemble {label}", from_slices(combined, axis)
-

@@ -47,8 +47,13 @@ class Refinement(Protocol):
     needs_images: ClassVar[bool]
     needs_probabilities: bool
 
-    def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
-                 probabilities: torch.Tensor | None = None) -> torch.Tensor: ...
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        maps: torch.Tensor,
+        images: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
 
     def describe(self) -> str: ...
 
@@ -112,8 +117,11 @@ class Step:
 
     def describe(self) -> str:
         """The canonical name: kind and every setting that is set, in field order; ``parse`` reads it back."""
-        settings = [f"{f.name}={format_value(getattr(self, f.name))}" for f in dataclasses.fields(self)
-                    if getattr(self, f.name) is not None]
+        settings = [
+            f"{f.name}={format_value(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        ]
         return f"{self.kind}:{','.join(settings)}" if settings else self.kind
 
     @classmethod
@@ -148,11 +156,13 @@ def check_setting(condition: bool, kind: str, name: str, problem: str, value: ob
 
 
 def check_unit(kind: str, name: str, value: float) -> None:
+    """Refuse (naming step ``kind`` and setting ``name``) a value outside [0, 1]."""
     ok = isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0
     check_setting(ok, kind, name, "must be in [0, 1]", value)
 
 
 def check_positive(kind: str, name: str, value: float, integer: bool = False, zero: bool = False) -> None:
+    """Refuse a value that is not a finite number > 0 (>= 0 with ``zero``; a whole number with ``integer``)."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = number and (value >= 0 if zero else value > 0) and (not integer or float(value).is_integer())
     what = ("an integer" if integer else "a number") + (" >= 0" if zero else " > 0")
@@ -160,39 +170,61 @@ def check_positive(kind: str, name: str, value: float, integer: bool = False, ze
 
 
 def check_choice(kind: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse a value that is not one of ``choices``."""
     check_setting(value in choices, kind, name, f"must be one of {', '.join(choices)}", value)
 
 
-def check_inputs(kind: str, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None,
-                 probabilities: torch.Tensor | None, need_images: bool = False, need_probabilities: bool = False,
-                 dims: tuple[int, ...] = (2, 3)) -> None:
+def check_inputs(
+    kind: str,
+    masks: torch.Tensor,
+    maps: torch.Tensor,
+    images: torch.Tensor | None,
+    probabilities: torch.Tensor | None,
+    need_images: bool = False,
+    need_probabilities: bool = False,
+    dims: tuple[int, ...] = (2, 3),
+) -> None:
     """Refuse inputs that break the contract of the module docstring; messages name the step and the input."""
     if not isinstance(masks, torch.Tensor) or masks.dtype != torch.bool:
         got = getattr(masks, "dtype", type(masks))
         raise RefinementError(f"{kind}: masks must be a bool tensor N x *spatial, got {got}")
     if masks.ndim - 1 not in dims or masks.shape[0] == 0:
         wanted = " or ".join(("N x H x W", "N x D x H x W")[d - 2] for d in dims)
-        raise RefinementError(f"{kind}: masks must be {wanted} with N >= 1, got shape {tuple(masks.shape)}"
-                              + (" (this step is 2D only)" if dims == (2,) and masks.ndim == 4 else ""))
+        raise RefinementError(
+            f"{kind}: masks must be {wanted} with N >= 1, got shape {tuple(masks.shape)}"
+            + (" (this step is 2D only)" if dims == (2,) and masks.ndim == 4 else "")
+        )
     if not isinstance(maps, torch.Tensor) or not maps.is_floating_point() or maps.shape != masks.shape:
-        raise RefinementError(f"{kind}: maps must be a float tensor of the masks' shape {tuple(masks.shape)}, "
-                              f"got {getattr(maps, 'dtype', type(maps))} {tuple(getattr(maps, 'shape', ()))}")
+        raise RefinementError(
+            f"{kind}: maps must be a float tensor of the masks' shape {tuple(masks.shape)}, "
+            f"got {getattr(maps, 'dtype', type(maps))} {tuple(getattr(maps, 'shape', ()))}"
+        )
     if images is None:
         if need_images:
             raise RefinementError(f"{kind}: needs images (N x C x *spatial, the normalised intensities), got None")
-    elif (not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != masks.ndim + 1
-          or images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[1:] or images.shape[1] == 0):
-        raise RefinementError(f"{kind}: images must be a float tensor N x C x *spatial matching masks "
-                              f"{tuple(masks.shape)}, "
-                              f"got {getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
+    elif (
+        not isinstance(images, torch.Tensor)
+        or not images.is_floating_point()
+        or images.ndim != masks.ndim + 1
+        or images.shape[0] != masks.shape[0]
+        or images.shape[2:] != masks.shape[1:]
+        or images.shape[1] == 0
+    ):
+        raise RefinementError(
+            f"{kind}: images must be a float tensor N x C x *spatial matching masks "
+            f"{tuple(masks.shape)}, "
+            f"got {getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}"
+        )
     elif need_images and not bool(torch.isfinite(images).all()):
         raise RefinementError(f"{kind}: images contain NaN or infinite values")
     if probabilities is None:
         if need_probabilities:
             raise RefinementError(f"{kind}: gating needs the classifier probabilities (N floats), got None")
     elif tuple(torch.as_tensor(probabilities).shape) != (masks.shape[0],):
-        raise RefinementError(f"{kind}: probabilities must have shape ({masks.shape[0]},), "
-                              f"got {tuple(torch.as_tensor(probabilities).shape)}")
+        raise RefinementError(
+            f"{kind}: probabilities must have shape ({masks.shape[0]},), "
+            f"got {tuple(torch.as_tensor(probabilities).shape)}"
+        )
 
 
 def in_dtype_of(value: float, maps: torch.Tensor) -> float:

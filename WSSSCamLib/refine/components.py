@@ -42,8 +42,9 @@ def label_components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, i
     """(labels uint32 of the mask's shape, 0 = background, 1..count = components; count) with cc3d."""
     import cc3d
 
-    labels, count = cc3d.connected_components(np.ascontiguousarray(mask, dtype=np.uint8), connectivity=connectivity,
-                                              return_N=True)
+    labels, count = cc3d.connected_components(
+        np.ascontiguousarray(mask, dtype=np.uint8), connectivity=connectivity, return_N=True
+    )
     return labels, int(count)
 
 
@@ -93,8 +94,13 @@ class Components(Step):
             check_setting(self.min_peak is None, self.kind, "min_peak", "only applies to keep=above", self.min_peak)
         if self.connectivity is not None:
             allowed = CONNECTIVITY[2] + CONNECTIVITY[3]
-            check_setting(self.connectivity in allowed, self.kind, "connectivity",
-                          "must be 4 or 8 (2D) or 6, 18 or 26 (3D)", self.connectivity)
+            check_setting(
+                self.connectivity in allowed,
+                self.kind,
+                "connectivity",
+                "must be 4 or 8 (2D) or 6, 18 or 26 (3D)",
+                self.connectivity,
+            )
             object.__setattr__(self, "connectivity", int(self.connectivity))
         check_setting(isinstance(self.gate, bool), self.kind, "gate", "must be true or false", self.gate)
 
@@ -102,13 +108,23 @@ class Components(Step):
     def needs_probabilities(self) -> bool:
         return self.gate
 
-    def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
-                 probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        maps: torch.Tensor,
+        images: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         check_inputs(self.kind, masks, maps, images, probabilities, need_probabilities=self.gate)
         dims = masks.ndim - 1
         connectivity = CONNECTIVITY[dims][-1] if self.connectivity is None else self.connectivity
-        check_setting(connectivity in CONNECTIVITY[dims], self.kind, "connectivity",
-                      f"must be one of {CONNECTIVITY[dims]} for {dims}D samples", connectivity)
+        check_setting(
+            connectivity in CONNECTIVITY[dims],
+            self.kind,
+            "connectivity",
+            f"must be one of {CONNECTIVITY[dims]} for {dims}D samples",
+            connectivity,
+        )
         min_peak = None if self.min_peak is None else in_dtype_of(self.min_peak, maps)
         mask_array, map_array = to_numpy(masks), to_numpy(maps)
         out = np.empty(mask_array.shape, dtype=bool)
@@ -134,7 +150,12 @@ class Gate(Step):
     def needs_probabilities(self) -> bool:
         return True
 
-    def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
-                 probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        maps: torch.Tensor,
+        images: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         check_inputs(self.kind, masks, maps, images, probabilities, need_probabilities=True)
         return gate(masks, probabilities)

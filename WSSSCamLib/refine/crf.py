@@ -97,12 +97,18 @@ class DenseCrf(Step):
         check_choice(self.kind, "unary", self.unary, UNARIES)
         if self.unary == "mask":
             confidence = 0.7 if self.confidence is None else self.confidence
-            check_setting(isinstance(confidence, (int, float)) and 0.5 < confidence < 1.0, self.kind, "confidence",
-                          "must be in (0.5, 1)", confidence)
+            check_setting(
+                isinstance(confidence, (int, float)) and 0.5 < confidence < 1.0,
+                self.kind,
+                "confidence",
+                "must be in (0.5, 1)",
+                confidence,
+            )
             object.__setattr__(self, "confidence", float(confidence))
         else:
-            check_setting(self.confidence is None, self.kind, "confidence", "only applies to unary=mask",
-                          self.confidence)
+            check_setting(
+                self.confidence is None, self.kind, "confidence", "only applies to unary=mask", self.confidence
+            )
         object.__setattr__(self, "iterations", int(self.iterations))
         for name in ("sxy_gaussian", "sxy_bilateral", "schan", "compat_gaussian", "compat_bilateral"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -129,8 +135,13 @@ class DenseCrf(Step):
         marginals = np.asarray(crf.inference(self.iterations)).reshape(2, *shape)
         return marginals[1] > marginals[0]
 
-    def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
-                 probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        maps: torch.Tensor,
+        images: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         check_inputs(self.kind, masks, maps, images, probabilities, need_images=True)
         densecrf, utils = _densecrf()
         mask_array, map_array, image_array = to_numpy(masks), to_numpy(maps), to_numpy(images)

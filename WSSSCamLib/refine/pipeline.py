@@ -54,8 +54,13 @@ class Pipeline:
     def needs_probabilities(self) -> bool:
         return any(step.needs_probabilities for step in self.steps)
 
-    def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
-                 probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        maps: torch.Tensor,
+        images: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         for step in self.steps:
             masks = step(masks, maps, images, probabilities)
         return masks

@@ -71,8 +71,9 @@ class RandomWalker(Step):
         for name in ("low", "high", "beta", "tol"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
-    def seeds(self, mask: np.ndarray, cam: np.ndarray, low: float | None = None,
-              high: float | None = None) -> np.ndarray:
+    def seeds(
+        self, mask: np.ndarray, cam: np.ndarray, low: float | None = None, high: float | None = None
+    ) -> np.ndarray:
         """int32 labels of one sample: 2 = foreground seed, 1 = background seed, 0 = unlabelled
         (``low``/``high``: the cuts as compared, default the settings)."""
         low, high = self.low if low is None else low, self.high if high is None else high
@@ -98,8 +99,13 @@ class RandomWalker(Step):
             result = random_walker(data, labels, beta=self.beta, mode="cg_j", tol=self.tol, channel_axis=channel_axis)
         return result == FOREGROUND
 
-    def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
-                 probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        maps: torch.Tensor,
+        images: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         check_inputs(self.kind, masks, maps, images, probabilities, need_images=True)
         low, high = in_dtype_of(self.low, maps), in_dtype_of(self.high, maps)
         mask_array, map_array, image_array = to_numpy(masks), to_numpy(maps), to_numpy(images)

@@ -56,8 +56,9 @@ POOLS = ("mask", "map")
 DEFAULT_CUT = 0.5
 
 
-def _resolve_pool(kind: str, pool: str, min_fraction: float | None,
-                  min_mean: float | None) -> tuple[float | None, float | None]:
+def _resolve_pool(
+    kind: str, pool: str, min_fraction: float | None, min_mean: float | None
+) -> tuple[float | None, float | None]:
     """Fill the cut of the chosen pool with its default and refuse the cut of the other pool."""
     check_choice(kind, "pool", pool, POOLS)
     if pool == "mask":
@@ -97,8 +98,13 @@ class _Pooling(Step):
     def _segment(self, image: np.ndarray) -> np.ndarray:  # C x *spatial float64 -> int labels *spatial
         raise NotImplementedError
 
-    def __call__(self, masks: torch.Tensor, maps: torch.Tensor, images: torch.Tensor | None = None,
-                 probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        masks: torch.Tensor,
+        maps: torch.Tensor,
+        images: torch.Tensor | None = None,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         check_inputs(self.kind, masks, maps, images, probabilities, need_images=True, dims=self.dims)
         pool, cut = self.pool, (self.min_fraction if self.pool == "mask" else self.min_mean)
         mask_array, map_array, image_array = to_numpy(masks), to_numpy(maps), to_numpy(images)
@@ -150,8 +156,17 @@ class Slic(_Pooling):
         from skimage.segmentation import slic
 
         data, channel_axis = channels_last(image)
-        return slic(data, n_segments=self.n, compactness=self.compactness, sigma=self.sigma, max_num_iter=self.max_iter,
-                    channel_axis=channel_axis, convert2lab=False, enforce_connectivity=True, start_label=0)
+        return slic(
+            data,
+            n_segments=self.n,
+            compactness=self.compactness,
+            sigma=self.sigma,
+            max_num_iter=self.max_iter,
+            channel_axis=channel_axis,
+            convert2lab=False,
+            enforce_connectivity=True,
+            start_label=0,
+        )
 
 
 @dataclass(frozen=True)

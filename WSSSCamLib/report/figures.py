@@ -55,12 +55,25 @@ def _box_panel(ax, frame: pd.DataFrame, title: str, xlabel: str) -> None:
         _no_data(ax, "no agreement values")
         return
     positions = np.arange(1, len(keep) + 1)
-    ax.boxplot([d for _, d in keep], positions=positions, widths=0.6, showfliers=True,
-               medianprops={"color": "tab:red"}, flierprops={"markersize": 3, "alpha": 0.5})
+    ax.boxplot(
+        [d for _, d in keep],
+        positions=positions,
+        widths=0.6,
+        showfliers=True,
+        medianprops={"color": "tab:red"},
+        flierprops={"markersize": 3, "alpha": 0.5},
+    )
     for x, (_, d) in zip(positions, keep):
         median = float(np.median(d))
-        ax.text(x, median, f"{median:.2f}", ha="center", va="bottom", fontsize=8,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+        ax.text(
+            x,
+            median,
+            f"{median:.2f}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )
     ax.set_xticks(positions, [str(g) for g, _ in keep], rotation=30, ha="right")
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel(xlabel)
@@ -75,8 +88,10 @@ def agreement_boxplots(agreement: pd.DataFrame, path: str | Path, result: str = 
     require_columns(agreement, ("kind", "group", "result", "value"), "agreement")
     rows = agreement[agreement["result"] == result]
     if rows.empty:
-        raise ValueError(f"agreement_boxplots: no agreement rows at result {result!r}; "
-                         f"available: {sorted_results(agreement['result'])}")
+        raise ValueError(
+            f"agreement_boxplots: no agreement rows at result {result!r}; "
+            f"available: {sorted_results(agreement['result'])}"
+        )
     fig = Figure(figsize=(11, 4.5))
     left, right = fig.subplots(1, 2, sharey=True)
     _box_panel(left, rows[rows["kind"] == "methods"], f"(A) across CAM methods per model ({result})", "model")
@@ -130,8 +145,15 @@ def _grid_panel(ax, fig: Figure, panel: pd.DataFrame, ensemble: str, rule: str, 
         for i in range(rows):
             for j in range(cols):
                 if np.isfinite(scores[i, j]):
-                    ax.text(j, i, f"{scores[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="black" if scores[i, j] > middle else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{scores[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="black" if scores[i, j] > middle else "white",
+                    )
     for i, j in zip(*np.nonzero(chosen)):
         ax.add_patch(_cell_box(j, i))
         if averaged and chosen[i, j] > 1:
@@ -156,7 +178,9 @@ def threshold_grid_heatmap(grid: pd.DataFrame, path: str | Path, fold: int | Non
     rows = grid if fold is None else grid[grid["fold"] == fold]
     if rows.empty:
         available = sorted(grid["fold"].unique().tolist())
-        raise ValueError(f"threshold_grid_heatmap: no grid rows{'' if fold is None else f' for fold {fold}'}; folds: {available}")
+        raise ValueError(
+            f"threshold_grid_heatmap: no grid rows{'' if fold is None else f' for fold {fold}'}; folds: {available}"
+        )
     panels = list(dict.fromkeys(zip(rows["ensemble"], rows["rule"])))
     columns = min(3, len(panels))
     lines = math.ceil(len(panels) / columns)
@@ -165,7 +189,7 @@ def threshold_grid_heatmap(grid: pd.DataFrame, path: str | Path, fold: int | Non
     for ax, (ensemble, rule) in zip(axes, panels):
         panel = rows[(rows["ensemble"] == ensemble) & (rows["rule"] == rule)]
         _grid_panel(ax, fig, panel, ensemble, rule, averaged=fold is None)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     scope = "mean over folds" if fold is None else f"fold {fold}"
     fig.suptitle(f"Ensemble threshold grid on the training split ({scope}); red: chosen", fontsize=10)
@@ -196,8 +220,7 @@ def correlation_heatmap(table: pd.DataFrame, path: str | Path) -> Path:
             if np.isfinite(values[i, j]):
                 colour = "white" if abs(values[i, j]) > 0.6 else "black"
                 stars = "" if rho.index[i] == rho.columns[j] else _stars(float(p.iat[i, j]))
-                ax.text(j, i, f"{values[i, j]:.2f}{stars}", ha="center", va="center",
-                        fontsize=8, color=colour)
+                ax.text(j, i, f"{values[i, j]:.2f}{stars}", ha="center", va="center", fontsize=8, color=colour)
     ax.set_xticks(range(values.shape[1]), [str(c) for c in rho.columns], rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(values.shape[0]), [str(r) for r in rho.index], fontsize=8)
     result = str(table["result"].iloc[0]) if "result" in table.columns else ""
@@ -228,8 +251,13 @@ def threshold_curves(results: pd.DataFrame, path: str | Path, metric: str = "poo
             ax.axhline(row[metric], color="black", linestyle="--", linewidth=1.2, label=f"Empty ({row[metric]:.3f})")
     for _, row in table[table["kind"] == "ensemble"].iterrows():
         if np.isfinite(row[metric]):
-            ax.axhline(row[metric], linestyle=":", linewidth=1.2, color="0.35",
-                       label=f"{config_label(row['model'], row['method'], 'ensemble')} ({row['best_result']})")
+            ax.axhline(
+                row[metric],
+                linestyle=":",
+                linewidth=1.2,
+                color="0.35",
+                label=f"{config_label(row['model'], row['method'], 'ensemble')} ({row['best_result']})",
+            )
     ax.set_xlabel("CAM threshold t")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} over all test slices versus threshold", fontsize=10)

@@ -55,19 +55,30 @@ _DEFINITIONS = (
     ("Dice", "2|A and B| / (|A| + |B|) of the predicted mask A and the reference mask B."),
     ("IoU", "|A and B| / |A or B|."),
     ("Empty-mask convention", "when prediction and reference are both empty, Dice = IoU = 1."),
-    ("pooled_fg_dice, pooled_fg_iou", "TP, FP and FN summed over all test slices of all folds, then "
-     "2TP / (2TP + FP + FN) and TP / (TP + FP + FN) for the foreground class."),
+    (
+        "pooled_fg_dice, pooled_fg_iou",
+        "TP, FP and FN summed over all test slices of all folds, then "
+        "2TP / (2TP + FP + FN) and TP / (TP + FP + FN) for the foreground class.",
+    ),
     ("pooled_miou", "mean of the pooled background IoU and the pooled foreground IoU (counts over all test slices)."),
     ("pooled_dsc_miou", "2 mIoU / (1 + mIoU) from pooled_miou: the 'average DSC' of Ostrowski et al. 2023 (Table 1)."),
-    ("dice_mean_abnormal_slices, iou_mean_abnormal_slices", "mean over the slices with abnormality "
-     "(reference has foreground, TP + FN > 0) of the per-slice Dice / IoU."),
+    (
+        "dice_mean_abnormal_slices, iou_mean_abnormal_slices",
+        "mean over the slices with abnormality (reference has foreground, TP + FN > 0) of the per-slice Dice / IoU.",
+    ),
     ("dice_mean_all_slices", "mean over all test slices of the per-slice Dice (both empty = 1)."),
     ("dice_volume, iou_volume", "per case, counts summed over the case's slices."),
-    ("Agreement", "per slice, the mean IoU over all unordered pairs of binarised CAMs: across CAM methods "
-     "for a fixed model (Syed et al. 2023 eq. 17) or across models for a fixed CAM method (eq. 18); both empty = 1."),
+    (
+        "Agreement",
+        "per slice, the mean IoU over all unordered pairs of binarised CAMs: across CAM methods "
+        "for a fixed model (Syed et al. 2023 eq. 17) or across models for a fixed CAM method (eq. 18); both empty = 1.",
+    ),
     ("Empty baseline", "the all-background prediction for every slice."),
-    ("Ensembles", "member thresholds (result 't1|t2') chosen by a grid search on each fold's training cases "
-     "and applied unchanged to its test cases."),
+    (
+        "Ensembles",
+        "member thresholds (result 't1|t2') chosen by a grid search on each fold's training cases "
+        "and applied unchanged to its test cases.",
+    ),
 )
 
 
@@ -79,8 +90,9 @@ def _table(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = False) -> str:
     """DataFrame -> escaped HTML table (NaN as empty cells)."""
     df = df.copy()
     df.columns.name = None
-    return df.to_html(index=index, escape=True, na_rep="", border=0, classes="data",
-                      float_format=lambda v: format(v, floatfmt))
+    return df.to_html(
+        index=index, escape=True, na_rep="", border=0, classes="data", float_format=lambda v: format(v, floatfmt)
+    )
 
 
 def _section(title: str, body: str, anchor: str) -> str:
@@ -120,8 +132,10 @@ def summary_sentence(table: pd.DataFrame, metric: str = MAIN_METRIC) -> str:
     if best is None:
         return f"No configuration has a value of {metric}."
     label = config_label(best["model"], best["method"], best["kind"])
-    text = (f"Best configuration: {label} ({best['best_result']}) with {metric} {best[metric]:.3f} "
-            "(pooled over all test slices")
+    text = (
+        f"Best configuration: {label} ({best['best_result']}) with {metric} {best[metric]:.3f} "
+        "(pooled over all test slices"
+    )
     text += ", Ostrowski et al. 2023 definition 2 mIoU/(1+mIoU))" if metric == "pooled_dsc_miou" else ")"
     if empty is not None and not math.isnan(float(empty[metric])):
         difference = float(best[metric]) - float(empty[metric])
@@ -134,10 +148,14 @@ def summary_sentence(table: pd.DataFrame, metric: str = MAIN_METRIC) -> str:
 def _main_section(results: pd.DataFrame) -> tuple[str, str]:
     table = main_table(results, MAIN_METRIC)
     shown = table.drop(columns=["model", "method"])
-    shown.insert(0, "configuration", [config_label(m, k, d) for m, k, d in zip(table["model"], table["method"], table["kind"])])
-    body = _table(shown) + _note("Best result per configuration by pooled_dsc_miou over its results "
-                                 "(thresholds, or for ensembles the chosen member thresholds); the other columns "
-                                 "are the metrics of that same result.")
+    shown.insert(
+        0, "configuration", [config_label(m, k, d) for m, k, d in zip(table["model"], table["method"], table["kind"])]
+    )
+    body = _table(shown) + _note(
+        "Best result per configuration by pooled_dsc_miou over its results "
+        "(thresholds, or for ensembles the chosen member thresholds); the other columns "
+        "are the metrics of that same result."
+    )
     return summary_sentence(table), body
 
 
@@ -146,15 +164,19 @@ def _threshold_section(results: pd.DataFrame) -> str:
         matrix = threshold_table(results, MAIN_METRIC)
     except ValueError as error:
         return _note(f"Not available: {error}")
-    return _table(matrix.reset_index()) + _note("pooled_dsc_miou ('ALL' rows) per single model / CAM method and result.")
+    return _table(matrix.reset_index()) + _note(
+        "pooled_dsc_miou ('ALL' rows) per single model / CAM method and result."
+    )
 
 
 def _agreement_section(agreement: pd.DataFrame | None) -> str:
     if agreement is None or len(agreement) == 0:
         return _note("No agreement table.")
     summary = agreement_summary(agreement)
-    return _table(summary) + _note("Per-slice mean pairwise IoU; kind 'methods': across CAM methods for the model "
-                                   "in 'group'; kind 'models': across models for the CAM method in 'group'.")
+    return _table(summary) + _note(
+        "Per-slice mean pairwise IoU; kind 'methods': across CAM methods for the model "
+        "in 'group'; kind 'models': across models for the CAM method in 'group'."
+    )
 
 
 def _correlation_section(results: pd.DataFrame, cases: pd.DataFrame | None, result: str = "t=0.50") -> str:
@@ -169,11 +191,17 @@ def _correlation_section(results: pd.DataFrame, cases: pd.DataFrame | None, resu
     for i in range(rho.shape[0]):
         for j in range(rho.shape[1]):
             r, q = float(rho.iat[i, j]), float(p.iat[i, j])
-            cells.iat[i, j] = "" if math.isnan(r) else (f"{r:.2f}" if math.isnan(q) or rho.index[i] == rho.columns[j]
-                                                        else f"{r:.2f} (p={q:.3g})")
+            cells.iat[i, j] = (
+                ""
+                if math.isnan(r)
+                else (f"{r:.2f}" if math.isnan(q) or rho.index[i] == rho.columns[j] else f"{r:.2f} (p={q:.3g})")
+            )
     n = int(table["n"].max()) if len(table) else 0
-    text = (f"Spearman rho (p) between per-case CAM areas (voxels) at {result}, up to {n} cases"
-            + (f"; last column: the external measure '{measure}'" if measure else "") + ".")
+    text = (
+        f"Spearman rho (p) between per-case CAM areas (voxels) at {result}, up to {n} cases"
+        + (f"; last column: the external measure '{measure}'" if measure else "")
+        + "."
+    )
     if len(measures) > 1:
         text += f" Other measures in the cases table: {', '.join(measures[1:])}."
     return _table(cells, index=True) + _note(text)
@@ -184,7 +212,8 @@ def _ensemble_section(grid: pd.DataFrame | None) -> str:
         return _note("No ensembles in this study.")
     return _table(chosen_thresholds(grid)) + _note(
         "Member thresholds chosen per fold on the training cases (score: pooled_dsc_miou there); "
-        "t2 empty for the 'mean' rule.")
+        "t2 empty for the 'mean' rule."
+    )
 
 
 def _provenance_section(provenance: Mapping) -> str:
@@ -192,9 +221,13 @@ def _provenance_section(provenance: Mapping) -> str:
     parts = []
     config = provenance.pop("config", None)
     if config is not None:
-        parts.append("<h3>Configuration</h3><pre>" + _e(json.dumps(config, indent=2, sort_keys=False, default=str)) + "</pre>")
-    for key, title, header in (("versions", "Versions", ("package", "version")),
-                               ("checkpoints", "Checkpoints", ("checkpoint", "sha256"))):
+        parts.append(
+            "<h3>Configuration</h3><pre>" + _e(json.dumps(config, indent=2, sort_keys=False, default=str)) + "</pre>"
+        )
+    for key, title, header in (
+        ("versions", "Versions", ("package", "version")),
+        ("checkpoints", "Checkpoints", ("checkpoint", "sha256")),
+    ):
         value = provenance.pop(key, None)
         if isinstance(value, Mapping) and value:
             frame = pd.DataFrame({header[0]: [str(k) for k in value], header[1]: [str(v) for v in value.values()]})
@@ -220,11 +253,19 @@ def _cases_note(cases: pd.DataFrame | None) -> str:
     return _note(text + ".")
 
 
-def write_report(out_dir: str | Path, results: pd.DataFrame, agreement: pd.DataFrame | None,
-                 grid: pd.DataFrame | None, cases: pd.DataFrame | None, provenance: Mapping,
-                 figures: Mapping[str, str | Path], overlays: Iterable[str | Path] = (),
-                 title: str = "WSSSCam study", tables: Mapping[str, pd.DataFrame] | None = None,
-                 correlation_result: str = "t=0.50") -> Path:
+def write_report(
+    out_dir: str | Path,
+    results: pd.DataFrame,
+    agreement: pd.DataFrame | None,
+    grid: pd.DataFrame | None,
+    cases: pd.DataFrame | None,
+    provenance: Mapping,
+    figures: Mapping[str, str | Path],
+    overlays: Iterable[str | Path] = (),
+    title: str = "WSSSCam study",
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    correlation_result: str = "t=0.50",
+) -> Path:
     """Write ``out_dir``/report.html atomically and return its path.
 
     Sections: summary sentence (best configuration vs Empty, pooled Ostrowski et al. 2023 DSC), main table,
@@ -241,23 +282,33 @@ def write_report(out_dir: str | Path, results: pd.DataFrame, agreement: pd.DataF
     summary, main_body = _main_section(results)
     started = (provenance or {}).get("started")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_e(title)}</h1>\n"
-            f'<p class="note">Report written {_e(stamp)}' + (f"; study started {_e(started)}" if started else "") + "</p>\n")
+    head = (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_e(title)}</h1>\n"
+        f'<p class="note">Report written {_e(stamp)}' + (f"; study started {_e(started)}" if started else "") + "</p>\n"
+    )
     body = [f'<p class="summary">{_e(summary)}</p>', _cases_note(cases)]
     body.append(_section("Main table (Ostrowski et al. 2023 Table 1 form)", main_body, "main"))
     body.append(_section("Pooled DSC (Ostrowski et al. 2023) per threshold", _threshold_section(results), "thresholds"))
     figure_items = [(str(k), Path(v)) for k, v in (figures or {}).items()]
-    body.append(_section("Figures", _figures(figure_items, out_dir) if figure_items else _note("No figures."), "figures"))
+    body.append(
+        _section("Figures", _figures(figure_items, out_dir) if figure_items else _note("No figures."), "figures")
+    )
     body.append(_section("Agreement", _agreement_section(agreement), "agreement"))
-    body.append(_section("Correlation of CAM areas", _correlation_section(results, cases, correlation_result), "correlation"))
+    body.append(
+        _section("Correlation of CAM areas", _correlation_section(results, cases, correlation_result), "correlation")
+    )
     for index, (caption, frame) in enumerate((tables or {}).items()):
         body.append(_section(str(caption), _table(frame) if len(frame) else _note("Nothing to show."), f"table{index}"))
     body.append(_section("Chosen ensemble thresholds per fold", _ensemble_section(grid), "ensembles"))
     overlay_items = [(Path(p).name, Path(p)) for p in overlays]
     if overlay_items:
         body.append(_section("CAM overlays", _figures(overlay_items, out_dir), "overlays"))
-    definitions = "<dl>\n" + "\n".join(f"<dt><b>{_e(name)}</b></dt><dd>{_e(text)}</dd>" for name, text in _DEFINITIONS) + "\n</dl>"
+    definitions = (
+        "<dl>\n"
+        + "\n".join(f"<dt><b>{_e(name)}</b></dt><dd>{_e(text)}</dd>" for name, text in _DEFINITIONS)
+        + "\n</dl>"
+    )
     body.append(_section("Metric definitions and conventions", definitions, "definitions"))
     body.append(_section("Provenance", _provenance_section(provenance), "provenance"))
     document = head + "\n".join(part for part in body if part) + "\n</body>\n</html>\n"

@@ -159,11 +159,15 @@ def best_configuration(table: pd.DataFrame, metric: str = MAIN_METRIC) -> tuple[
     return best, (empty.iloc[0] if not empty.empty else None)
 
 
-def best_result(results: pd.DataFrame, metric: str = MAIN_METRIC, kinds: Iterable[str] = ("threshold",)) -> pd.Series | None:
+def best_result(
+    results: pd.DataFrame, metric: str = MAIN_METRIC, kinds: Iterable[str] = ("threshold",)
+) -> pd.Series | None:
     """The "best configuration" rule: of the pooled ('ALL') rows of ``results`` whose kind is one of ``kinds``,
     the row with the highest ``metric`` value (the first on ties), or None when there is none."""
     require_columns(results, ("case", "metric", "kind", "value"), "results")
-    rows = results[(results["case"].astype(str) == POOLED_ROW) & (results["metric"] == metric) & results["kind"].isin(list(kinds))]
+    rows = results[
+        (results["case"].astype(str) == POOLED_ROW) & (results["metric"] == metric) & results["kind"].isin(list(kinds))
+    ]
     rows = rows[rows["value"].notna()]
     return rows.loc[rows["value"].idxmax()] if not rows.empty else None
 
@@ -204,8 +208,19 @@ def agreement_summary(agreement: pd.DataFrame) -> pd.DataFrame:
     for (kind, group, result), values in valid.groupby(["kind", "group", "result"], sort=False)["value"]:
         v = values.to_numpy(dtype=np.float64)
         q1, median, q3 = np.percentile(v, [25, 50, 75])
-        rows.append({"kind": kind, "group": group, "result": result, "n": int(v.size), "median": float(median),
-                     "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1), "mean": float(v.mean())})
+        rows.append(
+            {
+                "kind": kind,
+                "group": group,
+                "result": result,
+                "n": int(v.size),
+                "median": float(median),
+                "q1": float(q1),
+                "q3": float(q3),
+                "iqr": float(q3 - q1),
+                "mean": float(v.mean()),
+            }
+        )
     columns = ["kind", "group", "result", "n", "median", "q1", "q3", "iqr", "mean"]
     summary = pd.DataFrame(rows, columns=columns)
     if summary.empty:
@@ -229,6 +244,7 @@ def _spearman_function() -> Callable[[np.ndarray, np.ndarray], tuple[float, floa
         def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
             statistic = spearmanr(x, y)
             return float(statistic[0]), float(statistic[1])
+
     return spearman
 
 
@@ -259,8 +275,12 @@ def case_areas(slices_or_results: pd.DataFrame, result: str = "t=0.50") -> pd.Da
         long = rows.groupby(["case", "model", "method"], sort=False)["area"].sum().reset_index()
     else:
         require_columns(table, ("case", "model", "method", "result", "kind", "metric", "value"), "results")
-        rows = table[(table["kind"] == "threshold") & (table["result"] == result) & (table["metric"] == "area_voxels")
-                     & (table["case"].astype(str) != POOLED_ROW)]
+        rows = table[
+            (table["kind"] == "threshold")
+            & (table["result"] == result)
+            & (table["metric"] == "area_voxels")
+            & (table["case"].astype(str) != POOLED_ROW)
+        ]
         long = rows.rename(columns={"value": "area"})[["case", "model", "method", "area"]]
         if long.duplicated(["case", "model", "method"]).any():
             raise ValueError(f"results: several 'area_voxels' rows per case/model/method at {result!r}")
@@ -284,8 +304,12 @@ def external_measure(cases: pd.DataFrame) -> str | None:
     return measures[0] if measures else None
 
 
-def correlation_table(slices_or_results: pd.DataFrame, cases: pd.DataFrame | None = None,
-                      measure: str | None = None, result: str = "t=0.50") -> pd.DataFrame:
+def correlation_table(
+    slices_or_results: pd.DataFrame,
+    cases: pd.DataFrame | None = None,
+    measure: str | None = None,
+    result: str = "t=0.50",
+) -> pd.DataFrame:
     """Spearman rank correlation between per-case CAM areas (see :func:`case_areas`).
 
     Tidy form, one row per ordered pair (x, y): x is a configuration ('model / method'), y is a
@@ -347,11 +371,15 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     cell; '|' and '\\' in text are escaped, newlines become spaces."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"markdown_table: expected a pandas DataFrame, got {type(df).__name__}")
-    plain_index = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1 and df.index.name is None
+    plain_index = (
+        isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1 and df.index.name is None
+    )
     frame = df if plain_index else df.reset_index()
     header = [_markdown_cell(c if not isinstance(c, tuple) else " ".join(map(str, c)), floatfmt) for c in frame.columns]
-    align = ["---:" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) else "---"
-             for c in frame.columns]
+    align = [
+        "---:" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) else "---"
+        for c in frame.columns
+    ]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for row in frame.itertuples(index=False, name=None):
         lines.append("| " + " | ".join(_markdown_cell(v, floatfmt) for v in row) + " |")

@@ -14,5 +14,16 @@ from .inputs import read_dataset
 from .merge import merge_outputs
 from .pipeline import STAGES, run_study
 
-__all__ = ["STAGES", "ConfigError", "EnsembleSpec", "ModelSpec", "StudyConfig", "StudyContext", "load_config", "merge_outputs",
-           "parse_config", "read_dataset", "run_study"]
+__all__ = [
+    "STAGES",
+    "ConfigError",
+    "EnsembleSpec",
+    "ModelSpec",
+    "StudyConfig",
+    "StudyContext",
+    "load_config",
+    "merge_outputs",
+    "parse_config",
+    "read_dataset",
+    "run_study",
+]

@@ -50,9 +50,18 @@ def grid_search_table(slices: pd.DataFrame) -> pd.DataFrame:
         best, scores = _best_by_pooled_dsc(group)
         for index, (result, score) in enumerate(zip(group["result"], scores)):
             thresholds = _combo_key(result)
-            rows.append({"fold": int(fold), "ensemble": ensemble, "rule": ensemble.split("(", 1)[0], "t1": thresholds[0],
-                         "t2": thresholds[1] if len(thresholds) > 1 else np.nan, "result": result, "score": float(score),
-                         "chosen": index == best})
+            rows.append(
+                {
+                    "fold": int(fold),
+                    "ensemble": ensemble,
+                    "rule": ensemble.split("(", 1)[0],
+                    "t1": thresholds[0],
+                    "t2": thresholds[1] if len(thresholds) > 1 else np.nan,
+                    "result": result,
+                    "score": float(score),
+                    "chosen": index == best,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -90,8 +99,21 @@ def with_cross_validated_thresholds(test: pd.DataFrame) -> tuple[pd.DataFrame, p
             others = others.loc[sorted(others.index, key=lambda r: float(r.split("=", 1)[1]))]
             index, scores = _best_by_pooled_dsc(others)
             best = others.index[index]
-            chosen.append({"model": model, "method": method, "fold": int(fold), "threshold": best, "score_other_folds": float(scores[index])})
-            rows = fixed[(fixed["model"] == model) & (fixed["method"] == method) & (fixed["fold"] == fold) & (fixed["result"] == best)]
+            chosen.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "fold": int(fold),
+                    "threshold": best,
+                    "score_other_folds": float(scores[index]),
+                }
+            )
+            rows = fixed[
+                (fixed["model"] == model)
+                & (fixed["method"] == method)
+                & (fixed["fold"] == fold)
+                & (fixed["result"] == best)
+            ]
             picked.append(rows.assign(result="cv-threshold"))
     return pd.concat([test, *picked], ignore_index=True), pd.DataFrame(chosen)
 
@@ -106,28 +128,56 @@ def results_table(test: pd.DataFrame) -> pd.DataFrame:
     per_case = counted.groupby(["case", "fold", *KEYS], sort=False)
     sums = per_case[COUNTS].sum()
     abnormal = counted[counted["abnormal"]].groupby(["case", "fold", *KEYS], sort=False)[["dice", "iou"]].mean()
-    case_metrics = pd.DataFrame({
-        "dice_mean_abnormal_slices": abnormal["dice"], "iou_mean_abnormal_slices": abnormal["iou"],
-        "dice_volume": dice_from_counts(_counts(sums)).numpy(), "iou_volume": iou_from_counts(_counts(sums)).numpy(),
-        "area_voxels": (sums["tp"] + sums["fp"]).astype(np.float64),
-    }, index=sums.index)
-    frames.append(case_metrics.reset_index().melt(id_vars=["case", "fold", *KEYS], var_name="metric", value_name="value"))
+    case_metrics = pd.DataFrame(
+        {
+            "dice_mean_abnormal_slices": abnormal["dice"],
+            "iou_mean_abnormal_slices": abnormal["iou"],
+            "dice_volume": dice_from_counts(_counts(sums)).numpy(),
+            "iou_volume": iou_from_counts(_counts(sums)).numpy(),
+            "area_voxels": (sums["tp"] + sums["fp"]).astype(np.float64),
+        },
+        index=sums.index,
+    )
+    frames.append(
+        case_metrics.reset_index().melt(id_vars=["case", "fold", *KEYS], var_name="metric", value_name="value")
+    )
 
     pooled_rows = []
     for key, group in counted.groupby(KEYS, sort=False):
         scores = pooled_scores(_counts(group))
-        values = {"pooled_fg_dice": scores.fg_dice, "pooled_fg_iou": scores.fg_iou, "pooled_miou": scores.miou,
-                  "pooled_dsc_miou": scores.dsc_miou,
-                  "dice_mean_abnormal_slices": group.loc[group["abnormal"], "dice"].mean(),
-                  "iou_mean_abnormal_slices": group.loc[group["abnormal"], "iou"].mean(),
-                  "dice_mean_all_slices": group["dice"].mean(), "slices": float(len(group)),
-                  "abnormal_slices": float(group["abnormal"].sum())}
+        values = {
+            "pooled_fg_dice": scores.fg_dice,
+            "pooled_fg_iou": scores.fg_iou,
+            "pooled_miou": scores.miou,
+            "pooled_dsc_miou": scores.dsc_miou,
+            "dice_mean_abnormal_slices": group.loc[group["abnormal"], "dice"].mean(),
+            "iou_mean_abnormal_slices": group.loc[group["abnormal"], "iou"].mean(),
+            "dice_mean_all_slices": group["dice"].mean(),
+            "slices": float(len(group)),
+            "abnormal_slices": float(group["abnormal"].sum()),
+        }
         pooled_rows += [dict(zip(KEYS, key), case="ALL", fold=-1, metric=k, value=float(v)) for k, v in values.items()]
     free = test[test["kind"] == "threshold-free"]
     for key, group in free.groupby(KEYS, sort=False):
         abnormal_free = group[(group["tp"] + group["fn"]) > 0]
-        pooled_rows.append(dict(zip(KEYS, key), case="ALL", fold=-1, metric="mean_dice_256_abnormal_slices", value=float(abnormal_free["score"].mean())))
-        pooled_rows.append(dict(zip(KEYS, key), case="ALL", fold=-1, metric="mean_dice_256_all_slices", value=float(group["score"].mean())))
+        pooled_rows.append(
+            dict(
+                zip(KEYS, key),
+                case="ALL",
+                fold=-1,
+                metric="mean_dice_256_abnormal_slices",
+                value=float(abnormal_free["score"].mean()),
+            )
+        )
+        pooled_rows.append(
+            dict(
+                zip(KEYS, key),
+                case="ALL",
+                fold=-1,
+                metric="mean_dice_256_all_slices",
+                value=float(group["score"].mean()),
+            )
+        )
     frames.append(pd.DataFrame(pooled_rows))
     columns = ["case", "fold", *KEYS, "metric", "value"]
     return pd.concat(frames, ignore_index=True)[columns]
@@ -164,7 +214,12 @@ def _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wi
         rows.append(row)
         if measure is not None:
             joined = cases.set_index("case")[measure].reindex(values.index)
-            row = {"test": f"Spearman of CAM area vs {measure}", "model": model, "method": method, "n": int(joined.notna().sum())}
+            row = {
+                "test": f"Spearman of CAM area vs {measure}",
+                "model": model,
+                "method": method,
+                "n": int(joined.notna().sum()),
+            }
             try:
                 row["statistic"], row["p"] = spearman(values.to_numpy(), joined.to_numpy(np.float64))
             except ValueError:
@@ -176,8 +231,12 @@ def _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wi
             groups = {str(k): g["value"].to_numpy() for k, g in group.groupby(across, sort=False)}
             if len(groups) < 2:
                 continue
-            row = {"test": f"Kruskal-Wallis of volume Dice across {across}s", "model": name if fixed == "model" else "",
-                   "method": name if fixed == "method" else "", "n": int(sum(len(v) for v in groups.values()))}
+            row = {
+                "test": f"Kruskal-Wallis of volume Dice across {across}s",
+                "model": name if fixed == "model" else "",
+                "method": name if fixed == "method" else "",
+                "n": int(sum(len(v) for v in groups.values())),
+            }
             try:
                 row["statistic"], row["p"] = kruskal_wallis(groups)
             except ValueError:
@@ -194,7 +253,13 @@ def cases_table(dataset: Dataset, folds: Folds, slices: pd.DataFrame) -> pd.Data
     abnormal = empty.assign(abnormal=empty["fn"] > 0).groupby("case")["abnormal"].agg(["size", "sum"])
     rows = []
     for case in dataset.cases:
-        row = {"case": case.case_id, "fold": fold_of[case.case_id], "label": case.label, "has_mask": case.mask is not None,
-               "slices": int(abnormal["size"].get(case.case_id, 0)), "abnormal_slices": int(abnormal["sum"].get(case.case_id, 0))}
+        row = {
+            "case": case.case_id,
+            "fold": fold_of[case.case_id],
+            "label": case.label,
+            "has_mask": case.mask is not None,
+            "slices": int(abnormal["size"].get(case.case_id, 0)),
+            "abnormal_slices": int(abnormal["sum"].get(case.case_id, 0)),
+        }
         rows.append({**row, **case.measures})
     return pd.DataFrame(rows)

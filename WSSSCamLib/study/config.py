@@ -142,7 +142,6 @@ class StudyConfig:
         return data
 
 
-
 def device_string(value: Any, key: str) -> str:
     """A device spelled ``auto | cpu | cuda | cuda:N | mps`` (whether it exists is checked when the run starts)."""
     try:
@@ -159,17 +158,30 @@ def _percentile_pair(value: Any, key: str) -> tuple[float, float]:
     return value[0], value[1]  # as written, so the configuration's fingerprint does not change
 
 
-RECIPE: dict[str, Field] = dataclass_schema(SliceRecipe, {
-    "size": integer(minimum=1), "axis": string(["K", "J", "I"]), "clip_percentiles": _percentile_pair,
-    "context_channel": optional(either(integer(minimum=0), string(), expected="a channel name or index")),
-})
+RECIPE: dict[str, Field] = dataclass_schema(
+    SliceRecipe,
+    {
+        "size": integer(minimum=1),
+        "axis": string(["K", "J", "I"]),
+        "clip_percentiles": _percentile_pair,
+        "context_channel": optional(either(integer(minimum=0), string(), expected="a channel name or index")),
+    },
+)
 """``recipe``: how volumes become classifier input (the fields of SliceRecipe)."""
 
-TRAIN: dict[str, Field] = dataclass_schema(TrainConfig, {
-    "epochs": integer(minimum=1), "batch_size": integer(minimum=1), "learning_rate": number(positive=True),
-    "weight_decay": number(minimum=0), "balance": string(["loss", "sampler", "none"]), "patience": integer(minimum=0),
-    "seed": integer(minimum=0), "device": device_string,
-})
+TRAIN: dict[str, Field] = dataclass_schema(
+    TrainConfig,
+    {
+        "epochs": integer(minimum=1),
+        "batch_size": integer(minimum=1),
+        "learning_rate": number(positive=True),
+        "weight_decay": number(minimum=0),
+        "balance": string(["loss", "sampler", "none"]),
+        "patience": integer(minimum=0),
+        "seed": integer(minimum=0),
+        "device": device_string,
+    },
+)
 """``models[i].train``: training options (the fields of TrainConfig)."""
 
 
@@ -188,8 +200,11 @@ def _anything(value: Any, key: str) -> Any:
 
 
 MODEL: dict[str, Field] = {
-    "name": Field(string(), required=True), "architecture": Field(string(), required=True),
-    "train": Field(section(TRAIN), {}), "checkpoints": Field(optional(string())), "methods": Field(optional(_method_names)),
+    "name": Field(string(), required=True),
+    "architecture": Field(string(), required=True),
+    "train": Field(section(TRAIN), {}),
+    "checkpoints": Field(optional(string())),
+    "methods": Field(optional(_method_names)),
 }
 """``models[i]``: a model of the study."""
 
@@ -197,15 +212,27 @@ ENSEMBLE: dict[str, Field] = {"rule": Field(_anything, required=True), "members"
 """``ensembles[i]``: a rule over member maps (model/method), checked against the listed models."""
 
 TOP_LEVEL: dict[str, Field] = {
-    "dataset": Field(string(), required=True), "csv": Field(optional(string())), "measures": Field(optional(string())),
-    "output": Field(string(), required=True), "folds": Field(integer(), 5), "folds_file": Field(optional(string())),
-    "seed": Field(integer(minimum=0), 0), "device": Field(device_string, "auto"), "recipe": Field(section(RECIPE), {}),
-    "models": Field(list_of(_anything, min_length=1), required=True), "methods": Field(_method_names, required=True),
-    "thresholds": Field(list_of(either(string(), number(), expected="a threshold name (t=0.5, p95, mean, median, otsu, grid)")),
-                        ["grid", "p95", "mean", "median", "otsu"]),
-    "empty_when_negative": Field(boolean(), False), "ensembles": Field(optional(list_of(_anything)), []),
-    "overlays": Field(integer(minimum=0), 4), "batch_size": Field(integer(minimum=1), 32),
-    "filtered_retraining": Field(_anything), "allow_outside_dataset": Field(boolean(), False),
+    "dataset": Field(string(), required=True),
+    "csv": Field(optional(string())),
+    "measures": Field(optional(string())),
+    "output": Field(string(), required=True),
+    "folds": Field(integer(), 5),
+    "folds_file": Field(optional(string())),
+    "seed": Field(integer(minimum=0), 0),
+    "device": Field(device_string, "auto"),
+    "recipe": Field(section(RECIPE), {}),
+    "models": Field(list_of(_anything, min_length=1), required=True),
+    "methods": Field(_method_names, required=True),
+    "thresholds": Field(
+        list_of(either(string(), number(), expected="a threshold name (t=0.5, p95, mean, median, otsu, grid)")),
+        ["grid", "p95", "mean", "median", "otsu"],
+    ),
+    "empty_when_negative": Field(boolean(), False),
+    "ensembles": Field(optional(list_of(_anything)), []),
+    "overlays": Field(integer(minimum=0), 4),
+    "batch_size": Field(integer(minimum=1), 32),
+    "filtered_retraining": Field(_anything),
+    "allow_outside_dataset": Field(boolean(), False),
 }
 """The top level of a study configuration; a new key joins here (and as a field of StudyConfig)."""
 
@@ -230,11 +257,15 @@ def _check_method_pairs(model: ModelSpec, methods: list[str], where: str) -> Non
     for name in methods:
         method = METHODS[name]
         if method.segmentation and not segmentation:
-            raise ConfigError(f"{where}: method '{name}' explains segmentation networks; model '{model.name}' "
-                              f"({model.architecture}) is a classifier")
+            raise ConfigError(
+                f"{where}: method '{name}' explains segmentation networks; model '{model.name}' "
+                f"({model.architecture}) is a classifier"
+            )
         if segmentation:
-            raise ConfigError(f"{where}: model '{model.name}' ({model.architecture}) is a segmentation network; a study maps "
-                              "slice classifiers (use the Seg- methods through the API or the Slicer module)")
+            raise ConfigError(
+                f"{where}: model '{model.name}' ({model.architecture}) is a segmentation network; a study maps "
+                "slice classifiers (use the Seg- methods through the API or the Slicer module)"
+            )
 
 
 def _parse_models(items: list, where: str, base: Path) -> list[ModelSpec]:
@@ -254,8 +285,18 @@ def _parse_models(items: list, where: str, base: Path) -> list[ModelSpec]:
             try:
                 checkpoints.format(fold=0)
             except (KeyError, IndexError, ValueError) as error:
-                raise ConfigError(f"{key}.checkpoints: '{checkpoints}' may hold no placeholder but {{fold}} ({error!r})") from None
-        models.append(ModelSpec(values["name"], values["architecture"], dict(values.get("train") or {}), checkpoints, values.get("methods")))
+                raise ConfigError(
+                    f"{key}.checkpoints: '{checkpoints}' may hold no placeholder but {{fold}} ({error!r})"
+                ) from None
+        models.append(
+            ModelSpec(
+                values["name"],
+                values["architecture"],
+                dict(values.get("train") or {}),
+                checkpoints,
+                values.get("methods"),
+            )
+        )
     names = [m.name for m in models]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -274,13 +315,17 @@ def _parse_ensembles(items: list, models: dict[str, ModelSpec], methods: list[st
         for member in values.get("members") or []:
             model_name, _, method = member.partition("/")
             if model_name not in models or not method:
-                raise ConfigError(f"{source}: ensembles[{index}]: member '{member}' is not <model>/<method> of a listed model")
+                raise ConfigError(
+                    f"{source}: ensembles[{index}]: member '{member}' is not <model>/<method> of a listed model"
+                )
             try:
                 method = resolve_methods(method)[0].name
             except (KeyError, ValueError) as error:
                 raise ConfigError(f"{source}: ensembles[{index}]: member '{member}': {error}") from None
             if method not in (models[model_name].methods or methods):
-                raise ConfigError(f"{source}: ensembles[{index}]: member '{member}': {model_name} does not compute {method}")
+                raise ConfigError(
+                    f"{source}: ensembles[{index}]: member '{member}': {model_name} does not compute {method}"
+                )
             members.append((model_name, method))
         if len(members) < 2:
             raise ConfigError(f"{source}: ensembles[{index}] needs at least two members")
@@ -299,7 +344,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
     for key in ("dataset", "output", "models", "methods"):
         if key not in data:
             raise ConfigError(f"{source}: missing required key '{key}'")
-    values = {key: spec.check(data[key], f"{source}: {key}") if key in data else spec.default for key, spec in TOP_LEVEL.items()}
+    values = {
+        key: spec.check(data[key], f"{source}: {key}") if key in data else spec.default
+        for key, spec in TOP_LEVEL.items()
+    }
 
     def path(key: str) -> Path | None:
         value = values[key]
@@ -315,16 +363,31 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
     if values["folds"] < 2:
         raise ConfigError(f"{source}: folds must be at least 2, got {values['folds']}")
     return StudyConfig(
-        dataset=path("dataset"), output=path("output"), models=models, methods=methods, csv=path("csv"), measures=path("measures"),
-        folds=values["folds"], folds_file=path("folds_file"), seed=values["seed"], device=values["device"],
-        recipe=dict(values["recipe"] or {}), thresholds=_parse_thresholds(values["thresholds"], source),
-        empty_when_negative=values["empty_when_negative"], ensembles=ensembles, overlays=values["overlays"],
-        batch_size=values["batch_size"], filtered_retraining=retraining, allow_outside_dataset=values["allow_outside_dataset"],
+        dataset=path("dataset"),
+        output=path("output"),
+        models=models,
+        methods=methods,
+        csv=path("csv"),
+        measures=path("measures"),
+        folds=values["folds"],
+        folds_file=path("folds_file"),
+        seed=values["seed"],
+        device=values["device"],
+        recipe=dict(values["recipe"] or {}),
+        thresholds=_parse_thresholds(values["thresholds"], source),
+        empty_when_negative=values["empty_when_negative"],
+        ensembles=ensembles,
+        overlays=values["overlays"],
+        batch_size=values["batch_size"],
+        filtered_retraining=retraining,
+        allow_outside_dataset=values["allow_outside_dataset"],
         source=source,
     )
 
 
-def _parse_retraining(data: Any, model_names: dict[str, ModelSpec], methods: list[str], source: str) -> FilteredRetrainingSpec | None:
+def _parse_retraining(
+    data: Any, model_names: dict[str, ModelSpec], methods: list[str], source: str
+) -> FilteredRetrainingSpec | None:
 
     if data is None:
         return None

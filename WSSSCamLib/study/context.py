@@ -117,15 +117,21 @@ class StudyContext:
         if key not in self._checkpoints:
             path = checkpoint_path(self.output, spec, fold)
             if not path.exists():
-                raise MissingFileError(f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first")
+                raise MissingFileError(
+                    f"{path}: no checkpoint of model '{spec.name}' for fold {fold}; run the 'train' stage first"
+                )
             card = read_card(card_path(path))
             held_out = card.split.get("test") if card.split else None
             if held_out is not None and sorted(held_out) != sorted(self.folds.held_out(fold)):
-                raise InvalidInputError(f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
-                                        "would leak into the evaluation (use the folds it was trained with: folds_file)")
+                raise InvalidInputError(
+                    f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
+                    "would leak into the evaluation (use the folds it was trained with: folds_file)"
+                )
             if card.recipe and SliceRecipe.from_card(card) != self.recipe:
-                raise InvalidInputError(f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) "
-                                        f"than the study's recipe ({self.recipe})")
+                raise InvalidInputError(
+                    f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) "
+                    f"than the study's recipe ({self.recipe})"
+                )
             self._checkpoints[key] = FoldCheckpoint(spec, fold, path, card)
         return self._checkpoints[key]
 
@@ -135,7 +141,9 @@ class StudyContext:
         if key not in self._models:
             checkpoint = self.checkpoint(spec, fold)
             model, card = load_checkpoint(checkpoint.path, card=checkpoint.card, device=device)
-            self._models[key] = FoldModel(spec.name, model.eval(), card, cam_engine_for(model, card), self.config.methods_of(spec))
+            self._models[key] = FoldModel(
+                spec.name, model.eval(), card, cam_engine_for(model, card), self.config.methods_of(spec)
+            )
         return self._models[key]
 
     def fold_models(self, fold: int, device: torch.device) -> list[FoldModel]:

@@ -45,14 +45,22 @@ def example_overlays(context: StudyContext, results: pd.DataFrame, folder: Path,
             if case.reference is None or not case.reference.any():
                 continue
             index = int(case.reference.flatten(1).sum(1).argmax())
-            maps, probability = slice_cams(engine, case.inputs.images[index : index + 1].to(device), [method], card.num_classes - 1,
-                                           tuple(case.reference.shape[1:]))
+            maps, probability = slice_cams(
+                engine,
+                case.inputs.images[index : index + 1].to(device),
+                [method],
+                card.num_classes - 1,
+                tuple(case.reference.shape[1:]),
+            )
             cam = maps[method]
             mask = apply_threshold(cam, threshold)[0].cpu().numpy()
             raw = _native_slice(loaded.image.array, recipe, index)
             reference = case.reference[index].numpy()
-            panels = [grey_rgb(raw), overlay_rgb(raw, cam[0].float().cpu().numpy(), outline=reference),
-                      overlay_rgb(raw, mask.astype(np.float32), opacity=0.5, outline=reference)]
+            panels = [
+                grey_rgb(raw),
+                overlay_rgb(raw, cam[0].float().cpu().numpy(), outline=reference),
+                overlay_rgb(raw, mask.astype(np.float32), opacity=0.5, outline=reference),
+            ]
             path = output_path(folder, f"overlay_{case_id}.png")
             write_png(path, np.concatenate(panels, axis=1))
             paths.append(path)

@@ -32,7 +32,9 @@ def read_dataset(config: StudyConfig) -> Dataset:
                 try:
                     case.measures.update({k: float(v) for k, v in values.items()})
                 except (TypeError, ValueError):
-                    raise InvalidInputError(f"{config.measures}: case '{case.case_id}' has a non-numeric measure in {dict(values)}") from None
+                    raise InvalidInputError(
+                        f"{config.measures}: case '{case.case_id}' has a non-numeric measure in {dict(values)}"
+                    ) from None
     return dataset
 
 
@@ -58,7 +60,9 @@ def study_folds(config: StudyConfig, dataset: Dataset) -> Folds:
     if path.exists():
         folds = Folds.load(path)
         if sorted(c for f in folds.folds for c in f) != sorted(case_ids):
-            raise InvalidInputError(f"{path}: its folds hold other cases than {config.dataset}; use a new output folder")
+            raise InvalidInputError(
+                f"{path}: its folds hold other cases than {config.dataset}; use a new output folder"
+            )
         return folds
     if config.folds_file is not None:
         if not config.folds_file.exists():

@@ -26,7 +26,9 @@ def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
             raise MissingFileError(f"{source_folds}: missing; {source} is not a study output folder")
         text = json.dumps(json.loads(source_folds.read_text()), sort_keys=True)
         if folds_text is not None and text != folds_text:
-            raise InvalidInputError(f"{source_folds}: other folds than the first shard's; these outputs are not shards of one study")
+            raise InvalidInputError(
+                f"{source_folds}: other folds than the first shard's; these outputs are not shards of one study"
+            )
         folds_text = text
         target.mkdir(parents=True, exist_ok=True)
         if not folds_file(target).exists():

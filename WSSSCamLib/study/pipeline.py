@@ -36,7 +36,9 @@ def check_devices(config: StudyConfig) -> None:
             resolve_device(spec.train["device"], f"{config.source}: models[{index}].train.device")
 
 
-def run_study(config: StudyConfig, shard: Shard = (0, 1), stages: Iterable[str] = STAGES, progress: bool = True) -> Path | None:
+def run_study(
+    config: StudyConfig, shard: Shard = (0, 1), stages: Iterable[str] = STAGES, progress: bool = True
+) -> Path | None:
     """Run the given stages of the study; returns the report's path when the report stage ran."""
     stages = list(stages)
     if not (0 <= shard[0] < shard[1]):

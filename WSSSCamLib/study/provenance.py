@@ -33,8 +33,10 @@ def check_config_unchanged(config: StudyConfig) -> None:
     if path.exists() and unit_markers(config.output):
         previous = json.loads(path.read_text()).get("fingerprint")
         if previous not in (None, fingerprint):
-            raise InvalidInputError(f"{path}: the units in {config.output} were computed with another configuration "
-                                    f"(fingerprint {previous}, now {fingerprint}); use a new output folder, or delete its units/ folder to recompute")
+            raise InvalidInputError(
+                f"{path}: the units in {config.output} were computed with another configuration "
+                f"(fingerprint {previous}, now {fingerprint}); use a new output folder, or delete its units/ folder to recompute"
+            )
     write_text(path, json.dumps({**config.as_dict(), "fingerprint": fingerprint}, indent=1))
 
 
@@ -50,11 +52,21 @@ def stage_seconds(markers: list[dict]) -> dict[str, float]:
 def provenance(context: StudyContext, markers: list[dict], seconds: float) -> dict:
     """The provenance record of a report: ``seconds`` is the wall time of the run so far."""
     config, folds = context.config, context.folds
-    checkpoints = {f"{spec.name}/fold{f}": context.checkpoint(spec, f).sha256 for spec in config.models
-                   for f in range(context.fold_count) if checkpoint_path(config.output, spec, f).exists()}
+    checkpoints = {
+        f"{spec.name}/fold{f}": context.checkpoint(spec, f).sha256
+        for spec in config.models
+        for f in range(context.fold_count)
+        if checkpoint_path(config.output, spec, f).exists()
+    }
     return {
-        "config": config.as_dict(), "command": " ".join(sys.argv), "versions": {**library_versions(), "platform": platform.platform()},
-        "checkpoints": checkpoints, "seeds": {"study": config.seed, "folds": folds.seed}, "folds": folds.folds,
-        "units": len(markers), "unit_seconds": stage_seconds(markers),
-        "report_written": time.strftime("%Y-%m-%d %H:%M:%S"), "report_seconds": round(seconds, 1),
+        "config": config.as_dict(),
+        "command": " ".join(sys.argv),
+        "versions": {**library_versions(), "platform": platform.platform()},
+        "checkpoints": checkpoints,
+        "seeds": {"study": config.seed, "folds": folds.seed},
+        "folds": folds.folds,
+        "units": len(markers),
+        "unit_seconds": stage_seconds(markers),
+        "report_written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "report_seconds": round(seconds, 1),
     }

@@ -60,7 +60,9 @@ def filter_slices(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``b + (images - b) * w``: images N x C x H x W, weights N x H x W in [0, 1]; b = per slice and
     channel minimum (see the module docstring). Returns a new N x C x H x W tensor."""
     if weights.shape != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"filter_slices: weights of shape {tuple(weights.shape)} for images of shape {tuple(images.shape)}")
+        raise ValueError(
+            f"filter_slices: weights of shape {tuple(weights.shape)} for images of shape {tuple(images.shape)}"
+        )
     floor = images.amin(dim=(2, 3), keepdim=True)
     return floor + (images - floor) * weights[:, None].to(images.dtype)
 
@@ -72,7 +74,9 @@ def borrowed_masks(slices: SliceSet, seed: int) -> torch.Tensor:
     if slices.masks is None:
         raise InvalidInputError("filtered retraining with a mask variant needs reference masks for every case")
     masks = slices.masks.float()
-    abnormal = torch.nonzero((slices.labels > 0) & slices.masks.flatten(1).any(1)).squeeze(1)  # lenders: a non-empty mask
+    abnormal = torch.nonzero((slices.labels > 0) & slices.masks.flatten(1).any(1)).squeeze(
+        1
+    )  # lenders: a non-empty mask
     normal = torch.nonzero(slices.labels == 0).squeeze(1)
     if len(abnormal) and len(normal):
         generator = torch.Generator().manual_seed(seed)
@@ -81,8 +85,15 @@ def borrowed_masks(slices: SliceSet, seed: int) -> torch.Tensor:
     return masks
 
 
-def cam_weights(slices: SliceSet, engine: CamEngine, target_class: int, method: str, batch_size: int, device: torch.device,
-                threshold: Threshold | None = None) -> torch.Tensor:
+def cam_weights(
+    slices: SliceSet,
+    engine: CamEngine,
+    target_class: int,
+    method: str,
+    batch_size: int,
+    device: torch.device,
+    threshold: Threshold | None = None,
+) -> torch.Tensor:
     """``method`` maps (N x H x W on the CPU, [0, 1]) of ``target_class`` from the fold model's ``engine``,
     at the slices' own size; binary (map > cut) when ``threshold`` is given."""
     size = tuple(slices.images.shape[2:])
@@ -95,15 +106,21 @@ def cam_weights(slices: SliceSet, engine: CamEngine, target_class: int, method: 
     return torch.cat(parts) if parts else torch.empty(0, *size)
 
 
-def variant_weights(variant: str, fold_model: Callable[[], FoldModel], spec: FilteredRetrainingSpec, batch_size: int,
-                    device: torch.device) -> Callable[[SliceSet, int], torch.Tensor | None]:
+def variant_weights(
+    variant: str,
+    fold_model: Callable[[], FoldModel],
+    spec: FilteredRetrainingSpec,
+    batch_size: int,
+    device: torch.device,
+) -> Callable[[SliceSet, int], torch.Tensor | None]:
     """The weight function of ``variant``: (slices, draw seed) -> weights w (None for ``original``).
     The CAM variants ask ``fold_model`` for the fold's network (on ``device``) once, here, for both splits."""
     if variant in ("cam", "cam-mask"):
         network = fold_model()
         threshold = Threshold.parse(spec.threshold) if variant == "cam-mask" else None
-        return lambda part, _: cam_weights(part, network.engine, network.card.num_classes - 1, spec.method, batch_size, device,
-                                           threshold)
+        return lambda part, _: cam_weights(
+            part, network.engine, network.card.num_classes - 1, spec.method, batch_size, device, threshold
+        )
     if variant == "mask":
         return borrowed_masks
     if variant == "inverse-mask":
@@ -113,13 +130,21 @@ def variant_weights(variant: str, fold_model: Callable[[], FoldModel], spec: Fil
     raise ValueError(f"unknown filtered-retraining variant '{variant}'; choose from {list(VARIANTS)}")
 
 
-def result_fingerprint(spec: FilteredRetrainingSpec, variant: str, seed: int, train_options: dict, checkpoint_sha256: str) -> str:
+def result_fingerprint(
+    spec: FilteredRetrainingSpec, variant: str, seed: int, train_options: dict, checkpoint_sha256: str
+) -> str:
     """A hash of everything that decides one variant x fold result: the retraining settings that the
     variant uses, the study seed, the training options and the fold checkpoint (its maps)."""
-    settings = {"model": spec.model, "epochs": spec.epochs, "variant": variant, "seed": seed, "train": train_options,
-                "method": spec.method if variant.startswith("cam") else None,
-                "threshold": spec.threshold if variant == "cam-mask" else None,
-                "checkpoint": checkpoint_sha256 if variant.startswith("cam") else None}
+    settings = {
+        "model": spec.model,
+        "epochs": spec.epochs,
+        "variant": variant,
+        "seed": seed,
+        "train": train_options,
+        "method": spec.method if variant.startswith("cam") else None,
+        "threshold": spec.threshold if variant == "cam-mask" else None,
+        "checkpoint": checkpoint_sha256 if variant.startswith("cam") else None,
+    }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -132,9 +157,21 @@ def stored_fingerprint(output: Path, variant: str, fold: int) -> str | None:
         return None
 
 
-def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, classes: int, fold_model: Callable[[], FoldModel],
-                 spec: FilteredRetrainingSpec, variant: str, train_options: dict, seed: int, batch_size: int, device: str,
-                 fingerprint: str = "") -> dict:
+def retrain_fold(
+    slices: SliceSet,
+    folds: Folds,
+    fold: int,
+    architecture: str,
+    classes: int,
+    fold_model: Callable[[], FoldModel],
+    spec: FilteredRetrainingSpec,
+    variant: str,
+    train_options: dict,
+    seed: int,
+    batch_size: int,
+    device: str,
+    fingerprint: str = "",
+) -> dict:
     """Train ``architecture`` (``classes`` outputs, as the fold checkpoint) from scratch on the fold's
     training cases filtered by ``variant``; test on its held-out cases filtered the same way. ``fold_model``
     gives the fold's network on ``device`` (asked only by the CAM variants)."""
@@ -150,15 +187,27 @@ def retrain_fold(slices: SliceSet, folds: Folds, fold: int, architecture: str, c
         filtered.append(SliceSet(images, part.labels, part.masks, part.case_ids, part.slice_index))
     known = {f.name for f in fields(TrainConfig)}
     options = {k: v for k, v in train_options.items() if k in known}
-    config = TrainConfig(**{**options, "epochs": spec.epochs, "patience": 0, "seed": split_seed, "device": device, "progress": False})
+    config = TrainConfig(
+        **{**options, "epochs": spec.epochs, "patience": 0, "seed": split_seed, "device": device, "progress": False}
+    )
     torch.manual_seed(split_seed)
     model = build_model(architecture, slices.images.shape[1], classes)
     train_classifier(model, filtered[0], None, config)
     auc, accuracy = evaluate(model, filtered[1], device=device, flip_averaging=config.flip_averaging)
-    return {"variant": variant, "fold": fold, "test_slices": len(test), "test_positive_slices": int(test.labels.sum()),
-            "auc": auc, "accuracy": accuracy, "epochs": spec.epochs, "seconds": time.perf_counter() - started,
-            "model": spec.model, "method": spec.method if variant.startswith("cam") else None, "train": asdict(config),
-            "fingerprint": fingerprint}
+    return {
+        "variant": variant,
+        "fold": fold,
+        "test_slices": len(test),
+        "test_positive_slices": int(test.labels.sum()),
+        "auc": auc,
+        "accuracy": accuracy,
+        "epochs": spec.epochs,
+        "seconds": time.perf_counter() - started,
+        "model": spec.model,
+        "method": spec.method if variant.startswith("cam") else None,
+        "train": asdict(config),
+        "fingerprint": fingerprint,
+    }
 
 
 def write_result(output: Path, result: dict) -> Path:
@@ -184,7 +233,12 @@ def retraining_summary(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=["variant", "folds", "auc_mean", "auc_sd", "accuracy_mean", "accuracy_sd"])
     grouped = table.groupby("variant", sort=False)
-    summary = grouped.agg(folds=("fold", "size"), auc_mean=("auc", "mean"), auc_sd=("auc", "std"),
-                          accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std")).reset_index()
+    summary = grouped.agg(
+        folds=("fold", "size"),
+        auc_mean=("auc", "mean"),
+        auc_sd=("auc", "std"),
+        accuracy_mean=("accuracy", "mean"),
+        accuracy_sd=("accuracy", "std"),
+    ).reset_index()
     order = {v: i for i, v in enumerate(VARIANTS)}
     return summary.sort_values("variant", key=lambda s: s.map(order)).reset_index(drop=True)

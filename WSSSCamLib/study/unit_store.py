@@ -27,8 +27,16 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_unit(output: Path, case_id: str, fold: int, role: str, slices: pd.DataFrame, agreement: pd.DataFrame | None,
-               timings: Timings, slice_count: int) -> None:
+def write_unit(
+    output: Path,
+    case_id: str,
+    fold: int,
+    role: str,
+    slices: pd.DataFrame,
+    agreement: pd.DataFrame | None,
+    timings: Timings,
+    slice_count: int,
+) -> None:
     """Write a unit's tables, then its marker (the unit counts as done only once the marker exists)."""
     paths = unit_paths(output, case_id, fold)
     write_parquet(slices, paths["slices"])
@@ -50,4 +58,8 @@ def gather_units(output: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
         markers.append(marker)
     if not slices:
         raise MissingFileError(f"{output}: no finished units; run the 'cams' stage first")
-    return pd.concat(slices, ignore_index=True), (pd.concat(agreement, ignore_index=True) if agreement else pd.DataFrame()), markers
+    return (
+        pd.concat(slices, ignore_index=True),
+        (pd.concat(agreement, ignore_index=True) if agreement else pd.DataFrame()),
+        markers,
+    )

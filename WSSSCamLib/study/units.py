@@ -42,7 +42,22 @@ from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
 from .config import StudyConfig
 from .context import FoldModel
 
-SLICE_COLUMNS = ["case", "slice", "fold", "role", "model", "method", "result", "kind", "tp", "fp", "fn", "tn", "probability", "score"]
+SLICE_COLUMNS = [
+    "case",
+    "slice",
+    "fold",
+    "role",
+    "model",
+    "method",
+    "result",
+    "kind",
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "probability",
+    "score",
+]
 AGREEMENT_COLUMNS = ["case", "slice", "fold", "kind", "group", "result", "value"]
 
 
@@ -80,10 +95,14 @@ def read_case_slices(case: Case, recipe: SliceRecipe) -> CaseSlices:
 def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlices:
     """Normalise and slice an already loaded case; the reference stays at native resolution."""
     image, _ = recipe.preprocess()(loaded.image, None)
-    inputs = extract_slices(case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel)
+    inputs = extract_slices(
+        case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel
+    )
     reference = None
     if loaded.mask is not None:
-        reference = torch.from_numpy(np.ascontiguousarray(np.moveaxis(loaded.mask.array, SLICE_AXES[recipe.axis], 0)) > 0)
+        reference = torch.from_numpy(
+            np.ascontiguousarray(np.moveaxis(loaded.mask.array, SLICE_AXES[recipe.axis], 0)) > 0
+        )
     return CaseSlices(case.case_id, inputs, reference, case.label)
 
 
@@ -100,8 +119,17 @@ class _Rows:
         self.probability: list[np.ndarray] = []
         self.score: list[np.ndarray] = []
 
-    def add(self, model: str, method: str, result: str, kind: str, counts: torch.Tensor,
-            probability: torch.Tensor | None = None, score: torch.Tensor | None = None, summed: bool = False) -> None:
+    def add(
+        self,
+        model: str,
+        method: str,
+        result: str,
+        kind: str,
+        counts: torch.Tensor,
+        probability: torch.Tensor | None = None,
+        score: torch.Tensor | None = None,
+        summed: bool = False,
+    ) -> None:
         counts_np = counts.cpu().numpy().astype(np.int64)
         if summed:
             counts_np = counts_np.sum(0, keepdims=True)
@@ -118,8 +146,12 @@ class _Rows:
         sizes = [label[4] for label in self.labels]
         counts = np.concatenate(self.counts)
         total = len(counts)
-        columns = {"case": np.full(total, self.case_id, dtype=object), "slice": np.concatenate(self.slices).astype(np.int64),
-                   "fold": np.full(total, self.fold, dtype=np.int64), "role": np.full(total, self.role, dtype=object)}
+        columns = {
+            "case": np.full(total, self.case_id, dtype=object),
+            "slice": np.concatenate(self.slices).astype(np.int64),
+            "fold": np.full(total, self.fold, dtype=np.int64),
+            "role": np.full(total, self.role, dtype=object),
+        }
         for position, name in enumerate(("model", "method", "result", "kind")):
             columns[name] = np.repeat(np.array([label[position] for label in self.labels], dtype=object), sizes)
         for position, name in enumerate(("tp", "fp", "fn", "tn")):
@@ -142,8 +174,14 @@ def _negative_to_empty(counts: torch.Tensor, positive: torch.Tensor, empty: torc
     return torch.where(positive[..., None], counts, empty)
 
 
-def compute_maps(case: CaseSlices, models: list[FoldModel], batch_size: int, device: torch.device, timings: Timings,
-                 only: set[tuple[str, str]] | None = None) -> tuple[dict[tuple[str, str], torch.Tensor], dict[str, torch.Tensor]]:
+def compute_maps(
+    case: CaseSlices,
+    models: list[FoldModel],
+    batch_size: int,
+    device: torch.device,
+    timings: Timings,
+    only: set[tuple[str, str]] | None = None,
+) -> tuple[dict[tuple[str, str], torch.Tensor], dict[str, torch.Tensor]]:
     """Maps ((model, method) -> N x H x W on ``device``, native size) and positive-class probabilities per model."""
     size = tuple(case.reference.shape[1:]) if case.reference is not None else tuple(case.inputs.images.shape[2:])
     maps: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
@@ -164,8 +202,9 @@ def compute_maps(case: CaseSlices, models: list[FoldModel], batch_size: int, dev
     return {k: torch.cat(v) for k, v in maps.items()}, {k: torch.cat(v) for k, v in probabilities.items()}
 
 
-def held_out_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
-              timings: Timings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def held_out_unit(
+    case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device, timings: Timings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Slice rows and agreement rows of a held-out case (see the module docstring)."""
     if case.reference is None:
         raise InvalidInputError(f"case '{case.case_id}' has no reference mask: a study measures maps against masks")
@@ -190,7 +229,15 @@ def held_out_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: 
                 c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
                 rows.add(model, method, threshold.name, "threshold", c, probability)
             # threshold-free score per slice; its counts are the reference's (those of an empty prediction)
-            rows.add(model, method, "mean-dice-256", "threshold-free", empty, probability, mean_dice_over_thresholds(m, reference))
+            rows.add(
+                model,
+                method,
+                "mean-dice-256",
+                "threshold-free",
+                empty,
+                probability,
+                mean_dice_over_thresholds(m, reference),
+            )
         for ensemble in config.ensembles:
             combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
             for combo, c in zip(combos, counts):
@@ -200,8 +247,9 @@ def held_out_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: 
     return rows.frame(), agreement
 
 
-def training_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device,
-               timings: Timings) -> pd.DataFrame:
+def training_unit(
+    case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device, timings: Timings
+) -> pd.DataFrame:
     """Case-summed ensemble counts at every threshold combination, for the fold's grid search."""
     members = {member for ensemble in config.ensembles for member in ensemble.members}
     maps, _ = compute_maps(case, models, config.batch_size, device, timings, only=members)
@@ -211,12 +259,20 @@ def training_unit(case: CaseSlices, fold: int, models: list[FoldModel], config: 
         for ensemble in config.ensembles:
             combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
             for combo, c in zip(combos, counts):
-                rows.add(ensemble.name, "ensemble", "|".join(Threshold("fixed", t).name for t in combo), "ensemble", c, summed=True)
+                rows.add(
+                    ensemble.name,
+                    "ensemble",
+                    "|".join(Threshold("fixed", t).name for t in combo),
+                    "ensemble",
+                    c,
+                    summed=True,
+                )
     return rows.frame()
 
 
-def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tuple[str, str], torch.Tensor],
-               thresholds: list[float]) -> pd.DataFrame:
+def _agreement(
+    case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tuple[str, str], torch.Tensor], thresholds: list[float]
+) -> pd.DataFrame:
     """Per-slice mean pairwise IoU across methods (per model) and across models (per method), at every threshold."""
     by_model: dict[str, list[str]] = defaultdict(list)
     by_method: dict[str, list[str]] = defaultdict(list)
@@ -229,8 +285,25 @@ def _agreement(case_id: str, fold: int, slice_index: np.ndarray, maps: dict[tupl
     for kind, group, members in groups:
         if len(members) < 2:
             continue
-        values = pairwise_iou_agreement_at_thresholds([maps[member] for member in members], thresholds).cpu().numpy()  # T x N
+        values = (
+            pairwise_iou_agreement_at_thresholds([maps[member] for member in members], thresholds).cpu().numpy()
+        )  # T x N
         for t, row in zip(thresholds, values):
-            blocks.append(pd.DataFrame({"case": case_id, "slice": slice_index, "fold": fold, "kind": kind, "group": group,
-                                        "result": Threshold("fixed", t).name, "value": row}))
-    return pd.concat(blocks, ignore_index=True)[AGREEMENT_COLUMNS] if blocks else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS})
+            blocks.append(
+                pd.DataFrame(
+                    {
+                        "case": case_id,
+                        "slice": slice_index,
+                        "fold": fold,
+                        "kind": kind,
+                        "group": group,
+                        "result": Threshold("fixed", t).name,
+                        "value": row,
+                    }
+                )
+            )
+    return (
+        pd.concat(blocks, ignore_index=True)[AGREEMENT_COLUMNS]
+        if blocks
+        else pd.DataFrame({c: [] for c in AGREEMENT_COLUMNS})
+    )

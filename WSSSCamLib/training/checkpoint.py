@@ -99,10 +99,14 @@ def check_finite_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             count = int((~torch.isfinite(tensor)).sum())
-            raise CheckpointError(f"{path}: weight '{name}' holds {count} NaN or infinite values (a diverged or corrupted training)")
+            raise CheckpointError(
+                f"{path}: weight '{name}' holds {count} NaN or infinite values (a diverged or corrupted training)"
+            )
 
 
-def load_checkpoint(path: str | Path, card: str | Path | ModelCard | None = None, device: str = "auto") -> tuple[nn.Module, ModelCard]:
+def load_checkpoint(
+    path: str | Path, card: str | Path | ModelCard | None = None, device: str = "auto"
+) -> tuple[nn.Module, ModelCard]:
     """Rebuild the network from its card and load the weights (``weights_only=True``), in eval mode.
 
     Raises :class:`CheckpointError` when the file is not a state dict of tensors (a pickled model or
@@ -118,8 +122,12 @@ def load_checkpoint(path: str | Path, card: str | Path | ModelCard | None = None
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             reason = "it holds pickled objects, not just tensors (a whole pickled model?)"
-        raise CheckpointError(f"{path}: not loadable with weights_only=True (only state_dict checkpoints are accepted): {reason}") from error
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(
+            f"{path}: not loadable with weights_only=True (only state_dict checkpoints are accepted): {reason}"
+        ) from error
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise CheckpointError(f"{path}: not a state_dict (a mapping of parameter names to tensors)")
     check_finite_weights(state, path)
     try:
@@ -129,5 +137,7 @@ def load_checkpoint(path: str | Path, card: str | Path | ModelCard | None = None
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit {card.architecture} with {card.in_channels} channels and {card.num_classes} classes: {error}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit {card.architecture} with {card.in_channels} channels and {card.num_classes} classes: {error}"
+        ) from None
     return model.to(resolve_device(device)).eval(), card

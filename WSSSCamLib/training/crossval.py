@@ -70,10 +70,17 @@ class CrossValidationReport:
         return sum(f.accuracy for f in self.folds) / len(self.folds)
 
     def table(self) -> str:
-        lines = ["| fold | test cases | test slices (positive) | ROC AUC | accuracy | best epoch | seconds |", "|--:|--:|--:|--:|--:|--:|--:|"]
+        lines = [
+            "| fold | test cases | test slices (positive) | ROC AUC | accuracy | best epoch | seconds |",
+            "|--:|--:|--:|--:|--:|--:|--:|",
+        ]
         for f in self.folds:
-            lines.append(f"| {f.fold} | {len(f.test_cases)} | {f.test_slices} ({f.test_positive_slices}) | {f.auc:.3f} | {f.accuracy:.3f} | {f.best_epoch} | {f.seconds:.0f} |")
-        lines.append(f"| mean | | | **{self.mean_auc:.3f}** | {self.mean_accuracy:.3f} | | {sum(f.seconds for f in self.folds):.0f} |")
+            lines.append(
+                f"| {f.fold} | {len(f.test_cases)} | {f.test_slices} ({f.test_positive_slices}) | {f.auc:.3f} | {f.accuracy:.3f} | {f.best_epoch} | {f.seconds:.0f} |"
+            )
+        lines.append(
+            f"| mean | | | **{self.mean_auc:.3f}** | {self.mean_accuracy:.3f} | | {sum(f.seconds for f in self.folds):.0f} |"
+        )
         return "\n".join(lines)
 
 
@@ -82,9 +89,18 @@ def _inner_split(cases: list[str], k: int, seed: int) -> tuple[list[str], list[s
     return inner.training(0), inner.held_out(0)
 
 
-def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "small-cnn", recipe: SliceRecipe | None = None,
-                   config: TrainConfig | None = None, k: int = 5, seed: int = 0, slices: SliceSet | None = None,
-                   folds: Folds | None = None, only_folds: Sequence[int] | None = None) -> CrossValidationReport:
+def cross_validate(
+    dataset: Dataset,
+    out_dir: str | Path,
+    architecture: str = "small-cnn",
+    recipe: SliceRecipe | None = None,
+    config: TrainConfig | None = None,
+    k: int = 5,
+    seed: int = 0,
+    slices: SliceSet | None = None,
+    folds: Folds | None = None,
+    only_folds: Sequence[int] | None = None,
+) -> CrossValidationReport:
     """Run (or resume) k-fold case-level cross-validation and write results under ``out_dir``.
 
     ``folds``: use these case folds (default: the fold policy :func:`~WSSSCamLib.data.splits.dataset_folds`,
@@ -123,19 +139,54 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
             train_cases, validation_cases = _inner_split(folds.training(fold), k, seed + fold)
         else:
             train_cases, validation_cases = folds.training(fold), []
-        train, validation, test = slices.of_cases(train_cases), slices.of_cases(validation_cases), slices.of_cases(folds.held_out(fold))
+        train, validation, test = (
+            slices.of_cases(train_cases),
+            slices.of_cases(validation_cases),
+            slices.of_cases(folds.held_out(fold)),
+        )
         torch.manual_seed(seed + fold)
         model = build_model(architecture, slices.images.shape[1], max(2, len(dataset.class_names)))
         fold_config = TrainConfig(**{**asdict(config), "seed": config.seed + fold})
         trained = train_classifier(model, train, validation, fold_config, log_path=fold_dir / "train_log.csv")
         auc, acc = evaluate(model, test, device=config.device, flip_averaging=config.flip_averaging)
-        result = FoldResult(fold, folds.held_out(fold), len(test), int(test.labels.sum()), auc, acc, trained.best_epoch, time.perf_counter() - started)
-        card = ModelCard(architecture, slices.images.shape[1], max(2, len(dataset.class_names)), list(dataset.class_names), channel_names,
-                         input_size=[recipe.size, recipe.size], slice_axis=recipe.axis, normalisation=recipe.normalisation(), recipe=asdict(recipe),
-                         split={"k": k, "seed": folds.seed, "fold": fold, "train": train_cases, "validation": validation_cases, "test": folds.held_out(fold)},
-                         data_fingerprint=data_fingerprint(dataset), training={**asdict(fold_config), "history": [asdict(h) for h in trained.history]},
-                         validation={"inner_val_auc": trained.val_auc, "test_auc": auc, "test_accuracy": acc,
-                                     "test_slices": len(test), "test_positive_slices": int(test.labels.sum())})
+        result = FoldResult(
+            fold,
+            folds.held_out(fold),
+            len(test),
+            int(test.labels.sum()),
+            auc,
+            acc,
+            trained.best_epoch,
+            time.perf_counter() - started,
+        )
+        card = ModelCard(
+            architecture,
+            slices.images.shape[1],
+            max(2, len(dataset.class_names)),
+            list(dataset.class_names),
+            channel_names,
+            input_size=[recipe.size, recipe.size],
+            slice_axis=recipe.axis,
+            normalisation=recipe.normalisation(),
+            recipe=asdict(recipe),
+            split={
+                "k": k,
+                "seed": folds.seed,
+                "fold": fold,
+                "train": train_cases,
+                "validation": validation_cases,
+                "test": folds.held_out(fold),
+            },
+            data_fingerprint=data_fingerprint(dataset),
+            training={**asdict(fold_config), "history": [asdict(h) for h in trained.history]},
+            validation={
+                "inner_val_auc": trained.val_auc,
+                "test_auc": auc,
+                "test_accuracy": acc,
+                "test_slices": len(test),
+                "test_positive_slices": int(test.labels.sum()),
+            },
+        )
         save_checkpoint(model, card, fold_dir / "model.pt")
         write_text(result_file, json.dumps(asdict(result), indent=2))
         report.folds.append(result)
@@ -149,8 +200,21 @@ def cross_validate(dataset: Dataset, out_dir: str | Path, architecture: str = "s
 def _write_report(out: Path, report: CrossValidationReport) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["fold", "test_cases", "test_slices", "test_positive_slices", "auc", "accuracy", "best_epoch", "seconds"])
+    writer.writerow(
+        ["fold", "test_cases", "test_slices", "test_positive_slices", "auc", "accuracy", "best_epoch", "seconds"]
+    )
     for f in report.folds:
-        writer.writerow([f.fold, " ".join(f.test_cases), f.test_slices, f.test_positive_slices, f"{f.auc:.4f}", f"{f.accuracy:.4f}", f.best_epoch, f"{f.seconds:.1f}"])
+        writer.writerow(
+            [
+                f.fold,
+                " ".join(f.test_cases),
+                f.test_slices,
+                f.test_positive_slices,
+                f"{f.auc:.4f}",
+                f"{f.accuracy:.4f}",
+                f.best_epoch,
+                f"{f.seconds:.1f}",
+            ]
+        )
     write_text(out / "cv_results.csv", buffer.getvalue())
     write_text(out / "cv_results.md", report.table() + "\n")

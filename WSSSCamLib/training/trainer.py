@@ -73,8 +73,13 @@ class TrainResult:
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, images: torch.Tensor, batch_size: int = 64, device: str | torch.device = "auto",
-                          flip_averaging: bool = False) -> torch.Tensor:
+def predict_probabilities(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    flip_averaging: bool = False,
+) -> torch.Tensor:
     """Softmax class probabilities (N x K, on the CPU) of ``images`` (N x C x H x W), in eval mode;
     with ``flip_averaging`` the mean of the image's and its mirror image's (last axis flipped)."""
     device = resolve_device(device)
@@ -89,8 +94,13 @@ def predict_probabilities(model: nn.Module, images: torch.Tensor, batch_size: in
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
 
-def evaluate(model: nn.Module, slices: SliceSet, batch_size: int = 64, device: str | torch.device = "auto",
-             flip_averaging: bool = False) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    slices: SliceSet,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    flip_averaging: bool = False,
+) -> tuple[float, float]:
     """(ROC AUC of the positive-class probability, accuracy of the argmax) on ``slices``."""
     probabilities = predict_probabilities(model, slices.images, batch_size, device, flip_averaging)
     return roc_auc(probabilities[:, -1], slices.labels > 0), accuracy(probabilities.argmax(1), slices.labels)
@@ -118,8 +128,10 @@ def check_both_classes(labels: torch.Tensor, where: str) -> None:
     if len(labels) == 0:
         raise InvalidInputError(f"{where}: no training slices")
     if len(present) < 2:
-        raise InvalidInputError(f"{where}: every one of the {len(labels)} training slices is of class {present[0]}; "
-                                "a classifier needs slices of at least two classes (cases with and without lesion)")
+        raise InvalidInputError(
+            f"{where}: every one of the {len(labels)} training slices is of class {present[0]}; "
+            "a classifier needs slices of at least two classes (cases with and without lesion)"
+        )
 
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_auc", "val_accuracy", "learning_rate", "seconds")
@@ -134,8 +146,14 @@ def write_epoch_log(history: list[EpochRecord], path: Path) -> Path:
     return write_text(path, "\n".join(lines) + "\n")
 
 
-def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | None = None, config: TrainConfig | None = None,
-                     augmentation: Augment | None = None, log_path: str | Path | None = None) -> TrainResult:
+def train_classifier(
+    model: nn.Module,
+    train: SliceSet,
+    validation: SliceSet | None = None,
+    config: TrainConfig | None = None,
+    augmentation: Augment | None = None,
+    log_path: str | Path | None = None,
+) -> TrainResult:
     """Train ``model`` in place on ``train`` and return the history; see :class:`TrainConfig`.
     ``log_path``: a CSV written after every epoch (:func:`write_epoch_log`), so a run can be followed."""
     config = config or TrainConfig()
@@ -150,7 +168,9 @@ def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | N
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch
+    )
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     result = TrainResult()
@@ -174,7 +194,9 @@ def train_classifier(model: nn.Module, train: SliceSet, validation: SliceSet | N
             loss_sum += loss.item() * len(index)
         record = EpochRecord(epoch, loss_sum / len(train), learning_rate=schedule.get_last_lr()[0])
         if validation is not None and len(validation):
-            record.val_auc, record.val_accuracy = evaluate(model, validation, device=device, flip_averaging=config.flip_averaging)
+            record.val_auc, record.val_accuracy = evaluate(
+                model, validation, device=device, flip_averaging=config.flip_averaging
+            )
             score = record.val_auc if not math.isnan(record.val_auc) else -record.train_loss
         else:
             score = epoch  # no validation data: keep the last epoch

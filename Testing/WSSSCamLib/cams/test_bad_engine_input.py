@@ -19,12 +19,19 @@ def images(n=2):
     return torch.rand(n, 1, 16, 16)
 
 
-@pytest.mark.parametrize(("x", "error", "message"), [
-    (np.zeros((2, 1, 16, 16), np.float32), TypeError, r"torch.Tensor, got numpy.ndarray \(convert it with torch.from_numpy"),
-    ([[0.0]], TypeError, "torch.Tensor, got builtins.list"),
-    (torch.zeros(0, 1, 16, 16), ValueError, "empty batch"),
-    (torch.zeros(2, 1, 16, 16, dtype=torch.int64), TypeError, "floating-point tensor"),
-])
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        (
+            np.zeros((2, 1, 16, 16), np.float32),
+            TypeError,
+            r"torch.Tensor, got numpy.ndarray \(convert it with torch.from_numpy",
+        ),
+        ([[0.0]], TypeError, "torch.Tensor, got builtins.list"),
+        (torch.zeros(0, 1, 16, 16), ValueError, "empty batch"),
+        (torch.zeros(2, 1, 16, 16, dtype=torch.int64), TypeError, "floating-point tensor"),
+    ],
+)
 def test_non_tensor_empty_and_integer_inputs(engine, x, error, message):
     with pytest.raises(error, match=message):
         engine(x, target=1, methods=["grad-cam"])
@@ -39,11 +46,17 @@ def test_non_finite_input_is_refused_before_any_method(engine, bad, method):
         engine(x, target=1, methods=[method])
 
 
-@pytest.mark.parametrize(("target", "error", "message"), [
-    (1.5, ValueError, "a fractional class such as 1.5"), ([0, 1.5], ValueError, "integer class indices"),
-    (torch.tensor([1.0, 0.0]), ValueError, "integer class indices"), (True, TypeError, "integer class indices, got True"),
-    ("1", TypeError, "integer class indices, got '1'"), (2, ValueError, "out of range"),
-])
+@pytest.mark.parametrize(
+    ("target", "error", "message"),
+    [
+        (1.5, ValueError, "a fractional class such as 1.5"),
+        ([0, 1.5], ValueError, "integer class indices"),
+        (torch.tensor([1.0, 0.0]), ValueError, "integer class indices"),
+        (True, TypeError, "integer class indices, got True"),
+        ("1", TypeError, "integer class indices, got '1'"),
+        (2, ValueError, "out of range"),
+    ],
+)
 def test_non_integer_targets_are_refused(engine, target, error, message):
     with pytest.raises(error, match=message):
         engine(images(), target=target, methods=["grad-cam"])
@@ -58,5 +71,7 @@ def test_a_model_with_nan_weights_is_named_not_mapped():
     model = build_model("small-cnn", 1, 2).eval()
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
-    with pytest.raises(ValueError, match=r"model.s output is NaN or infinite for samples \[0, 1\] .* \(non-finite weights\?\)"):
+    with pytest.raises(
+        ValueError, match=r"model.s output is NaN or infinite for samples \[0, 1\] .* \(non-finite weights\?\)"
+    ):
         CamEngine(model)(images(), target=1, methods=["eigen-cam"])

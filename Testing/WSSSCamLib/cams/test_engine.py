@@ -42,7 +42,9 @@ def test_constant_input_gives_finite_maps_in_unit_range(dims):
     model = tiny(dims)
     for value in (0.0, 1.0):
         x = torch.full((2, 1) + (8,) * dims, value)
-        result = CamEngine(model, "features", fusion_layers=["features.1", "features"], smooth_samples=2)(x, 1, methods=CLASSIFIER_METHODS)
+        result = CamEngine(model, "features", fusion_layers=["features.1", "features"], smooth_samples=2)(
+            x, 1, methods=CLASSIFIER_METHODS
+        )
         for name, cam in result.items():
             assert torch.isfinite(cam).all(), name
             assert cam.min() >= 0 and cam.max() <= 1, name
@@ -84,9 +86,14 @@ def test_hooks_removed_and_state_restored_after_success_and_errors():
 def test_backward_runs_only_through_layers_after_the_target():
     model = torchvision.models.resnet18(num_classes=3).eval()
     fired = []
-    handles = [getattr(model, name).register_full_backward_hook(lambda *_a, name=name: fired.append(name)) for name in ("layer1", "layer3", "fc")]
+    handles = [
+        getattr(model, name).register_full_backward_hook(lambda *_a, name=name: fired.append(name))
+        for name in ("layer1", "layer3", "fc")
+    ]
     try:
-        CamEngine(model, "layer4")(torch.rand(2, 3, 64, 64), 1, methods=["grad-cam", "grad-cam++", "hires-cam", "xgrad-cam", "layer-cam"])
+        CamEngine(model, "layer4")(
+            torch.rand(2, 3, 64, 64), 1, methods=["grad-cam", "grad-cam++", "hires-cam", "xgrad-cam", "layer-cam"]
+        )
     finally:
         for handle in handles:
             handle.remove()
@@ -121,7 +128,13 @@ def test_maps_live_on_the_model_device_and_dtype():
 def test_inplace_activation_after_the_target_layer_does_not_corrupt_maps():
     """VGG-style Conv -> ReLU(inplace=True): the target conv's output must be kept as it was."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(inplace=True), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(inplace=True),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    ).eval()
     x = torch.randn(2, 1, 8, 8)
     result = CamEngine(model, "0")(x, 1, methods="hires-cam", normalize=False, upsample=False)
     a = model[0](x).detach().requires_grad_(True)
@@ -176,8 +189,14 @@ def test_monai_unet_seg_grad_cam_defaults_to_the_bottleneck():
     torch.manual_seed(0)
     model = UNet(spatial_dims=2, in_channels=1, out_channels=3, channels=(4, 8, 16), strides=(2, 2)).eval()
     engine = CamEngine(model)
-    result = engine(torch.rand(2, 1, 32, 32), 1, methods=["seg-grad-cam", "seg-hires-grad-cam"], region=Region.from_box((8, 8), (20, 20)))
+    result = engine(
+        torch.rand(2, 1, 32, 32),
+        1,
+        methods=["seg-grad-cam", "seg-hires-grad-cam"],
+        region=Region.from_box((8, 8), (20, 20)),
+    )
     probe_sizes = {}
+
     def record(name):
         def hook(_module, _inputs, output):
             probe_sizes.setdefault(name, tuple(output.shape[2:]))
@@ -206,7 +225,17 @@ def test_monai_unet_seg_grad_cam_defaults_to_the_bottleneck():
         (lambda m, x: CamEngine(m, "features")(x, 0, methods="seg-grad-cam"), "explain segmentation networks"),
         (lambda m, x: CamEngine(m, "features")(x, 0, region=Region.everything()), "Region applies to segmentation"),
     ],
-    ids=["unknown-layer", "non-spatial-layer", "class-range", "target-count", "input-rank", "input-channels", "unknown-method", "seg-on-classifier", "region-on-classifier"],
+    ids=[
+        "unknown-layer",
+        "non-spatial-layer",
+        "class-range",
+        "target-count",
+        "input-rank",
+        "input-channels",
+        "unknown-method",
+        "seg-on-classifier",
+        "region-on-classifier",
+    ],
 )
 def test_clear_errors(call, message):
     model = tiny()

@@ -82,7 +82,9 @@ def test_score_cam_shares_the_score_of_constant_channels():
         model.features[2].bias[:3] = -100.0  # channels 0-2 are ReLU(negative) = 0 everywhere
     x = torch.rand(2, 1, 10, 10, dtype=torch.float64)
     classes = torch.tensor([1, 0])
-    result = CamEngine(model, "features", score_chunk_size=2)(x, classes, methods="score-cam", normalize=False, upsample=False)
+    result = CamEngine(model, "features", score_chunk_size=2)(
+        x, classes, methods="score-cam", normalize=False, upsample=False
+    )
     a = model.features(x).detach()
     assert (a[:, :3] == 0).all()
     close(result["score-cam"], ref.score_cam(model, x, a, classes))
@@ -147,7 +149,9 @@ def test_seg_grad_cam_targets_the_logits_summed_over_the_region(dims, kind):
     x = torch.rand((2, 1) + (8,) * dims, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     classes = torch.tensor([1, 2])
     region = REGIONS[kind]((8,) * dims)
-    result = CamEngine(model, "bottleneck")(x, classes, methods=["seg-grad-cam", "seg-hires-grad-cam"], region=region, normalize=False, upsample=False)
+    result = CamEngine(model, "bottleneck")(
+        x, classes, methods=["seg-grad-cam", "seg-hires-grad-cam"], region=region, normalize=False, upsample=False
+    )
     with torch.no_grad():
         logits = model(x)
     mask = hand_region(kind, logits, classes)

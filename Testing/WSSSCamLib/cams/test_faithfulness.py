@@ -96,9 +96,12 @@ def test_curves_equal_a_naive_loop_on_a_small_cnn(spatial):
                 start = torch.zeros_like(images[n])
             else:  # RISE's blur, by scipy: sigma 5 px over the spatial axes, kernel 11 (truncate 1.0), edges repeated
                 sigma = (0.0,) + (5.0,) * spatial
-                start = torch.from_numpy(gaussian_filter(images[n].double().numpy(), sigma=sigma, mode="nearest", truncate=1.0)).float()
-            np.testing.assert_allclose(result.curves[n].numpy(), naive_curve(model, images[n], maps[n], targets[n], mode, 6, start),
-                                       atol=1e-6)
+                start = torch.from_numpy(
+                    gaussian_filter(images[n].double().numpy(), sigma=sigma, mode="nearest", truncate=1.0)
+                ).float()
+            np.testing.assert_allclose(
+                result.curves[n].numpy(), naive_curve(model, images[n], maps[n], targets[n], mode, 6, start), atol=1e-6
+            )
 
 
 def test_confidence_change_equals_pytorch_grad_cam():
@@ -106,7 +109,9 @@ def test_confidence_change_equals_pytorch_grad_cam():
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2)
+    ).eval()
     images = torch.randn(4, 3, 8, 8)
     maps = torch.rand(4, 8, 8)
     targets = [1, 0, 1, 1]
@@ -120,7 +125,9 @@ def test_confidence_change_equals_pytorch_grad_cam():
 
 def test_scores_and_errors():
     scores = faithfulness_scores(SumNet(), IMAGE, MAP, 1, steps=4)
-    assert set(scores) == {"deletion_auc", "insertion_auc", "drop", "increase"} and all(v.shape == (1,) for v in scores.values())
+    assert set(scores) == {"deletion_auc", "insertion_auc", "drop", "increase"} and all(
+        v.shape == (1,) for v in scores.values()
+    )
     with pytest.raises(ValueError, match="baseline: 'mean' is not one of zero, minimum"):
         confidence_change(SumNet(), IMAGE, MAP, 1, baseline="mean")
     with pytest.raises(ValueError, match="mode: 'removal'"):

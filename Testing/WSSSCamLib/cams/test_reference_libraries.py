@@ -51,7 +51,13 @@ def grad_cam_lowres(cam_class, model, x):
 
 @pytest.mark.parametrize(
     "ours, theirs",
-    [("grad-cam", "GradCAM"), ("grad-cam++", "GradCAMPlusPlus"), ("hires-cam", "HiResCAM"), ("xgrad-cam", "XGradCAM"), ("layer-cam", "LayerCAM")],
+    [
+        ("grad-cam", "GradCAM"),
+        ("grad-cam++", "GradCAMPlusPlus"),
+        ("hires-cam", "HiResCAM"),
+        ("xgrad-cam", "XGradCAM"),
+        ("layer-cam", "LayerCAM"),
+    ],
 )
 def test_gradient_methods_match_pytorch_grad_cam(resnet_case, ours, theirs):
     import pytorch_grad_cam
@@ -67,7 +73,9 @@ def test_score_cam_matches_pytorch_grad_cam(resnet_case):
     model, x = resnet_case
     x = x[:2]
     expected = grad_cam_lowres(ScoreCAM, model, x)
-    ours = CamEngine(model, "layer4", score_chunk_size=100)(x, CLASSES[:2], methods="score-cam", upsample=False)["score-cam"]
+    ours = CamEngine(model, "layer4", score_chunk_size=100)(x, CLASSES[:2], methods="score-cam", upsample=False)[
+        "score-cam"
+    ]
     np.testing.assert_allclose(ours.numpy(), expected, atol=ATOL, rtol=0)
 
 
@@ -83,10 +91,14 @@ def test_eigen_cam_matches_pytorch_grad_cam_sign_corrected_projection(resnet_cas
     projection = np.maximum(get_2d_projection_with_sign_correction(activations["a"].numpy()), 0)
     low = projection.reshape(3, -1).min(1)[:, None, None]
     high = projection.reshape(3, -1).max(1)[:, None, None]
-    np.testing.assert_allclose(ours_lowres(model, x, "eigen-cam")["eigen-cam"], (projection - low) / (high - low), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        ours_lowres(model, x, "eigen-cam")["eigen-cam"], (projection - low) / (high - low), atol=ATOL, rtol=0
+    )
 
 
-@pytest.mark.parametrize("ours, theirs", [("grad-cam", "GradCAM"), ("xgrad-cam", "XGradCAM"), ("layer-cam", "LayerCAM")])
+@pytest.mark.parametrize(
+    "ours, theirs", [("grad-cam", "GradCAM"), ("xgrad-cam", "XGradCAM"), ("layer-cam", "LayerCAM")]
+)
 def test_gradient_methods_match_torchcam(resnet_case, ours, theirs):
     import torchcam.methods
 
@@ -97,7 +109,9 @@ def test_gradient_methods_match_torchcam(resnet_case, ours, theirs):
     expected = torch.relu(raw.detach())
     low = expected.flatten(1).min(1).values[:, None, None]
     high = expected.flatten(1).max(1).values[:, None, None]
-    np.testing.assert_allclose(ours_lowres(model, x, ours)[ours], ((expected - low) / (high - low)).numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        ours_lowres(model, x, ours)[ours], ((expected - low) / (high - low)).numpy(), atol=ATOL, rtol=0
+    )
 
 
 def test_cam_zhou_matches_torchcam(resnet_case):
@@ -111,4 +125,6 @@ def test_cam_zhou_matches_torchcam(resnet_case):
     expected = torch.relu(raw)  # torchcam leaves out the final ReLU; DESIGN.md ends every map with it
     low = expected.flatten(1).min(1).values[:, None, None]
     high = expected.flatten(1).max(1).values[:, None, None]
-    np.testing.assert_allclose(ours_lowres(model, x, "cam")["cam"], ((expected - low) / (high - low)).numpy(), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        ours_lowres(model, x, "cam")["cam"], ((expected - low) / (high - low)).numpy(), atol=ATOL, rtol=0
+    )

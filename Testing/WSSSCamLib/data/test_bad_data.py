@@ -77,11 +77,14 @@ def label_like(root):
     return read_volume(root / "labelsTr" / "phantom_000.nii.gz").array.copy()
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (-1, r"label values \[-1\] are not declared; the dataset's labels are \[0, 1\]"),
-    (0.3, "label value 0.3 is not an integer"),
-    (2, r"label values \[2\] are not declared"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, r"label values \[-1\] are not declared; the dataset's labels are \[0, 1\]"),
+        (0.3, "label value 0.3 is not an integer"),
+        (2, r"label values \[2\] are not declared"),
+    ],
+)
 def test_label_values_outside_the_declared_set(dataset, value, message):
     mask = np.zeros((3, 8, 8))
     mask[1, 2:4, 2:4] = value
@@ -110,11 +113,14 @@ def write_raw_nifti(path, array, affine):
     nibabel.save(nibabel.Nifti1Image(np.asarray(array, np.float32).transpose(2, 1, 0), None, header=header), str(path))
 
 
-@pytest.mark.parametrize(("affine", "message"), [
-    (np.full((4, 4), np.nan), "NaN or infinite"),
-    (np.zeros((4, 4)), "singular"),
-    (np.array([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]]), "singular"),
-])
+@pytest.mark.parametrize(
+    ("affine", "message"),
+    [
+        (np.full((4, 4), np.nan), "NaN or infinite"),
+        (np.zeros((4, 4)), "singular"),
+        (np.array([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]]), "singular"),
+    ],
+)
 def test_nan_zero_or_degenerate_affines_are_refused_at_read_time(dataset, affine, message):
     path = dataset / "imagesTr" / "phantom_000_0000.nii.gz"
     array = read_volume(path).array
@@ -149,11 +155,15 @@ def test_all_zero_channels_and_cases_are_errors(dataset, what):
         (dataset / "dataset.json").write_text(json.dumps(meta))
         shutil.copy(dataset / "imagesTr" / "phantom_001_0000.nii.gz", dataset / "imagesTr" / "phantom_001_0001.nii.gz")
         volume = read_volume(dataset / "imagesTr" / "phantom_000_0000.nii.gz")
-        write_nifti(Volume(np.zeros_like(volume.array), volume.ijk_to_ras), dataset / "imagesTr" / "phantom_000_0001.nii.gz")
+        write_nifti(
+            Volume(np.zeros_like(volume.array), volume.ijk_to_ras), dataset / "imagesTr" / "phantom_000_0001.nii.gz"
+        )
         expected = dataset / "imagesTr" / "phantom_000_0001.nii.gz"
     else:
         volume = read_volume(dataset / "imagesTr" / "phantom_000_0000.nii.gz")
-        write_nifti(Volume(np.zeros_like(volume.array), volume.ijk_to_ras), dataset / "imagesTr" / "phantom_000_0000.nii.gz")
+        write_nifti(
+            Volume(np.zeros_like(volume.array), volume.ijk_to_ras), dataset / "imagesTr" / "phantom_000_0000.nii.gz"
+        )
         expected = dataset / "imagesTr" / "phantom_000_0000.nii.gz"
     with pytest.raises(DatasetError, match="is all zero") as error:
         load_case(first_case(dataset))
@@ -169,14 +179,17 @@ def test_nan_pixels_are_refused(dataset):
         load_case(first_case(dataset))
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ([1, 2], "expected a JSON object"),
-    ({"training": [{"label": "./labelsTr/phantom_000.nii.gz"}]}, r"training\[0\]: expected .* with an image path"),
-    ({"training": "all"}, "'training' must be a list"),
-    ({"training": [{"image": 3}]}, r"training\[0\]"),
-    ({"labels": ["background"], "training": []}, "'labels' must be a mapping"),
-    ({"modality": ["FLAIR"], "training": []}, "'modality'/'channel_names' must map channel indices"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([1, 2], "expected a JSON object"),
+        ({"training": [{"label": "./labelsTr/phantom_000.nii.gz"}]}, r"training\[0\]: expected .* with an image path"),
+        ({"training": "all"}, "'training' must be a list"),
+        ({"training": [{"image": 3}]}, r"training\[0\]"),
+        ({"labels": ["background"], "training": []}, "'labels' must be a mapping"),
+        ({"modality": ["FLAIR"], "training": []}, "'modality'/'channel_names' must map channel indices"),
+    ],
+)
 def test_malformed_dataset_json(dataset, content, message):
     (dataset / "dataset.json").write_text(json.dumps(content))
     with pytest.raises(DatasetError, match=message) as error:
@@ -184,9 +197,14 @@ def test_malformed_dataset_json(dataset, content, message):
     assert str(error.value).startswith(str(dataset / "dataset.json"))
 
 
-@pytest.mark.parametrize(("row", "message"), [
-    ("p1,x", "line 3: invalid literal"), ("p1,-1", "line 3: label -1 is negative"), ("p1,1,nan", "measure 'm' is not a finite"),
-])
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("p1,x", "line 3: invalid literal"),
+        ("p1,-1", "line 3: label -1 is negative"),
+        ("p1,1,nan", "measure 'm' is not a finite"),
+    ],
+)
 def test_csv_rows_are_checked(tmp_path, row, message):
     write_nifti(Volume(np.ones((2, 3, 4), np.float32)), tmp_path / "p0.nii.gz")
     write_nifti(Volume(np.ones((2, 3, 4), np.float32)), tmp_path / "p1.nii.gz")
@@ -229,6 +247,21 @@ def test_a_dicomdir_like_file_without_image_attributes_is_still_passed_over(tmp_
 def test_a_single_class_training_set_is_refused_before_training(tmp_path):
     root = write_synthetic_dataset(tmp_path / "negatives", cases=3, shape=(3, 8, 8), positive_fraction=0.0, seed=0)
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", str(root), "--out", str(tmp_path / "out"), "--folds", "2", "--epochs", "1", "--size", "8", "--device", "cpu"])
+        main(
+            [
+                "train",
+                str(root),
+                "--out",
+                str(tmp_path / "out"),
+                "--folds",
+                "2",
+                "--epochs",
+                "1",
+                "--size",
+                "8",
+                "--device",
+                "cpu",
+            ]
+        )
     assert exit_info.value.code.startswith(f"wssscam train: {root}: every one of the 9 training slices is of class 0")
     assert not (tmp_path / "out").exists()  # refused before any output

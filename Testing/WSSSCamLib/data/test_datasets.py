@@ -16,12 +16,17 @@ def make_decathlon(root, cases=("a", "b"), channels=2, label_shape=(4, 5, 6)):
     affine = np.diag([0.5, 0.5, 2.0, 1.0])
     for n, case in enumerate(cases):
         for c in range(channels):
-            write_nifti(Volume(np.full((4, 5, 6), 10 * n + c, np.float32), affine), root / "imagesTr" / f"{case}_{c:04d}.nii.gz")
+            write_nifti(
+                Volume(np.full((4, 5, 6), 10 * n + c, np.float32), affine), root / "imagesTr" / f"{case}_{c:04d}.nii.gz"
+            )
         mask = np.zeros(label_shape, np.float32)
         mask[1, 2, 3] = 1
         write_nifti(Volume(mask, affine), root / "labelsTr" / f"{case}.nii.gz")
-    meta = {"modality": {str(c): f"m{c}" for c in range(channels)}, "labels": {"0": "background", "1": "lesion"},
-            "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases]}
+    meta = {
+        "modality": {str(c): f"m{c}" for c in range(channels)},
+        "labels": {"0": "background", "1": "lesion"},
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases],
+    }
     (root / "dataset.json").write_text(json.dumps(meta))
 
 
@@ -39,7 +44,9 @@ def test_decathlon_layout_channels_and_labels(tmp_path):
 
 def test_label_image_shape_mismatch_names_the_files(tmp_path):
     make_decathlon(tmp_path, label_shape=(4, 5, 7))
-    with pytest.raises(DatasetError, match=r"labelsTr/a.nii.gz: label shape \(4, 5, 7\).*does not match image shape \(4, 5, 6\)"):
+    with pytest.raises(
+        DatasetError, match=r"labelsTr/a.nii.gz: label shape \(4, 5, 7\).*does not match image shape \(4, 5, 6\)"
+    ):
         load_case(read_decathlon(tmp_path).case("a"))
 
 

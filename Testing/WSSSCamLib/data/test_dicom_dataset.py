@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from dicom_series import write_dicom_series
+
 from WSSSCamLib.cli import main
 from WSSSCamLib.data.datasets import load_case, read_csv_dataset
 from WSSSCamLib.data.readers import read_volume, write_nifti
@@ -42,18 +42,65 @@ def test_a_dicom_dataset_trains_studies_and_predicts_with_its_geometry(dicom_dat
     dataset = read_csv_dataset(root / "dicom", root / "labels.csv")
     loaded = load_case(dataset.cases[0])
     assert loaded.image.shape_kji == (6, 24, 24) and loaded.mask.same_grid(loaded.image)
-    assert not np.allclose(loaded.image.ijk_to_ras[:3, :3], np.diag(np.diag(loaded.image.ijk_to_ras[:3, :3])))  # oblique
-    assert main(["train", str(root / "dicom"), "--csv", str(root / "labels.csv"), "--out", str(tmp_path / "cv"), "--folds", "2",
-                 "--size", "24", "--epochs", "2", "--patience", "0", "--device", "cpu"]) == 0
-    config = parse_config({"dataset": str(root / "dicom"), "csv": str(root / "labels.csv"), "output": str(tmp_path / "study"),
-                           "folds": 2, "device": "cpu", "recipe": {"size": 24},
-                           "models": [{"name": "a", "architecture": "small-cnn", "train": {"epochs": 1, "patience": 0}}],
-                           "methods": ["grad-cam"], "thresholds": ["t=0.5"], "overlays": 0}, "test")
+    assert not np.allclose(
+        loaded.image.ijk_to_ras[:3, :3], np.diag(np.diag(loaded.image.ijk_to_ras[:3, :3]))
+    )  # oblique
+    assert (
+        main(
+            [
+                "train",
+                str(root / "dicom"),
+                "--csv",
+                str(root / "labels.csv"),
+                "--out",
+                str(tmp_path / "cv"),
+                "--folds",
+                "2",
+                "--size",
+                "24",
+                "--epochs",
+                "2",
+                "--patience",
+                "0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    config = parse_config(
+        {
+            "dataset": str(root / "dicom"),
+            "csv": str(root / "labels.csv"),
+            "output": str(tmp_path / "study"),
+            "folds": 2,
+            "device": "cpu",
+            "recipe": {"size": 24},
+            "models": [{"name": "a", "architecture": "small-cnn", "train": {"epochs": 1, "patience": 0}}],
+            "methods": ["grad-cam"],
+            "thresholds": ["t=0.5"],
+            "overlays": 0,
+        },
+        "test",
+    )
     run_study(config, progress=False)
     results = pd.read_parquet(tmp_path / "study" / "results.parquet")
     assert set(results.loc[results["case"] != "ALL", "case"]) == {f"p{n}" for n in range(6)}
-    assert main(["predict", str(root / "dicom" / "p0"), "--checkpoint", str(tmp_path / "cv" / "fold0" / "model.pt"),
-                 "--out", str(tmp_path / "predict"), "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(root / "dicom" / "p0"),
+                "--checkpoint",
+                str(tmp_path / "cv" / "fold0" / "model.pt"),
+                "--out",
+                str(tmp_path / "predict"),
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "predict" / "p0" / "result.json").read_text())
     cam = read_volume(tmp_path / "predict" / "p0" / record["files"]["cams"]["grad-cam"])
     assert cam.shape_kji == loaded.image.shape_kji

@@ -69,7 +69,15 @@ def test_nrrd_header_in_lps_is_converted_to_ras(tmp_path):
     import nrrd
 
     data = np.zeros((3, 4, 5), np.float32)  # I, J, K
-    nrrd.write(str(tmp_path / "h.nrrd"), data, {"space": "left-posterior-superior", "space directions": np.diag([1.5, 2.0, 3.0]), "space origin": np.array([10.0, 20.0, 30.0])})
+    nrrd.write(
+        str(tmp_path / "h.nrrd"),
+        data,
+        {
+            "space": "left-posterior-superior",
+            "space directions": np.diag([1.5, 2.0, 3.0]),
+            "space origin": np.array([10.0, 20.0, 30.0]),
+        },
+    )
     volume = read_nrrd(tmp_path / "h.nrrd")
     np.testing.assert_allclose(volume.origin, [-10, -20, 30])
     np.testing.assert_allclose(volume.ijk_to_ras[:3, :3], np.diag([-1.5, -2.0, 3.0]))

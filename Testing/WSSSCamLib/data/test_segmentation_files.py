@@ -96,7 +96,9 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(SegmentationFileError, match=r"r.seg.nrrd: no segments to write"):
         write_seg_nrrd({}, OBLIQUE, tmp_path / "r.seg.nrrd")
     with pytest.raises(SegmentationFileError, match=r"one shape"):
-        write_seg_nrrd({"a": np.zeros((2, 2, 2), bool), "b": np.zeros((2, 2, 3), bool)}, OBLIQUE, tmp_path / "r.seg.nrrd")
+        write_seg_nrrd(
+            {"a": np.zeros((2, 2, 2), bool), "b": np.zeros((2, 2, 3), bool)}, OBLIQUE, tmp_path / "r.seg.nrrd"
+        )
     with pytest.raises(SegmentationFileError, match=r"labels.png: unsupported label-map file type"):
         write_label_map(segments(), OBLIQUE, tmp_path / "labels.png")
     assert not list(tmp_path.iterdir())

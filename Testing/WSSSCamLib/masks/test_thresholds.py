@@ -16,7 +16,14 @@ from WSSSCamLib.masks import (
 )
 from WSSSCamLib.metrics import confusion_counts, dice_from_counts
 
-MODES_ALL = [Threshold("fixed", 0.3), Threshold("percentile"), Threshold("mean"), Threshold("median"), Threshold("otsu"), Threshold("adaptive", 3)]
+MODES_ALL = [
+    Threshold("fixed", 0.3),
+    Threshold("percentile"),
+    Threshold("mean"),
+    Threshold("median"),
+    Threshold("otsu"),
+    Threshold("adaptive", 3),
+]
 
 
 def test_names_and_parse_round_trip():
@@ -40,7 +47,14 @@ def test_parse_errors_name_the_text_and_the_forms(text):
 
 
 def test_invalid_thresholds_rejected():
-    for mode, value in [("fixed", None), ("fixed", -0.1), ("percentile", 0.0), ("mean", 0.5), ("adaptive", 4), ("nope", None)]:
+    for mode, value in [
+        ("fixed", None),
+        ("fixed", -0.1),
+        ("percentile", 0.0),
+        ("mean", 0.5),
+        ("adaptive", 4),
+        ("nope", None),
+    ]:
         with pytest.raises(ValueError):
             Threshold(mode, value)
 
@@ -49,7 +63,14 @@ def test_each_mode_on_a_tiny_map():
     # one sample, 2 x 3 values; numpy reference statistics computed by hand:
     values = [0.0, 0.1, 0.2, 0.4, 0.8, 1.0]  # mean 2.5/6 = 0.41667, median (0.2+0.4)/2 = 0.3
     maps = torch.tensor(values, dtype=torch.float64).view(1, 2, 3)
-    assert apply_threshold(maps, Threshold("fixed", 0.4)).view(-1).tolist() == [False, False, False, False, True, True]  # 0.4 > 0.4 is False
+    assert apply_threshold(maps, Threshold("fixed", 0.4)).view(-1).tolist() == [
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]  # 0.4 > 0.4 is False
     assert apply_threshold(maps, Threshold("mean")).view(-1).tolist() == [False, False, False, False, True, True]
     assert threshold_cuts(maps, Threshold("median")).item() == pytest.approx(0.3, abs=1e-15)
     assert apply_threshold(maps, Threshold("median")).view(-1).tolist() == [False, False, False, True, True, True]
@@ -85,7 +106,9 @@ def test_otsu_against_skimage():
         # image-based skimage (256 bins over the sample's own range): within one of our bins
         assert abs(cuts[n].item() - threshold_otsu(sample)) <= 1 / 256
         # given the same 256-bin histogram over [0, 1], skimage's criterion returns our cut exactly
-        counts = np.bincount(np.clip(np.floor(sample.astype(np.float64) * 256), 0, 255).astype(int).ravel(), minlength=256)
+        counts = np.bincount(
+            np.clip(np.floor(sample.astype(np.float64) * 256), 0, 255).astype(int).ravel(), minlength=256
+        )
         centres = (np.arange(256) + 0.5) / 256
         assert cuts[n].item() == pytest.approx(threshold_otsu(hist=(counts, centres)), abs=1e-7)
 
@@ -176,7 +199,9 @@ def test_mean_dice_over_thresholds_small_steps_by_hand():
     # steps 3 -> t = 0, 0.5, 1: masks 011 (Dice 1), 011 (1), 000 (0) -> 2/3
     assert mean_dice_over_thresholds(maps, reference, steps=3).item() == pytest.approx(2 / 3, abs=1e-15)
     # empty reference: 000 at t=0.5? no, mask 011 (0), 011 (0), 000 (1 by convention) -> 1/3
-    assert mean_dice_over_thresholds(maps, torch.zeros(1, 3, dtype=torch.bool), steps=3).item() == pytest.approx(1 / 3, abs=1e-15)
+    assert mean_dice_over_thresholds(maps, torch.zeros(1, 3, dtype=torch.bool), steps=3).item() == pytest.approx(
+        1 / 3, abs=1e-15
+    )
     assert dice_from_counts(fixed_threshold_counts(maps, reference, [1.0])).item() == 0.0
 
 

@@ -37,7 +37,9 @@ def test_spearman_errors():
 def test_shapiro_wilk_against_scipy():
     values = np.random.default_rng(0).normal(size=20)
     expected = stats.shapiro(values)
-    assert shapiro_wilk(list(values) + [float("nan")]) == pytest.approx((expected.statistic, expected.pvalue), abs=1e-12)
+    assert shapiro_wilk(list(values) + [float("nan")]) == pytest.approx(
+        (expected.statistic, expected.pvalue), abs=1e-12
+    )
     with pytest.raises(ValueError, match="at least 3"):
         shapiro_wilk([1.0, float("nan"), 2.0])
 

@@ -10,13 +10,13 @@ import slicer
 
 from WSSSCamLib.data.datasets import read_decathlon
 from WSSSCamLib.data.readers import read_volume
+from WSSSCamLib.data.recipe import SliceRecipe
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
 from WSSSCamLib.masks import Threshold
 from WSSSCamLib.mrml import masks_to_segmentation, segment_to_mask, volume_to_node
 from WSSSCamLib.mrml.background_run import PanelRun
 from WSSSCamLib.predict import read_result
 from WSSSCamLib.training import TrainConfig
-from WSSSCamLib.data.recipe import SliceRecipe
 from WSSSCamLib.training.crossval import cross_validate
 
 
@@ -24,8 +24,15 @@ from WSSSCamLib.training.crossval import cross_validate
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("panelrun")
     write_synthetic_dataset(root / "data", cases=4, shape=(6, 32, 32), seed=7, lesion_radii=(0.3, 0.45))
-    cross_validate(read_decathlon(root / "data"), root / "cv", "small-cnn", SliceRecipe(size=32),
-                   TrainConfig(epochs=3, patience=0, device="cpu", progress=False, augment=False), k=2, only_folds=[0])
+    cross_validate(
+        read_decathlon(root / "data"),
+        root / "cv",
+        "small-cnn",
+        SliceRecipe(size=32),
+        TrainConfig(epochs=3, patience=0, device="cpu", progress=False, augment=False),
+        k=2,
+        only_folds=[0],
+    )
     return root
 
 
@@ -43,9 +50,18 @@ def node_count(scene):
 
 def test_results_are_loaded_from_predicts_files(trained, tmp_path):
     scene, volume, reference = scene_with_case(trained)
-    run = PanelRun(scene, [volume], [str(trained / "cv" / "fold0" / "model.pt")], tmp_path / "run", ["grad-cam", "layer-cam"],
-                   Threshold("percentile", 90.0), ensemble="or", empty_when_negative=True, device="cpu",
-                   reference=(reference, reference.GetSegmentation().GetNthSegmentID(0)))
+    run = PanelRun(
+        scene,
+        [volume],
+        [str(trained / "cv" / "fold0" / "model.pt")],
+        tmp_path / "run",
+        ["grad-cam", "layer-cam"],
+        Threshold("percentile", 90.0),
+        ensemble="or",
+        empty_when_negative=True,
+        device="cpu",
+        reference=(reference, reference.GetSegmentation().GetNthSegmentID(0)),
+    )
     before = node_count(scene)
     run.start()
     assert node_count(scene) == before  # nothing in the scene while the child computes
@@ -62,7 +78,9 @@ def test_results_are_loaded_from_predicts_files(trained, tmp_path):
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), expected)
     assert list(results.masks) == record["segments"] == ["grad-cam p90", "layer-cam p90", "or ensemble p90"]
     for name, relative in record["files"]["masks"].items():
-        np.testing.assert_array_equal(segment_to_mask(scene, results.segmentation_node, name, volume), read_volume(folder / relative).array > 0)
+        np.testing.assert_array_equal(
+            segment_to_mask(scene, results.segmentation_node, name, volume), read_volume(folder / relative).array > 0
+        )
     assert results.metrics_table is not None and [row["result"] for row in results.metrics] == record["segments"]
     truth = segment_to_mask(scene, reference, reference.GetSegmentation().GetNthSegmentID(0), volume)
     for row in results.metrics:  # predict's Dice, recomputed by hand from its mask files and the scene's reference
@@ -78,8 +96,16 @@ def test_cancel_ends_the_child_within_a_second_and_leaves_the_scene(trained, tmp
     scene, volume, _ = scene_with_case(trained)
     before = node_count(scene)
     # score-cam on every slice keeps the child busy for many seconds on these cores
-    run = PanelRun(scene, [volume], [str(trained / "cv" / "fold0" / "model.pt")], tmp_path / "run", ["score-cam", "smoothgrad-cam++"],
-                   Threshold("fixed", 0.5), device="cpu", batch_size=1).start()
+    run = PanelRun(
+        scene,
+        [volume],
+        [str(trained / "cv" / "fold0" / "model.pt")],
+        tmp_path / "run",
+        ["score-cam", "smoothgrad-cam++"],
+        Threshold("fixed", 0.5),
+        device="cpu",
+        batch_size=1,
+    ).start()
     while not any(e["event"] == "case" for e in run.process.events):  # the child is computing
         run.poll()
         assert run.state == "running", run.error
@@ -97,7 +123,9 @@ def test_a_failed_run_leaves_the_scene_unchanged_and_says_why(trained, tmp_path)
     broken.write_bytes(b"not a checkpoint")
     (tmp_path / "broken.json").write_text((trained / "cv" / "fold0" / "model.json").read_text())
     before = node_count(scene)
-    run = PanelRun(scene, [volume], [str(broken)], tmp_path / "run", ["grad-cam"], Threshold("fixed", 0.5), device="cpu").start()
+    run = PanelRun(
+        scene, [volume], [str(broken)], tmp_path / "run", ["grad-cam"], Threshold("fixed", 0.5), device="cpu"
+    ).start()
     assert run.process.wait(timeout=120) == "failed"
     assert "broken.pt" in run.error and "\n" not in run.error
     assert node_count(scene) == before

@@ -32,8 +32,10 @@ def test_heat_table_entries_follow_the_library_ramp():
 
 def test_cam_display_window_level_threshold_and_own_table():
     scene = slicer.vtkMRMLScene()
-    cams = [array_to_volume_node(scene, np.linspace(0, 1, 24, dtype=np.float32).reshape(2, 3, 4), np.eye(4), n)
-            for n in ("grad-cam", "layer-cam")]
+    cams = [
+        array_to_volume_node(scene, np.linspace(0, 1, 24, dtype=np.float32).reshape(2, 3, 4), np.eye(4), n)
+        for n in ("grad-cam", "layer-cam")
+    ]
     displays = [setup_cam_display(scene, node, level=0.3) for node in cams]
     tables = {d.GetColorNodeID() for d in displays}
     assert len(tables) == 2  # one table per CAM

@@ -53,7 +53,10 @@ def test_seg_nrrd_written_and_read_back(tmp_path):
     storage = slicer.vtkMRMLSegmentationStorageNode()
     storage.SetFileName(str(path))
     assert storage.ReadData(loaded)
-    names = [loaded.GetSegmentation().GetNthSegment(n).GetName() for n in range(loaded.GetSegmentation().GetNumberOfSegments())]
+    names = [
+        loaded.GetSegmentation().GetNthSegment(n).GetName()
+        for n in range(loaded.GetSegmentation().GetNumberOfSegments())
+    ]
     assert names == ["grad-cam t=0.5", "or ensemble"]
     grid = array_to_volume_node(other, np.zeros((4, 5, 6), np.float32), OBLIQUE, "grid")
     np.testing.assert_array_equal(segment_to_mask(other, loaded, "grad-cam t=0.5", grid), a)
@@ -134,6 +137,8 @@ def test_dicom_seg_refers_to_the_source_images_frame_by_frame(tmp_path):
     assert seg.SegmentSequence[0].SegmentLabel == "grad-cam t=0.50"
     assert str(seg.FrameOfReferenceUID) == str(pydicom.dcmread(files[0]).FrameOfReferenceUID)
     # file k lies at slice k of the volume (the reader sorts by position), rows = J, columns = I
-    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1], ignore_spatial_locations=True)
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids, segment_numbers=[1], ignore_spatial_locations=True
+    )
     np.testing.assert_array_equal(pixels[..., 0].astype(bool), mask)
     assert no_temporaries(tmp_path / "out")

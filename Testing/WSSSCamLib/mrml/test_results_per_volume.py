@@ -21,10 +21,19 @@ from WSSSCamLib.training.checkpoint import ModelCard
 
 def cams_of(volume_node):
     torch.manual_seed(0)
-    card = ModelCard(architecture="small-cnn", in_channels=1, num_classes=2, class_names=["normal", "lesion"],
-                     channel_names=["FLAIR"], input_size=[32, 32], recipe={"size": 32, "axis": "K"})
+    card = ModelCard(
+        architecture="small-cnn",
+        in_channels=1,
+        num_classes=2,
+        class_names=["normal", "lesion"],
+        channel_names=["FLAIR"],
+        input_size=[32, 32],
+        recipe={"size": 32, "axis": "K"},
+    )
     models = {"cnn": (build_model("small-cnn", 1, 2).eval(), card)}
-    return list(iter_cam_run(nodes_to_volume([volume_node]), models, ["grad-cam", "layer-cam"], batch_size=8, device="cpu"))[-1][3]
+    return list(
+        iter_cam_run(nodes_to_volume([volume_node]), models, ["grad-cam", "layer-cam"], batch_size=8, device="cpu")
+    )[-1][3]
 
 
 def class_count(scene, class_name):
@@ -44,7 +53,9 @@ def test_runs_on_two_volumes_keep_their_own_nodes_and_a_rerun_refills():
     assert out_a.cam_nodes["grad-cam"].GetName() == "WSSSCam case A grad-cam CAM"
     assert out_b.cam_nodes["grad-cam"].GetName() == "WSSSCam case B grad-cam CAM"
     assert out_twin.segmentation_node.GetName() == f"WSSSCam case A ({twin.GetID()}) results"
-    assert len({out_a.segmentation_node.GetID(), out_b.segmentation_node.GetID(), out_twin.segmentation_node.GetID()}) == 3
+    assert (
+        len({out_a.segmentation_node.GetID(), out_b.segmentation_node.GetID(), out_twin.segmentation_node.GetID()}) == 3
+    )
     np.testing.assert_array_equal(node_to_volume(out_a.cam_nodes["grad-cam"]).array, cam_a)  # untouched by B
     assert out_b.cam_nodes["grad-cam"].GetAttribute("WSSSCam.volumeID") == second.GetID()
     # a rerun on A with another threshold: same nodes, only this run's segments

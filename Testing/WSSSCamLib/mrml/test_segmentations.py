@@ -16,15 +16,17 @@ OBLIQUE = affine_from_geometry([0.7, 1.3, 3.0], [-12.5, 40.0, 7.25], np.array([[
 
 def box(shape, k, j, i) -> np.ndarray:
     m = np.zeros(shape, dtype=bool)
-    m[k[0]:k[1], j[0]:j[1], i[0]:i[1]] = True
+    m[k[0] : k[1], j[0] : j[1], i[0] : i[1]] = True
     return m
 
 
 def test_masks_to_named_segments_and_back_on_an_oblique_anisotropic_grid():
     scene = slicer.vtkMRMLScene()
     volume = array_to_volume_node(scene, np.zeros((6, 8, 10), np.float32), OBLIQUE, "MR")
-    masks = {"grad-cam t=0.5": box((6, 8, 10), (1, 4), (2, 6), (3, 9)),
-             "and ensemble": torch.from_numpy(box((6, 8, 10), (0, 1), (0, 1), (0, 1)))}
+    masks = {
+        "grad-cam t=0.5": box((6, 8, 10), (1, 4), (2, 6), (3, 9)),
+        "and ensemble": torch.from_numpy(box((6, 8, 10), (0, 1), (0, 1), (0, 1))),
+    }
     node = masks_to_segmentation(scene, masks, volume, name="results")
     segmentation = node.GetSegmentation()
     assert [segmentation.GetNthSegment(n).GetName() for n in range(2)] == list(masks)
@@ -37,7 +39,9 @@ def test_masks_to_named_segments_and_back_on_an_oblique_anisotropic_grid():
     # the same name replaces the segment
     masks_to_segmentation(scene, {"and ensemble": box((6, 8, 10), (5, 6), (7, 8), (9, 10))}, volume, node=node)
     assert segmentation.GetNumberOfSegments() == 2
-    np.testing.assert_array_equal(segment_to_mask(scene, node, "and ensemble", volume), box((6, 8, 10), (5, 6), (7, 8), (9, 10)))
+    np.testing.assert_array_equal(
+        segment_to_mask(scene, node, "and ensemble", volume), box((6, 8, 10), (5, 6), (7, 8), (9, 10))
+    )
 
 
 def test_segment_read_on_another_grid_is_resampled():
@@ -77,7 +81,9 @@ def test_segment_lookup_and_shape_errors():
 
 def test_roi_box_as_mask():
     scene = slicer.vtkMRMLScene()
-    volume = array_to_volume_node(scene, np.zeros((5, 5, 5), np.float32), affine_from_geometry([1, 1, 2], [0, 0, 0], np.eye(3)), "v")
+    volume = array_to_volume_node(
+        scene, np.zeros((5, 5, 5), np.float32), affine_from_geometry([1, 1, 2], [0, 0, 0], np.eye(3)), "v"
+    )
     roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "roi")
     roi.SetCenter(2.0, 1.0, 4.0)
     roi.SetSize(2.0, 2.0, 4.0)

@@ -14,6 +14,7 @@ from dicom_series import write_dicom_series
 from WSSSCamLib.cli import main
 from WSSSCamLib.data.datasets import read_decathlon
 from WSSSCamLib.data.readers import read_volume, write_nifti, write_nrrd
+from WSSSCamLib.data.recipe import SliceRecipe
 from WSSSCamLib.data.segmentation_files import read_seg_nrrd
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
 from WSSSCamLib.data.volume import Volume, affine_from_geometry
@@ -24,7 +25,6 @@ from WSSSCamLib.predict import PredictOptions, SegmentationRule, cases_from_path
 from WSSSCamLib.predict import run as run_module
 from WSSSCamLib.study import parse_config, run_study
 from WSSSCamLib.training import TrainConfig, load_checkpoint
-from WSSSCamLib.data.recipe import SliceRecipe
 from WSSSCamLib.training.crossval import cross_validate
 
 _c, _s = np.cos(np.radians(20)), np.sin(np.radians(20))
@@ -37,7 +37,15 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     data = write_synthetic_dataset(root / "data", cases=4, shape=(6, 32, 32), seed=3, lesion_radii=(0.3, 0.45))
     config = TrainConfig(epochs=8, patience=0, device="cpu", progress=False, augment=False)
-    cross_validate(read_decathlon(data), root / "cv", "small-cnn", SliceRecipe(size=32, context_channel=0), config, k=2, only_folds=[0])
+    cross_validate(
+        read_decathlon(data),
+        root / "cv",
+        "small-cnn",
+        SliceRecipe(size=32, context_channel=0),
+        config,
+        k=2,
+        only_folds=[0],
+    )
     return root
 
 
@@ -73,8 +81,27 @@ def test_outputs_keep_the_input_geometry_and_read_back(trained, tmp_path, kind):
 
     path, source = write_input(trained, tmp_path, kind)
     out = tmp_path / "out"
-    assert main(["predict", str(path), "--checkpoint", checkpoint(trained), "--out", str(out), "--methods", "grad-cam,layer-cam",
-                 "--ensemble", "or", "--threshold", "p90", "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--checkpoint",
+                checkpoint(trained),
+                "--out",
+                str(out),
+                "--methods",
+                "grad-cam,layer-cam",
+                "--ensemble",
+                "or",
+                "--threshold",
+                "p90",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     case = "scan" if kind != "dicom" else "series"
     result = json.loads((out / case / "result.json").read_text())
     suffix = ".nii.gz" if kind == "nifti" else ".nrrd"
@@ -92,7 +119,9 @@ def test_outputs_keep_the_input_geometry_and_read_back(trained, tmp_path, kind):
     for mask in masks.values():
         np.testing.assert_allclose(mask.ijk_to_ras, source.ijk_to_ras, atol=1e-5)
     assert masks["layer-cam p90"].array.any()  # a non-trivial mask is compared below
-    np.testing.assert_array_equal(masks["or ensemble p90"].array > 0, (masks["grad-cam p90"].array > 0) | (masks["layer-cam p90"].array > 0))
+    np.testing.assert_array_equal(
+        masks["or ensemble p90"].array > 0, (masks["grad-cam p90"].array > 0) | (masks["layer-cam p90"].array > 0)
+    )
     # slicer-core's own segmentation storage node reads the .seg.nrrd: names and voxels on the input grid
     scene = slicer.vtkMRMLScene()
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "read")
@@ -100,7 +129,9 @@ def test_outputs_keep_the_input_geometry_and_read_back(trained, tmp_path, kind):
     storage.SetFileName(str(out / case / result["files"]["segmentation"]))
     assert storage.ReadData(node)
     segmentation = node.GetSegmentation()
-    assert [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())] == result["segments"]
+    assert [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())] == result[
+        "segments"
+    ]
     grid = array_to_volume_node(scene, np.zeros(source.shape_kji, np.float32), source.ijk_to_ras, "grid")
     for name, mask in masks.items():
         np.testing.assert_array_equal(segment_to_mask(scene, node, name, grid), mask.array > 0)
@@ -120,7 +151,9 @@ def check_dicom_seg(path, files, masks):
     assert [s.SegmentLabel for s in seg.SegmentSequence] == list(masks)
     assert str(seg.FrameOfReferenceUID) == str(pydicom.dcmread(files[0]).FrameOfReferenceUID)
     for number, mask in enumerate(masks.values(), start=1):
-        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[number], ignore_spatial_locations=True)
+        pixels = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=uids, segment_numbers=[number], ignore_spatial_locations=True
+        )
         np.testing.assert_array_equal(pixels[..., 0].astype(bool), mask.array > 0)
 
 
@@ -128,12 +161,25 @@ def test_masks_equal_the_study_for_the_same_configuration(trained, tmp_path):
     """A study's held-out per-slice counts equal the counts of predict's masks (same fold checkpoint,
     same thresholds, empty where the classifier says negative)."""
     output = tmp_path / "study"
-    config = parse_config({
-        "dataset": str(trained / "data"), "output": str(output), "folds": 2, "seed": 0, "device": "cpu", "batch_size": 8,
-        "recipe": {"size": 32, "context_channel": 0}, "models": [{"name": "a", "architecture": "small-cnn",
-                                                                 "train": {"epochs": 2, "patience": 0, "augment": False}}],
-        "methods": ["grad-cam", "layer-cam"], "thresholds": ["t=0.3", "p95", "otsu"], "empty_when_negative": True, "overlays": 0,
-    }, "test")
+    config = parse_config(
+        {
+            "dataset": str(trained / "data"),
+            "output": str(output),
+            "folds": 2,
+            "seed": 0,
+            "device": "cpu",
+            "batch_size": 8,
+            "recipe": {"size": 32, "context_channel": 0},
+            "models": [
+                {"name": "a", "architecture": "small-cnn", "train": {"epochs": 2, "patience": 0, "augment": False}}
+            ],
+            "methods": ["grad-cam", "layer-cam"],
+            "thresholds": ["t=0.3", "p95", "otsu"],
+            "empty_when_negative": True,
+            "overlays": 0,
+        },
+        "test",
+    )
     run_study(config, stages=["train", "cams"], progress=False)
     folds = json.loads((output / "folds.json").read_text())["folds"]
     dataset = read_decathlon(trained / "data")
@@ -146,17 +192,43 @@ def test_masks_equal_the_study_for_the_same_configuration(trained, tmp_path):
                 out = tmp_path / f"predict-{fold}-{threshold}"
                 manifest = tmp_path / f"{case_id}.json"
                 case = dataset.case(case_id)
-                manifest.write_text(json.dumps([{"case": case_id, "images": [str(case.images[0])], "reference": str(case.mask)}]))
-                assert main(["predict", "--manifest", str(manifest), "--checkpoint",
-                             str(output / "models" / "a" / f"fold{fold}" / "model.pt"), "--out", str(out), "--methods", "grad-cam,layer-cam",
-                             "--threshold", threshold, "--empty-when-negative", "--batch-size", "8", "--progress", "none"]) == 0
+                manifest.write_text(
+                    json.dumps([{"case": case_id, "images": [str(case.images[0])], "reference": str(case.mask)}])
+                )
+                assert (
+                    main(
+                        [
+                            "predict",
+                            "--manifest",
+                            str(manifest),
+                            "--checkpoint",
+                            str(output / "models" / "a" / f"fold{fold}" / "model.pt"),
+                            "--out",
+                            str(out),
+                            "--methods",
+                            "grad-cam,layer-cam",
+                            "--threshold",
+                            threshold,
+                            "--empty-when-negative",
+                            "--batch-size",
+                            "8",
+                            "--progress",
+                            "none",
+                        ]
+                    )
+                    == 0
+                )
                 result = json.loads((out / case_id / "result.json").read_text())
                 for method in ("grad-cam", "layer-cam"):
                     name = f"{method} {Threshold.parse(threshold).name}"
                     mask = torch.from_numpy(read_volume(out / case_id / result["files"]["masks"][name]).array > 0)
                     counts = confusion_counts(mask, reference).numpy()  # slices along K (the recipe's axis)
-                    rows = study.query("model == 'a' and method == @method and result == @Threshold.parse(@threshold).name")
-                    np.testing.assert_array_equal(rows.sort_values("slice")[["tp", "fp", "fn", "tn"]].to_numpy(), counts)
+                    rows = study.query(
+                        "model == 'a' and method == @method and result == @Threshold.parse(@threshold).name"
+                    )
+                    np.testing.assert_array_equal(
+                        rows.sort_values("slice")[["tp", "fp", "fn", "tn"]].to_numpy(), counts
+                    )
                     compared += 1
     assert compared == 4 * 3 * 2
 
@@ -188,17 +260,37 @@ def test_resume_after_a_kill_redoes_only_the_unfinished_case(trained, tmp_path, 
     assert not list(out.rglob("*.tmp"))
     pd.testing.assert_frame_equal(again.metrics, reference.metrics)
     for case in cases:
-        ours, theirs = read_seg_nrrd(out / case.case_id / f"{case.case_id}.seg.nrrd"), read_seg_nrrd(tmp_path / "whole" / case.case_id / f"{case.case_id}.seg.nrrd")
+        ours, theirs = (
+            read_seg_nrrd(out / case.case_id / f"{case.case_id}.seg.nrrd"),
+            read_seg_nrrd(tmp_path / "whole" / case.case_id / f"{case.case_id}.seg.nrrd"),
+        )
         assert list(ours[0]) == list(theirs[0]) and all(np.array_equal(ours[0][k], theirs[0][k]) for k in ours[0])
     # other settings redo every case and remove the files the old settings wrote
-    changed = predict(cases, models, out, PredictOptions(("layer-cam",), SegmentationRule(Threshold("otsu")), device="cpu"))
+    changed = predict(
+        cases, models, out, PredictOptions(("layer-cam",), SegmentationRule(Threshold("otsu")), device="cpu")
+    )
     assert changed.computed == [c.case_id for c in cases]
     assert sorted(p.name for p in (out / first / "cams").iterdir()) == ["small-cnn__layer-cam.nii.gz"]
 
 
 def test_json_lines_progress_and_metrics_with_references(trained, tmp_path, capsys):
-    assert main(["predict", str(trained / "data"), "--checkpoint", f"mine={checkpoint(trained)}", "--out", str(tmp_path / "out"),
-                 "--methods", "grad-cam", "--progress", "json"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(trained / "data"),
+                "--checkpoint",
+                f"mine={checkpoint(trained)}",
+                "--out",
+                str(tmp_path / "out"),
+                "--methods",
+                "grad-cam",
+                "--progress",
+                "json",
+            ]
+        )
+        == 0
+    )
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("case_done") == 4 and "batch" in kinds
@@ -209,22 +301,37 @@ def test_json_lines_progress_and_metrics_with_references(trained, tmp_path, caps
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["models"][0]["name"] == "mine"
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["{input}", "--checkpoint", "{tmp}/missing.pt"], r"missing.json: model card missing"),
-    (["{input}", "--checkpoint", "{pickled}"], r"pickled.pt: not loadable with weights_only=True"),
-    (["{tmp}/nothing.nii.gz", "--checkpoint", "{ckpt}"], r"nothing.nii.gz: no such file or folder"),
-    (["{input}", "--checkpoint", "{ckpt}", "--methods", "grad-kam"], r"grad-kam"),
-    (["{input}", "--checkpoint", "{ckpt}", "--target-class", "tumour"], r"no class 'tumour'"),
-    (["{input}", "--checkpoint", "{ckpt}", "--target-class", "7"], r"target class 7 is outside"),
-    (["{input}", "--checkpoint", "{ckpt}", "--threshold", "t=2"], r"fixed mode needs a value t in \[0, 1\]"),
-    (["{input}", "--checkpoint", "{ckpt}", "--methods", "seg-grad-cam"], r"the Seg- methods need a region"),
-    (["{input}", "{input2}", "--checkpoint", "{ckpt}", "--reference", "{input}"], r"need exactly one input case"),
-    (["{input}", "--checkpoint", "{ckpt}", "--reference", "{other_grid}"], r"other.nii.gz: reference grid"),
-    (["{two_channels}", "--checkpoint", "{ckpt}"], r"2 channel\(s\), but the model small-cnn was trained on"),
-    (["{input}", "--checkpoint", "{ckpt}", "--ensemble", "and"], r"'and' ensemble needs at least two members"),
-    (["{input}", "--checkpoint", "{ckpt}", "--methods", "grad-cam,layer-cam", "--ensemble", "and", "--member-thresholds", "0.5,0.5,0.5"],
-     r"3 member thresholds for 2 ensemble members"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["{input}", "--checkpoint", "{tmp}/missing.pt"], r"missing.json: model card missing"),
+        (["{input}", "--checkpoint", "{pickled}"], r"pickled.pt: not loadable with weights_only=True"),
+        (["{tmp}/nothing.nii.gz", "--checkpoint", "{ckpt}"], r"nothing.nii.gz: no such file or folder"),
+        (["{input}", "--checkpoint", "{ckpt}", "--methods", "grad-kam"], r"grad-kam"),
+        (["{input}", "--checkpoint", "{ckpt}", "--target-class", "tumour"], r"no class 'tumour'"),
+        (["{input}", "--checkpoint", "{ckpt}", "--target-class", "7"], r"target class 7 is outside"),
+        (["{input}", "--checkpoint", "{ckpt}", "--threshold", "t=2"], r"fixed mode needs a value t in \[0, 1\]"),
+        (["{input}", "--checkpoint", "{ckpt}", "--methods", "seg-grad-cam"], r"the Seg- methods need a region"),
+        (["{input}", "{input2}", "--checkpoint", "{ckpt}", "--reference", "{input}"], r"need exactly one input case"),
+        (["{input}", "--checkpoint", "{ckpt}", "--reference", "{other_grid}"], r"other.nii.gz: reference grid"),
+        (["{two_channels}", "--checkpoint", "{ckpt}"], r"2 channel\(s\), but the model small-cnn was trained on"),
+        (["{input}", "--checkpoint", "{ckpt}", "--ensemble", "and"], r"'and' ensemble needs at least two members"),
+        (
+            [
+                "{input}",
+                "--checkpoint",
+                "{ckpt}",
+                "--methods",
+                "grad-cam,layer-cam",
+                "--ensemble",
+                "and",
+                "--member-thresholds",
+                "0.5,0.5,0.5",
+            ],
+            r"3 member thresholds for 2 ensemble members",
+        ),
+    ],
+)
 def test_bad_input_is_refused_with_one_line_and_nothing_written(trained, tmp_path, arguments, message):
     array = phantom(trained)
     write_nifti(Volume(array, OBLIQUE), tmp_path / "scan.nii.gz")
@@ -234,8 +341,15 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(trained, tmp_pat
     model, _ = load_checkpoint(checkpoint(trained), device="cpu")
     torch.save(model, tmp_path / "pickled.pt")  # a whole pickled module, not a state dict
     (tmp_path / "pickled.json").write_text((trained / "cv" / "fold0" / "model.json").read_text())
-    fill = {"input": tmp_path / "scan.nii.gz", "input2": tmp_path / "scan2.nii.gz", "tmp": tmp_path, "ckpt": checkpoint(trained),
-            "pickled": tmp_path / "pickled.pt", "other_grid": tmp_path / "other.nii.gz", "two_channels": tmp_path / "two.nii.gz"}
+    fill = {
+        "input": tmp_path / "scan.nii.gz",
+        "input2": tmp_path / "scan2.nii.gz",
+        "tmp": tmp_path,
+        "ckpt": checkpoint(trained),
+        "pickled": tmp_path / "pickled.pt",
+        "other_grid": tmp_path / "other.nii.gz",
+        "two_channels": tmp_path / "two.nii.gz",
+    }
     out = tmp_path / "out"
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(SystemExit) as stop:
@@ -252,7 +366,9 @@ def test_named_channels_follow_the_model_cards_order(tmp_path, capsys):
     from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
 
     torch.manual_seed(0)
-    card = ModelCard("small-cnn", 2, 2, ["normal", "lesion"], ["a", "b"], input_size=[16, 16], recipe={"size": 16, "axis": "K"})
+    card = ModelCard(
+        "small-cnn", 2, 2, ["normal", "lesion"], ["a", "b"], input_size=[16, 16], recipe={"size": 16, "axis": "K"}
+    )
     checkpoint_file = save_checkpoint(build_model("small-cnn", 2, 2), card, tmp_path / "two.pt")
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
@@ -263,14 +379,46 @@ def test_named_channels_follow_the_model_cards_order(tmp_path, capsys):
         entry = {"case": "c", "images": [f"{n}.nii.gz" for n in files], **({"channels": names} if names else {})}
         (tmp_path / "m.json").write_text(json.dumps([entry]))
         out = tmp_path / label.replace(" ", "-")
-        assert main(["predict", "--manifest", str(tmp_path / "m.json"), "--checkpoint", str(checkpoint_file), "--out", str(out),
-                     "--methods", "layer-cam", "--progress", "none"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--manifest",
+                    str(tmp_path / "m.json"),
+                    "--checkpoint",
+                    str(checkpoint_file),
+                    "--out",
+                    str(out),
+                    "--methods",
+                    "layer-cam",
+                    "--progress",
+                    "none",
+                ]
+            )
+            == 0
+        )
         cams[label] = read_volume(out / "c" / "cams" / "small-cnn__layer-cam.nii.gz").array
     np.testing.assert_array_equal(cams["swapped"], cams["card order"])  # reordered by name
     assert not np.array_equal(cams["unnamed"], cams["card order"])  # without names the given order is used
-    (tmp_path / "m.json").write_text(json.dumps([{"case": "c", "images": ["a.nii.gz", "b.nii.gz"], "channels": ["x", "y"]}]))
-    assert main(["predict", "--manifest", str(tmp_path / "m.json"), "--checkpoint", str(checkpoint_file), "--out", str(tmp_path / "w"),
-                 "--progress", "json"]) == 0
+    (tmp_path / "m.json").write_text(
+        json.dumps([{"case": "c", "images": ["a.nii.gz", "b.nii.gz"], "channels": ["x", "y"]}])
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--manifest",
+                str(tmp_path / "m.json"),
+                "--checkpoint",
+                str(checkpoint_file),
+                "--out",
+                str(tmp_path / "w"),
+                "--progress",
+                "json",
+            ]
+        )
+        == 0
+    )
     warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"warning"' in line]
     assert len(warnings) == 1 and "channels ['x', 'y'] are not the channels ['a', 'b']" in warnings[0]["message"]
 
@@ -283,8 +431,17 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes_the_rest(trained, t
 
     from WSSSCamLib.predict.background import BackgroundPredict
 
-    arguments = [str(trained / "data"), "--checkpoint", checkpoint(trained), "--out", str(tmp_path / "out"), "--methods",
-                 "grad-cam,smoothgrad-cam++", "--batch-size", "1"]
+    arguments = [
+        str(trained / "data"),
+        "--checkpoint",
+        checkpoint(trained),
+        "--out",
+        str(tmp_path / "out"),
+        "--methods",
+        "grad-cam,smoothgrad-cam++",
+        "--batch-size",
+        "1",
+    ]
     run = BackgroundPredict(arguments).start()
     deadline = time.monotonic() + 300
     while not any(e["event"] == "case_done" for e in run.events):

@@ -32,8 +32,10 @@ def test_thresholds_cut_each_slice_along_the_models_axis(axis):
     # by hand for one slice: 80th percentile of its 30 values, strict '>'
     k = 0
     values = slices[k].numpy()
-    np.testing.assert_array_equal(torch.movedim(segments.masks["grad-cam p80"], dim, 0)[k].numpy(),
-                                  values > np.percentile(values.astype(np.float64), 80))
+    np.testing.assert_array_equal(
+        torch.movedim(segments.masks["grad-cam p80"], dim, 0)[k].numpy(),
+        values > np.percentile(values.astype(np.float64), 80),
+    )
     assert not torch.movedim(segments.masks["grad-cam p80"], dim, 0)[1].any()  # p = 0.5: negative, emptied
 
 
@@ -41,13 +43,22 @@ def test_ensembles_use_member_thresholds_and_mean_probability_gate():
     a, b = cams(seed=1, probabilities=(0.9, 0.6, 0.2, 0.4)), cams(seed=2, probabilities=(0.1, 0.6, 0.3, 0.8))
     rule = SegmentationRule(Threshold("fixed", 0.5), "and", (0.3, 0.6, 0.4, 0.7), empty_when_negative=True)
     segments = segment_volumes({"a": a, "b": b}, rule)
-    assert list(segments.masks) == ["a grad-cam t=0.50", "a layer-cam t=0.50", "b grad-cam t=0.50", "b layer-cam t=0.50",
-                                    "and ensemble t=0.30|t=0.60|t=0.40|t=0.70"]
+    assert list(segments.masks) == [
+        "a grad-cam t=0.50",
+        "a layer-cam t=0.50",
+        "b grad-cam t=0.50",
+        "b layer-cam t=0.50",
+        "and ensemble t=0.30|t=0.60|t=0.40|t=0.70",
+    ]
     maps = [a.maps["grad-cam"], a.maps["layer-cam"], b.maps["grad-cam"], b.maps["layer-cam"]]
     combined = (maps[0] > 0.3) & (maps[1] > 0.6) & (maps[2] > 0.4) & (maps[3] > 0.7)
     gate = torch.tensor([0.5, 0.6, 0.25, 0.6]) > 0.5  # mean probability of the two models per slice
-    np.testing.assert_array_equal(segments.masks["and ensemble t=0.30|t=0.60|t=0.40|t=0.70"].numpy(), (combined & gate[:, None, None]).numpy())
-    mean = segment_volumes({"a": a, "b": b}, SegmentationRule(Threshold("fixed", 0.45), "mean")).masks["mean ensemble t=0.45"]
+    np.testing.assert_array_equal(
+        segments.masks["and ensemble t=0.30|t=0.60|t=0.40|t=0.70"].numpy(), (combined & gate[:, None, None]).numpy()
+    )
+    mean = segment_volumes({"a": a, "b": b}, SegmentationRule(Threshold("fixed", 0.45), "mean")).masks[
+        "mean ensemble t=0.45"
+    ]
     np.testing.assert_array_equal(mean.numpy(), (torch.stack(maps).mean(0) > 0.45).numpy())
     assert set(segments.members) == {("a", "grad-cam"), ("a", "layer-cam"), ("b", "grad-cam"), ("b", "layer-cam")}
 

@@ -30,18 +30,21 @@ def blobs(*names):
     return torch.tensor([[[ch in names for ch in row] for row in PICTURE]])
 
 
-@pytest.mark.parametrize(("step", "kept"), [
-    (Components(), ("B", "C")),  # peak, full (8-) connectivity: B and C are one component
-    (Components(connectivity=4), ("B",)),
-    (Components(keep="largest"), ("A",)),
-    (Components(keep="largest", connectivity=4), ("A",)),
-    (Components(keep="above", min_peak=0.8, connectivity=4), ("B", "C")),
-    (Components(keep="above", min_peak=0.9, connectivity=4), ("B",)),
-    (Components(keep="above", min_peak=0.9), ("B", "C")),
-    (Components(keep="above", min_peak=0.5), ("A", "B", "C")),
-    (Components(keep="above", min_peak=0.6), ("B", "C")),  # strict, in float32: A's maximum 0.6 is not above 0.6
-    (Components(keep="above", min_peak=1.0), ()),
-])
+@pytest.mark.parametrize(
+    ("step", "kept"),
+    [
+        (Components(), ("B", "C")),  # peak, full (8-) connectivity: B and C are one component
+        (Components(connectivity=4), ("B",)),
+        (Components(keep="largest"), ("A",)),
+        (Components(keep="largest", connectivity=4), ("A",)),
+        (Components(keep="above", min_peak=0.8, connectivity=4), ("B", "C")),
+        (Components(keep="above", min_peak=0.9, connectivity=4), ("B",)),
+        (Components(keep="above", min_peak=0.9), ("B", "C")),
+        (Components(keep="above", min_peak=0.5), ("A", "B", "C")),
+        (Components(keep="above", min_peak=0.6), ("B", "C")),  # strict, in float32: A's maximum 0.6 is not above 0.6
+        (Components(keep="above", min_peak=1.0), ()),
+    ],
+)
 def test_2d_choices_on_a_hand_mask(step, kept):
     masks, maps = hand_case()
     assert torch.equal(step(masks, maps), blobs(*kept))
@@ -112,10 +115,16 @@ def test_gating_needs_probabilities_and_says_so():
     assert Components(gate=True).needs_probabilities and not Components().needs_probabilities
 
 
-@pytest.mark.parametrize(("kwargs", "setting"), [
-    ({"keep": "biggest"}, "keep"), ({"min_peak": 0.5}, "min_peak"), ({"keep": "above", "min_peak": 1.5}, "min_peak"),
-    ({"connectivity": 5}, "connectivity"), ({"gate": "yes"}, "gate"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"keep": "biggest"}, "keep"),
+        ({"min_peak": 0.5}, "min_peak"),
+        ({"keep": "above", "min_peak": 1.5}, "min_peak"),
+        ({"connectivity": 5}, "connectivity"),
+        ({"gate": "yes"}, "gate"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(kwargs, setting):
     with pytest.raises(RefinementError, match=rf"^components: setting {setting} "):
         Components(**kwargs)

@@ -64,14 +64,21 @@ def test_bad_input_is_refused_before_pydensecrf_is_needed(monkeypatch):
         DenseCrf()(maps > 0.4, maps)
 
 
-@pytest.mark.parametrize(("kwargs", "setting"), [
-    ({"iterations": 0}, "iterations"), ({"sxy_gaussian": 0}, "sxy_gaussian"),
-    ({"sxy_bilateral": -1}, "sxy_bilateral"), ({"schan": 0}, "schan"), ({"compat_gaussian": -1}, "compat_gaussian"),
-    ({"compat_bilateral": -0.5}, "compat_bilateral"),
-    ({"unary": "cam"}, "unary"), ({"confidence": 0.7}, "confidence"),
-    ({"unary": "mask", "confidence": 0.5}, "confidence"),
-    ({"unary": "mask", "confidence": 1.0}, "confidence"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"iterations": 0}, "iterations"),
+        ({"sxy_gaussian": 0}, "sxy_gaussian"),
+        ({"sxy_bilateral": -1}, "sxy_bilateral"),
+        ({"schan": 0}, "schan"),
+        ({"compat_gaussian": -1}, "compat_gaussian"),
+        ({"compat_bilateral": -0.5}, "compat_bilateral"),
+        ({"unary": "cam"}, "unary"),
+        ({"confidence": 0.7}, "confidence"),
+        ({"unary": "mask", "confidence": 0.5}, "confidence"),
+        ({"unary": "mask", "confidence": 1.0}, "confidence"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(kwargs, setting):
     with pytest.raises(RefinementError, match=rf"^crf: setting {setting} "):
         DenseCrf(**kwargs)

@@ -29,11 +29,18 @@ except ImportError:
     HAVE_PYDENSECRF = False
 
 EXAMPLES = [
-    Slic(), Slic(n=200, compactness=0.1, min_fraction=0.5), Slic(pool="map", min_mean=0.25, sigma=0.5, max_iter=4),
-    Felzenszwalb(), Felzenszwalb(scale=50.5, sigma=0, min_size=5, pool="map"),
-    RandomWalker(), RandomWalker(low=0.05, high=0.95, beta=90, tol=1e-4),
-    DenseCrf(), DenseCrf(iterations=10, unary="mask", confidence=0.9, compat_bilateral=0),
-    Components(), Components(keep="above", min_peak=0.75, connectivity=4, gate=True), Components(keep="largest"),
+    Slic(),
+    Slic(n=200, compactness=0.1, min_fraction=0.5),
+    Slic(pool="map", min_mean=0.25, sigma=0.5, max_iter=4),
+    Felzenszwalb(),
+    Felzenszwalb(scale=50.5, sigma=0, min_size=5, pool="map"),
+    RandomWalker(),
+    RandomWalker(low=0.05, high=0.95, beta=90, tol=1e-4),
+    DenseCrf(),
+    DenseCrf(iterations=10, unary="mask", confidence=0.9, compat_bilateral=0),
+    Components(),
+    Components(keep="above", min_peak=0.75, connectivity=4, gate=True),
+    Components(keep="largest"),
     Gate(),
 ]
 
@@ -58,20 +65,23 @@ def test_names_are_canonical_and_parse_accepts_subsets_spaces_and_case():
     assert set(STEPS) == {"slic", "felzenszwalb", "random_walker", "crf", "components", "gate"}
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("watershed:n=3", r"^refinement: unknown step 'watershed'.*steps: slic, felzenszwalb"),
-    ("slic:segments=200", r"^slic: unknown setting 'segments'; settings: n, compactness"),
-    ("slic:n=200,n=300", r"^slic: setting n given twice"),
-    ("slic:n", r"^slic: 'n' is not <setting>=<value>"),
-    ("slic:n=", r"^slic: 'n=' is not <setting>=<value>"),
-    ("slic:n=2.5", r"^slic: setting n must be an integer, got '2.5'"),
-    ("slic:compactness=abc", r"^slic: setting compactness must be a finite number, got 'abc'"),
-    ("slic:compactness=nan", r"^slic: setting compactness must be a finite number"),
-    ("slic:n=0", r"^slic: setting n must be an integer > 0, got 0"),
-    ("components:gate=maybe", r"^components: setting gate must be true or false, got 'maybe'"),
-    ("random_walker:low=0.9", r"^random_walker: setting low must be below high=0.8, got 0.9"),
-    ("gate:strict=true", r"^gate: unknown setting 'strict'; settings: none"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("watershed:n=3", r"^refinement: unknown step 'watershed'.*steps: slic, felzenszwalb"),
+        ("slic:segments=200", r"^slic: unknown setting 'segments'; settings: n, compactness"),
+        ("slic:n=200,n=300", r"^slic: setting n given twice"),
+        ("slic:n", r"^slic: 'n' is not <setting>=<value>"),
+        ("slic:n=", r"^slic: 'n=' is not <setting>=<value>"),
+        ("slic:n=2.5", r"^slic: setting n must be an integer, got '2.5'"),
+        ("slic:compactness=abc", r"^slic: setting compactness must be a finite number, got 'abc'"),
+        ("slic:compactness=nan", r"^slic: setting compactness must be a finite number"),
+        ("slic:n=0", r"^slic: setting n must be an integer > 0, got 0"),
+        ("components:gate=maybe", r"^components: setting gate must be true or false, got 'maybe'"),
+        ("random_walker:low=0.9", r"^random_walker: setting low must be below high=0.8, got 0.9"),
+        ("gate:strict=true", r"^gate: unknown setting 'strict'; settings: none"),
+    ],
+)
 def test_parse_errors_name_the_step_and_the_setting(text, message):
     with pytest.raises(RefinementError, match=message):
         parse_refinement(text)
@@ -165,19 +175,24 @@ def test_results_return_to_the_masks_device():
         assert out.is_cuda and torch.equal(out.cpu(), step(masks, maps, image, torch.tensor([0.9]))), step.describe()
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda m, p, i: Components()(m.float(), p), r"components: masks must be a bool tensor"),
-    (lambda m, p, i: Components()(m[0, 0], p[0, 0]), r"components: masks must be N x H x W or N x D x H x W"),
-    (lambda m, p, i: Components()(m[:, None, None], p[:, None, None]), r"masks must be N x H x W or N x D x H x W"),
-    (lambda m, p, i: Components()(m[:0], p[:0]), r"with N >= 1"),
-    (lambda m, p, i: Components()(m, p[:, :-1]), r"components: maps must be a float tensor of the masks' shape"),
-    (lambda m, p, i: Components()(m, m), r"components: maps must be a float tensor"),
-    (lambda m, p, i: Slic()(m, p, i[:, :, :-1]), r"slic: images must be a float tensor N x C x \*spatial"),
-    (lambda m, p, i: Slic()(m, p, i[:, 0]), r"slic: images must be a float tensor N x C x \*spatial"),
-    (lambda m, p, i: Slic()(m, p, i.double().fill_(float("nan"))), r"slic: images contain NaN"),
-    (lambda m, p, i: RandomWalker()(m, p, i, torch.tensor([0.1, 0.2])),
-     r"random_walker: probabilities must have shape"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m, p, i: Components()(m.float(), p), r"components: masks must be a bool tensor"),
+        (lambda m, p, i: Components()(m[0, 0], p[0, 0]), r"components: masks must be N x H x W or N x D x H x W"),
+        (lambda m, p, i: Components()(m[:, None, None], p[:, None, None]), r"masks must be N x H x W or N x D x H x W"),
+        (lambda m, p, i: Components()(m[:0], p[:0]), r"with N >= 1"),
+        (lambda m, p, i: Components()(m, p[:, :-1]), r"components: maps must be a float tensor of the masks' shape"),
+        (lambda m, p, i: Components()(m, m), r"components: maps must be a float tensor"),
+        (lambda m, p, i: Slic()(m, p, i[:, :, :-1]), r"slic: images must be a float tensor N x C x \*spatial"),
+        (lambda m, p, i: Slic()(m, p, i[:, 0]), r"slic: images must be a float tensor N x C x \*spatial"),
+        (lambda m, p, i: Slic()(m, p, i.double().fill_(float("nan"))), r"slic: images contain NaN"),
+        (
+            lambda m, p, i: RandomWalker()(m, p, i, torch.tensor([0.1, 0.2])),
+            r"random_walker: probabilities must have shape",
+        ),
+    ],
+)
 def test_inputs_that_break_the_contract_are_refused_by_name(call, message):
     _truth, maps, image = ring_case(2)
     with pytest.raises(RefinementError, match=message):

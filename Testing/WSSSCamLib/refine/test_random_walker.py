@@ -63,10 +63,16 @@ def test_samples_are_independent():
     assert torch.equal(out[0], truth[0]) and not out[1].any()
 
 
-@pytest.mark.parametrize(("kwargs", "setting"), [
-    ({"low": -0.1}, "low"), ({"high": 1.1}, "high"), ({"low": 0.6, "high": 0.6}, "low"),
-    ({"beta": 0}, "beta"), ({"tol": -1}, "tol"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"low": -0.1}, "low"),
+        ({"high": 1.1}, "high"),
+        ({"low": 0.6, "high": 0.6}, "low"),
+        ({"beta": 0}, "beta"),
+        ({"tol": -1}, "tol"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(kwargs, setting):
     with pytest.raises(RefinementError, match=rf"^random_walker: setting {setting} "):
         RandomWalker(**kwargs)

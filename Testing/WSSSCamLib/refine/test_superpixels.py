@@ -60,20 +60,23 @@ def test_pooling_needs_images():
         Slic()(mask, mask.float())
 
 
-@pytest.mark.parametrize(("make", "setting"), [
-    (lambda: Slic(n=0), "n"),
-    (lambda: Slic(n=2.5), "n"),
-    (lambda: Slic(compactness=0), "compactness"),
-    (lambda: Slic(sigma=-1), "sigma"),
-    (lambda: Slic(max_iter=0), "max_iter"),
-    (lambda: Slic(pool="median"), "pool"),
-    (lambda: Slic(min_fraction=1.5), "min_fraction"),
-    (lambda: Slic(pool="map", min_mean=-0.1), "min_mean"),
-    (lambda: Slic(min_mean=0.5), "min_mean"),
-    (lambda: Slic(pool="map", min_fraction=0.5), "min_fraction"),
-    (lambda: Felzenszwalb(scale=0), "scale"),
-    (lambda: Felzenszwalb(min_size=0), "min_size"),
-])
+@pytest.mark.parametrize(
+    ("make", "setting"),
+    [
+        (lambda: Slic(n=0), "n"),
+        (lambda: Slic(n=2.5), "n"),
+        (lambda: Slic(compactness=0), "compactness"),
+        (lambda: Slic(sigma=-1), "sigma"),
+        (lambda: Slic(max_iter=0), "max_iter"),
+        (lambda: Slic(pool="median"), "pool"),
+        (lambda: Slic(min_fraction=1.5), "min_fraction"),
+        (lambda: Slic(pool="map", min_mean=-0.1), "min_mean"),
+        (lambda: Slic(min_mean=0.5), "min_mean"),
+        (lambda: Slic(pool="map", min_fraction=0.5), "min_fraction"),
+        (lambda: Felzenszwalb(scale=0), "scale"),
+        (lambda: Felzenszwalb(min_size=0), "min_size"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(make, setting):
     with pytest.raises(RefinementError, match=rf"^(slic|felzenszwalb): setting {setting} "):
         make()

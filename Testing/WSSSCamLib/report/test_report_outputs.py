@@ -34,12 +34,32 @@ def make_results() -> pd.DataFrame:
     rows = []
     for (model, method, kind, result), value in POOLED.items():
         for metric, v in (("pooled_dsc_miou", value), ("pooled_fg_dice", round(value - 0.3, 3))):
-            rows.append({"case": "ALL", "fold": -1, "model": model, "method": method, "result": result, "kind": kind,
-                         "metric": metric, "value": v})
+            rows.append(
+                {
+                    "case": "ALL",
+                    "fold": -1,
+                    "model": model,
+                    "method": method,
+                    "result": result,
+                    "kind": kind,
+                    "metric": metric,
+                    "value": v,
+                }
+            )
     for model, areas in AREAS.items():
         for i, area in enumerate(areas):
-            rows.append({"case": f"c{i}", "fold": i % 2, "model": model, "method": "grad-cam", "result": "t=0.50",
-                         "kind": "threshold", "metric": "area_voxels", "value": area})
+            rows.append(
+                {
+                    "case": f"c{i}",
+                    "fold": i % 2,
+                    "model": model,
+                    "method": "grad-cam",
+                    "result": "t=0.50",
+                    "kind": "threshold",
+                    "metric": "area_voxels",
+                    "value": area,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -50,8 +70,17 @@ def make_agreement() -> pd.DataFrame:
         for g, group in enumerate(groups):
             for s, value in enumerate(rng.uniform(0.2 + 0.2 * g, 0.6 + 0.2 * g, 12)):
                 for result in ("t=0.50", "t=0.70"):
-                    rows.append({"case": "c0", "slice": s, "fold": 0, "kind": kind, "group": group, "result": result,
-                                 "value": float(value)})
+                    rows.append(
+                        {
+                            "case": "c0",
+                            "slice": s,
+                            "fold": 0,
+                            "kind": kind,
+                            "group": group,
+                            "result": result,
+                            "value": float(value),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -61,16 +90,42 @@ def make_grid(chosen: bool = True) -> pd.DataFrame:
     for fold in (0, 1):
         for t1 in ts:
             for t2 in ts:
-                rows.append({"fold": fold, "ensemble": ENSEMBLE, "rule": "and", "t1": t1, "t2": t2,
-                             "score": 0.5 + 0.1 * t1 + 0.2 * t2 + 0.01 * fold, "chosen": chosen and (t1, t2) == (0.7, 0.7)})
+                rows.append(
+                    {
+                        "fold": fold,
+                        "ensemble": ENSEMBLE,
+                        "rule": "and",
+                        "t1": t1,
+                        "t2": t2,
+                        "score": 0.5 + 0.1 * t1 + 0.2 * t2 + 0.01 * fold,
+                        "chosen": chosen and (t1, t2) == (0.7, 0.7),
+                    }
+                )
         for t1 in ts:
-            rows.append({"fold": fold, "ensemble": "mean(small-cnn/grad-cam, resnet18/grad-cam)", "rule": "mean", "t1": t1,
-                         "t2": math.nan, "score": 0.6 - 0.1 * abs(t1 - 0.5), "chosen": chosen and t1 == 0.5})
+            rows.append(
+                {
+                    "fold": fold,
+                    "ensemble": "mean(small-cnn/grad-cam, resnet18/grad-cam)",
+                    "rule": "mean",
+                    "t1": t1,
+                    "t2": math.nan,
+                    "score": 0.6 - 0.1 * abs(t1 - 0.5),
+                    "chosen": chosen and t1 == 0.5,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-CASES = pd.DataFrame({"case": [f"c{i}" for i in range(5)], "fold": [0, 1, 0, 1, 0], "label": 1, "has_mask": True,
-                      "slices": [20, 21, 22, 23, 24], "liquid_loss": [1.0, 2.0, 3.0, 5.0, 4.0]})
+CASES = pd.DataFrame(
+    {
+        "case": [f"c{i}" for i in range(5)],
+        "fold": [0, 1, 0, 1, 0],
+        "label": 1,
+        "has_mask": True,
+        "slices": [20, 21, 22, 23, 24],
+        "liquid_loss": [1.0, 2.0, 3.0, 5.0, 4.0],
+    }
+)
 
 
 def check_png(path) -> np.ndarray:
@@ -97,7 +152,12 @@ def test_figures_are_written_as_non_blank_pngs(tmp_path):
     for path in paths:
         assert path.parent == tmp_path
         check_png(path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["agreement.png", "correlation.png", "curves.png", "grid_fold1.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "agreement.png",
+        "correlation.png",
+        "curves.png",
+        "grid_fold1.png",
+    ]
     with pytest.raises(ValueError, match="t=0.50"):
         agreement_boxplots(make_agreement(), tmp_path / "none.png", result="t=0.90")
     with pytest.raises(ValueError, match="fold 5"):
@@ -117,21 +177,39 @@ def test_report_contains_tables_figures_and_escaped_text(tmp_path):
     outside = tmp_path / "elsewhere" / "overlay c0.png"
     outside.parent.mkdir()
     Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(outside)
-    provenance = {"config": {"models": ["small-cnn", "resnet18"], "note": "<b>bold</b> & co"},
-                  "versions": {"python": "3.12", "torch": "2.14.1"}, "checkpoints": {"small-cnn": "ab" * 32},
-                  "started": "2025-01-01T00:00:00Z", "command": ["wssscam", "study", "--config", "s.yaml"]}
-    path = write_report(out, make_results(), make_agreement(), make_grid(), CASES, provenance,
-                        {"Agreement <A>": figure}, overlays=[outside], title="Study <A&B>")
+    provenance = {
+        "config": {"models": ["small-cnn", "resnet18"], "note": "<b>bold</b> & co"},
+        "versions": {"python": "3.12", "torch": "2.14.1"},
+        "checkpoints": {"small-cnn": "ab" * 32},
+        "started": "2025-01-01T00:00:00Z",
+        "command": ["wssscam", "study", "--config", "s.yaml"],
+    }
+    path = write_report(
+        out,
+        make_results(),
+        make_agreement(),
+        make_grid(),
+        CASES,
+        provenance,
+        {"Agreement <A>": figure},
+        overlays=[outside],
+        title="Study <A&B>",
+    )
     assert path == out / "report.html"
     text = path.read_text(encoding="utf-8")
     assert "<title>Study &lt;A&amp;B&gt;</title>" in text and "Study <A&B>" not in text
-    assert "Best configuration: and(small-cnn/grad-cam, resnet18/grad-cam) (t=0.50|t=0.70) with pooled_dsc_miou 0.703" in text
+    assert (
+        "Best configuration: and(small-cnn/grad-cam, resnet18/grad-cam) (t=0.50|t=0.70) with pooled_dsc_miou 0.703"
+        in text
+    )
     assert "versus 0.646 for the Empty prediction (+0.057)." in text
     for value in ("0.685", "0.670", "0.600", "0.403", "t=0.70"):  # main/threshold table values (0.403 = 0.703 - 0.3)
         assert f"<td>{value}</td>" in text
     assert "<th>configuration</th>" in text and "<td>t=0.50|t=0.70</td>" in text
-    thresholds = text[text.index('<section id="thresholds">'):text.index('<section id="figures">')]
-    assert "<th>model</th>\n      <th>method</th>\n      <th>t=0.30</th>" in thresholds and "<th></th>" not in thresholds
+    thresholds = text[text.index('<section id="thresholds">') : text.index('<section id="figures">')]
+    assert (
+        "<th>model</th>\n      <th>method</th>\n      <th>t=0.30</th>" in thresholds and "<th></th>" not in thresholds
+    )
     assert '<img src="figures/agreement.png" alt="Agreement &lt;A&gt;">' in text
     assert 'src="../elsewhere/overlay%20c0.png"' in text
     assert "&lt;b&gt;bold&lt;/b&gt; &amp;amp; co" not in text and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in text

@@ -36,18 +36,45 @@ def make_results(pooled=POOLED) -> pd.DataFrame:
     rows = []
     for (model, method, kind, result), values in pooled.items():
         for metric, value in zip(METRICS, values):
-            rows.append({"case": "ALL", "fold": -1, "model": model, "method": method, "result": result, "kind": kind,
-                         "metric": metric, "value": value})
+            rows.append(
+                {
+                    "case": "ALL",
+                    "fold": -1,
+                    "model": model,
+                    "method": method,
+                    "result": result,
+                    "kind": kind,
+                    "metric": metric,
+                    "value": value,
+                }
+            )
         # a per-case row that must not enter the pooled tables
-        rows.append({"case": "c1", "fold": 0, "model": model, "method": method, "result": result, "kind": kind,
-                     "metric": "pooled_dsc_miou", "value": 0.99})
+        rows.append(
+            {
+                "case": "c1",
+                "fold": 0,
+                "model": model,
+                "method": method,
+                "result": result,
+                "kind": kind,
+                "metric": "pooled_dsc_miou",
+                "value": 0.99,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_main_table_orders_configurations_and_picks_the_best_result():
     table = main_table(make_results())
-    assert list(table.columns) == ["model", "method", "kind", "best_result", "pooled_dsc_miou", "pooled_fg_dice",
-                                   "dice_mean_abnormal_slices"]
+    assert list(table.columns) == [
+        "model",
+        "method",
+        "kind",
+        "best_result",
+        "pooled_dsc_miou",
+        "pooled_fg_dice",
+        "dice_mean_abnormal_slices",
+    ]
     assert table["kind"].tolist() == ["empty", "threshold", "threshold", "ensemble"]
     assert table["model"].tolist() == ["", "small-cnn", "resnet18", ENSEMBLE]
     assert table["best_result"].tolist() == ["empty", "t=0.50", "t=0.70", "t=0.50|t=0.70"]
@@ -77,26 +104,49 @@ def test_threshold_table_is_the_matrix_of_inputs_in_threshold_order():
     assert matrix.loc[("small-cnn", "grad-cam"), "t=0.30"] == 0.600
     assert math.isnan(matrix.loc[("resnet18", "grad-cam"), "otsu"])
     assert sorted(["otsu", "p95", "t=0.70", "t=0.10", "mean", "x|y", "empty"], key=result_sort_key) == [
-        "t=0.10", "t=0.70", "p95", "mean", "otsu", "x|y", "empty"]
+        "t=0.10",
+        "t=0.70",
+        "p95",
+        "mean",
+        "otsu",
+        "x|y",
+        "empty",
+    ]
 
 
 def test_agreement_summary_quartiles_by_hand():
-    agreement = pd.DataFrame({
-        "case": "c1", "slice": range(7), "fold": 0,
-        "kind": ["models"] * 2 + ["methods"] * 5, "group": ["grad-cam"] * 2 + ["small-cnn"] * 5,
-        "result": "t=0.50", "value": [0.5, math.nan, 1.0, 0.2, 0.8, 0.4, 0.6],
-    })
+    agreement = pd.DataFrame(
+        {
+            "case": "c1",
+            "slice": range(7),
+            "fold": 0,
+            "kind": ["models"] * 2 + ["methods"] * 5,
+            "group": ["grad-cam"] * 2 + ["small-cnn"] * 5,
+            "result": "t=0.50",
+            "value": [0.5, math.nan, 1.0, 0.2, 0.8, 0.4, 0.6],
+        }
+    )
     summary = agreement_summary(agreement)
     assert summary[["kind", "group", "n"]].values.tolist() == [["methods", "small-cnn", 5], ["models", "grad-cam", 1]]
     first = summary.iloc[0]
     assert first["median"] == pytest.approx(0.6) and first["q1"] == pytest.approx(0.4)
-    assert first["q3"] == pytest.approx(0.8) and first["iqr"] == pytest.approx(0.4) and first["mean"] == pytest.approx(0.6)
+    assert (
+        first["q3"] == pytest.approx(0.8) and first["iqr"] == pytest.approx(0.4) and first["mean"] == pytest.approx(0.6)
+    )
     assert summary.iloc[1]["median"] == 0.5
 
 
 AREAS = {"small-cnn": [10, 20, 30, 40, 50], "resnet18": [50, 40, 30, 20, 10], "vgg": [7, 7, 7, 7, 7]}
-CASES = pd.DataFrame({"case": [f"c{i}" for i in range(5)], "fold": [0, 0, 1, 1, 1], "label": 1, "has_mask": True,
-                      "slices": 2, "liquid_loss": [1.0, 2.0, 3.0, 5.0, 4.0]})
+CASES = pd.DataFrame(
+    {
+        "case": [f"c{i}" for i in range(5)],
+        "fold": [0, 0, 1, 1, 1],
+        "label": 1,
+        "has_mask": True,
+        "slices": 2,
+        "liquid_loss": [1.0, 2.0, 3.0, 5.0, 4.0],
+    }
+)
 
 
 def make_slices() -> pd.DataFrame:
@@ -105,11 +155,40 @@ def make_slices() -> pd.DataFrame:
         for i, area in enumerate(areas):
             for s, share in enumerate((0.3, 0.7)):  # two slices per case; area split into tp and fp
                 part = round(area * share, 1)
-                rows.append({"case": f"c{i}", "slice": s, "fold": 0, "role": "test", "model": model, "method": "grad-cam",
-                             "result": "t=0.50", "kind": "threshold", "tp": part / 2, "fp": part / 2, "fn": 1, "tn": 100,
-                             "probability": 0.5})
-            rows.append({"case": f"c{i}", "slice": 0, "fold": 0, "role": "train", "model": model, "method": "grad-cam",
-                         "result": "t=0.50", "kind": "threshold", "tp": 1000 * i, "fp": 0, "fn": 0, "tn": 0, "probability": 0.5})
+                rows.append(
+                    {
+                        "case": f"c{i}",
+                        "slice": s,
+                        "fold": 0,
+                        "role": "test",
+                        "model": model,
+                        "method": "grad-cam",
+                        "result": "t=0.50",
+                        "kind": "threshold",
+                        "tp": part / 2,
+                        "fp": part / 2,
+                        "fn": 1,
+                        "tn": 100,
+                        "probability": 0.5,
+                    }
+                )
+            rows.append(
+                {
+                    "case": f"c{i}",
+                    "slice": 0,
+                    "fold": 0,
+                    "role": "train",
+                    "model": model,
+                    "method": "grad-cam",
+                    "result": "t=0.50",
+                    "kind": "threshold",
+                    "tp": 1000 * i,
+                    "fp": 0,
+                    "fn": 0,
+                    "tn": 0,
+                    "probability": 0.5,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -124,9 +203,22 @@ def test_correlation_from_slices_and_from_results_agree_with_hand_rho():
     assert rho.loc["small-cnn / grad-cam", "small-cnn / grad-cam"] == pytest.approx(1.0)
     assert math.isnan(rho.loc["vgg / grad-cam", "liquid_loss"])  # constant area
     assert set(table["n"]) == {5}
-    results = pd.DataFrame([{"case": f"c{i}", "fold": 0, "model": m, "method": "grad-cam", "result": "t=0.50",
-                             "kind": "threshold", "metric": "area_voxels", "value": float(a)}
-                            for m, areas in AREAS.items() for i, a in enumerate(areas)])
+    results = pd.DataFrame(
+        [
+            {
+                "case": f"c{i}",
+                "fold": 0,
+                "model": m,
+                "method": "grad-cam",
+                "result": "t=0.50",
+                "kind": "threshold",
+                "metric": "area_voxels",
+                "value": float(a),
+            }
+            for m, areas in AREAS.items()
+            for i, a in enumerate(areas)
+        ]
+    )
     from_results = correlation_matrix(correlation_table(results, CASES, "liquid_loss"))
     pd.testing.assert_frame_equal(from_results, rho)
     with pytest.raises(ValueError, match="t=0.30"):
@@ -134,19 +226,23 @@ def test_correlation_from_slices_and_from_results_agree_with_hand_rho():
 
 
 def test_chosen_thresholds_rows():
-    grid = pd.DataFrame({"fold": [1, 1, 0, 0], "ensemble": ["e"] * 4, "rule": "and", "t1": [0.3, 0.5, 0.3, 0.5],
-                         "t2": [0.7, 0.7, 0.7, 0.7], "score": [0.1, 0.2, 0.3, 0.1], "chosen": [False, True, True, False]})
+    grid = pd.DataFrame(
+        {
+            "fold": [1, 1, 0, 0],
+            "ensemble": ["e"] * 4,
+            "rule": "and",
+            "t1": [0.3, 0.5, 0.3, 0.5],
+            "t2": [0.7, 0.7, 0.7, 0.7],
+            "score": [0.1, 0.2, 0.3, 0.1],
+            "chosen": [False, True, True, False],
+        }
+    )
     chosen = chosen_thresholds(grid)
     assert chosen[["fold", "t1", "score"]].values.tolist() == [[0, 0.3, 0.3], [1, 0.5, 0.2]]
 
 
 def test_markdown_table_exact():
     df = pd.DataFrame({"name": ["a|b", "c"], "value": [0.5, math.nan], "n": [1, 2]})
-    assert markdown_table(df) == (
-        "| name | value | n |\n"
-        "| --- | ---: | ---: |\n"
-        "| a\\|b | 0.500 | 1 |\n"
-        "| c |  | 2 |"
-    )
+    assert markdown_table(df) == ("| name | value | n |\n| --- | ---: | ---: |\n| a\\|b | 0.500 | 1 |\n| c |  | 2 |")
     indexed = pd.DataFrame({"v": [0.25]}, index=pd.Index(["x"], name="k"))
     assert markdown_table(indexed, floatfmt=".1f") == "| k | v |\n| --- | ---: |\n| x | 0.2 |"

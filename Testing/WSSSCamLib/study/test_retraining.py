@@ -17,9 +17,17 @@ TRAIN = {"epochs": 1, "patience": 0, "batch_size": 16, "augment": False}
 
 def config_dict(root, variants=("cam", "mask", "original")):
     return {
-        "dataset": str(root / "data"), "output": str(root / "out"), "folds": 2, "seed": 0, "device": "cpu", "recipe": {"size": 32},
-        "models": [{"name": "a", "architecture": "small-cnn", "train": TRAIN}], "methods": ["grad-cam"], "thresholds": ["t=0.5"],
-        "overlays": 0, "filtered_retraining": {"model": "a", "method": "grad-cam", "variants": list(variants), "epochs": 1},
+        "dataset": str(root / "data"),
+        "output": str(root / "out"),
+        "folds": 2,
+        "seed": 0,
+        "device": "cpu",
+        "recipe": {"size": 32},
+        "models": [{"name": "a", "architecture": "small-cnn", "train": TRAIN}],
+        "methods": ["grad-cam"],
+        "thresholds": ["t=0.5"],
+        "overlays": 0,
+        "filtered_retraining": {"model": "a", "method": "grad-cam", "variants": list(variants), "epochs": 1},
     }
 
 
@@ -46,7 +54,9 @@ def test_normal_slices_borrow_the_mask_of_an_abnormal_slice():
         assert any(torch.equal(borrowed[normal], masks[a].float()) for a in (1, 3))
     assert torch.equal(borrowed, retraining.borrowed_masks(slices, seed=7))  # seeded
     with pytest.raises(ValueError, match="needs reference masks"):
-        retraining.borrowed_masks(SliceSet(torch.zeros(1, 1, 2, 2), torch.zeros(1).long(), None, ["c"], torch.arange(1)), 0)
+        retraining.borrowed_masks(
+            SliceSet(torch.zeros(1, 1, 2, 2), torch.zeros(1).long(), None, ["c"], torch.arange(1)), 0
+        )
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +79,9 @@ def test_retrain_stage_trains_on_the_filtered_slices_and_resumes(study_root, mon
     monkeypatch.setattr(retraining, "train_classifier", spy)
     run_study(config, stages=["retrain"], progress=False)
     table = retraining.retraining_table(config.output)
-    assert sorted(zip(table["variant"], table["fold"])) == sorted((v, f) for v in ("cam", "mask", "original") for f in (0, 1))
+    assert sorted(zip(table["variant"], table["fold"])) == sorted(
+        (v, f) for v in ("cam", "mask", "original") for f in (0, 1)
+    )
     assert table["accuracy"].between(0, 1).all() and (table["epochs"] == 1).all()
     # fold 0 (seed 0 + fold 0): variants in config order cam, mask, original
     cam_set, mask_set, original = seen[0]
@@ -80,7 +92,9 @@ def test_retrain_stage_trains_on_the_filtered_slices_and_resumes(study_root, mon
     abnormal = original.labels > 0
     inside = original.masks[abnormal][:, None].expand_as(original.images[abnormal])
     assert torch.allclose(mask_set.images[abnormal][inside], original.images[abnormal][inside], atol=1e-6)
-    assert torch.equal(mask_set.images[abnormal][~inside], floor[abnormal].expand_as(original.images[abnormal])[~inside])
+    assert torch.equal(
+        mask_set.images[abnormal][~inside], floor[abnormal].expand_as(original.images[abnormal])[~inside]
+    )
     # cam variant: the fold-0 model's Grad-CAM, computed here independently of the stage
     model, card = load_checkpoint(config.output / "models" / "a" / "fold0" / "model.pt", device="cpu")
     maps, _ = slice_cams(cam_engine_for(model.eval(), card), original.images, ["grad-cam"], 1, (32, 32))
@@ -112,18 +126,21 @@ def test_report_waits_for_every_retraining(study_root, tmp_path):
         run_study(config, stages=["report"], progress=False)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"model": "nope"}, "filtered_retraining.model must name a listed model"),
-    ({"variants": ["cam", "blur"]}, "filtered_retraining.variants"),
-    ({"method": "score-cam"}, "does not compute"),
-    ({"epochs": 0}, "epochs must be a positive integer"),
-    ({"threshold": "t=x"}, "filtered_retraining.threshold"),
-    ({"colour": 1}, "unknown key"),
-    ({"model": ["a"]}, "filtered_retraining.model must be a string"),
-    ({"method": None}, "filtered_retraining.method must be a string"),
-    ({"epochs": True}, "epochs must be a positive integer"),
-    ({"variants": ["cam", "cam"]}, "names a variant twice"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": "nope"}, "filtered_retraining.model must name a listed model"),
+        ({"variants": ["cam", "blur"]}, "filtered_retraining.variants"),
+        ({"method": "score-cam"}, "does not compute"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"threshold": "t=x"}, "filtered_retraining.threshold"),
+        ({"colour": 1}, "unknown key"),
+        ({"model": ["a"]}, "filtered_retraining.model must be a string"),
+        ({"method": None}, "filtered_retraining.method must be a string"),
+        ({"epochs": True}, "epochs must be a positive integer"),
+        ({"variants": ["cam", "cam"]}, "names a variant twice"),
+    ],
+)
 def test_retraining_config_errors_name_the_key(tmp_path, change, message):
     data = config_dict(tmp_path)
     data["filtered_retraining"] = {**data["filtered_retraining"], **change}
@@ -153,4 +170,8 @@ def test_changed_settings_retrain_and_the_study_fingerprint_ignores_them(study_r
     assert len(trained) == 2 and all(c.epochs == 2 for c in trained)  # both folds again, with the new epochs
     assert (retraining.retraining_table(changed.output, ["original"], 2)["epochs"] == 2).all()
     # the units' fingerprint does not depend on the retraining settings (units stay valid)
-    assert config_fingerprint(changed) == config_fingerprint(config) == config_fingerprint(parse_config({**data, "filtered_retraining": None}, "t"))
+    assert (
+        config_fingerprint(changed)
+        == config_fingerprint(config)
+        == config_fingerprint(parse_config({**data, "filtered_retraining": None}, "t"))
+    )

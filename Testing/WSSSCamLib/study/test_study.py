@@ -15,12 +15,28 @@ TRAIN = {"epochs": 2, "patience": 0, "batch_size": 16, "augment": False}
 
 def config_dict(root, output):
     return {
-        "dataset": str(root / "data"), "measures": str(root / "data" / "measures.csv"), "output": str(output), "folds": 2, "seed": 0,
-        "device": "cpu", "recipe": {"size": 32},
-        "models": [{"name": "a", "architecture": "small-cnn", "train": {**TRAIN, "seed": 1}},
-                   {"name": "b", "architecture": "small-cnn", "train": {**TRAIN, "seed": 2}, "methods": ["grad-cam", "hires-cam"]}],
-        "methods": ["grad-cam", "grad-cam++", "hires-cam"], "thresholds": ["t=0.3", "t=0.6", "p95", "otsu"],
-        "ensembles": [{"rule": "and", "members": ["a/grad-cam", "b/grad-cam"]}, {"rule": "<", "members": ["a/hires-cam", "b/hires-cam"]}],
+        "dataset": str(root / "data"),
+        "measures": str(root / "data" / "measures.csv"),
+        "output": str(output),
+        "folds": 2,
+        "seed": 0,
+        "device": "cpu",
+        "recipe": {"size": 32},
+        "models": [
+            {"name": "a", "architecture": "small-cnn", "train": {**TRAIN, "seed": 1}},
+            {
+                "name": "b",
+                "architecture": "small-cnn",
+                "train": {**TRAIN, "seed": 2},
+                "methods": ["grad-cam", "hires-cam"],
+            },
+        ],
+        "methods": ["grad-cam", "grad-cam++", "hires-cam"],
+        "thresholds": ["t=0.3", "t=0.6", "p95", "otsu"],
+        "ensembles": [
+            {"rule": "and", "members": ["a/grad-cam", "b/grad-cam"]},
+            {"rule": "<", "members": ["a/hires-cam", "b/hires-cam"]},
+        ],
         "overlays": 1,
     }
 
@@ -52,8 +68,18 @@ def single_run(trained, tmp_path_factory):
 
 
 def test_single_run_writes_every_table_and_the_report(single_run):
-    for name in ("slices.parquet", "results.parquet", "results.csv", "agreement.parquet", "threshold_grid.parquet", "cases.parquet",
-                 "provenance.json", "report.html", "figures/agreement.png", "figures/threshold_grid.png"):
+    for name in (
+        "slices.parquet",
+        "results.parquet",
+        "results.csv",
+        "agreement.parquet",
+        "threshold_grid.parquet",
+        "cases.parquet",
+        "provenance.json",
+        "report.html",
+        "figures/agreement.png",
+        "figures/threshold_grid.png",
+    ):
         assert (single_run / name).is_file(), name
     slices = pd.read_parquet(single_run / "slices.parquet")
     # every row counts every voxel of its 32 x 32 slice exactly once
@@ -87,8 +113,13 @@ def test_per_case_dice_matches_a_hand_computation_from_the_counts(single_run):
     mine = rows[rows["case"] == case]
     tp, fp, fn = mine["tp"].sum(), mine["fp"].sum(), mine["fn"].sum()
     expected = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 1.0
-    value = results[(results["case"] == case) & (results["model"] == "a") & (results["method"] == "grad-cam")
-                    & (results["result"] == "t=0.30") & (results["metric"] == "dice_volume")]["value"]
+    value = results[
+        (results["case"] == case)
+        & (results["model"] == "a")
+        & (results["method"] == "grad-cam")
+        & (results["result"] == "t=0.30")
+        & (results["metric"] == "dice_volume")
+    ]["value"]
     assert float(value.iloc[0]) == pytest.approx(expected)
 
 
@@ -117,7 +148,9 @@ def test_resume_after_a_crash_gives_the_same_tables_without_duplicates(trained, 
     monkeypatch.setattr("WSSSCamLib.study.stages.cams.write_unit", real_write)
     run_study(config, progress=False)
     for name in ("slices.parquet", "results.parquet", "agreement.parquet", "threshold_grid.parquet"):
-        pd.testing.assert_frame_equal(_sorted(pd.read_parquet(config.output / name)), _sorted(pd.read_parquet(single_run / name)))
+        pd.testing.assert_frame_equal(
+            _sorted(pd.read_parquet(config.output / name)), _sorted(pd.read_parquet(single_run / name))
+        )
 
 
 def test_shards_merged_equal_a_single_run(trained, tmp_path, single_run):
@@ -133,7 +166,9 @@ def test_shards_merged_equal_a_single_run(trained, tmp_path, single_run):
     config = parse_config(config_dict(trained, merged), "test")
     run_study(config, stages=["report"], progress=False)
     for name in ("slices.parquet", "results.parquet", "agreement.parquet", "threshold_grid.parquet"):
-        pd.testing.assert_frame_equal(_sorted(pd.read_parquet(merged / name)), _sorted(pd.read_parquet(single_run / name)))
+        pd.testing.assert_frame_equal(
+            _sorted(pd.read_parquet(merged / name)), _sorted(pd.read_parquet(single_run / name))
+        )
 
 
 def test_report_refuses_to_run_before_every_shard_finished(trained, tmp_path):
@@ -151,16 +186,25 @@ def test_merge_refuses_outputs_of_different_studies(tmp_path):
         merge_outputs(tmp_path / "merged", [tmp_path / "x", tmp_path / "y"])
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"colour": 1}, "unknown keys \\['colour'\\]"),
-    ({"methods": ["grad-kam"]}, "methods"),
-    ({"thresholds": ["t=banana"]}, "thresholds"),
-    ({"ensembles": [{"rule": "xor", "members": ["a/grad-cam", "b/grad-cam"]}]}, "rule must be one of"),
-    ({"ensembles": [{"rule": "and", "members": ["a/grad-cam", "c/grad-cam"]}]}, "not <model>/<method> of a listed model"),
-    ({"ensembles": [{"rule": "and", "members": ["a/grad-cam", "b/grad-cam++"]}]}, "b does not compute grad-cam\\+\\+"),
-    ({"models": [{"name": "a", "architecture": "resnet1000"}]}, "unknown architecture 'resnet1000'"),
-    ({"folds": 1}, "folds must be at least 2"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": 1}, "unknown keys \\['colour'\\]"),
+        ({"methods": ["grad-kam"]}, "methods"),
+        ({"thresholds": ["t=banana"]}, "thresholds"),
+        ({"ensembles": [{"rule": "xor", "members": ["a/grad-cam", "b/grad-cam"]}]}, "rule must be one of"),
+        (
+            {"ensembles": [{"rule": "and", "members": ["a/grad-cam", "c/grad-cam"]}]},
+            "not <model>/<method> of a listed model",
+        ),
+        (
+            {"ensembles": [{"rule": "and", "members": ["a/grad-cam", "b/grad-cam++"]}]},
+            "b does not compute grad-cam\\+\\+",
+        ),
+        ({"models": [{"name": "a", "architecture": "resnet1000"}]}, "unknown architecture 'resnet1000'"),
+        ({"folds": 1}, "folds must be at least 2"),
+    ],
+)
 def test_config_errors_name_the_file_and_the_key(tmp_path, change, message):
     data = {**config_dict(tmp_path, tmp_path / "out"), **change}
     if "models" in change:
@@ -173,10 +217,14 @@ def test_config_errors_name_the_file_and_the_key(tmp_path, change, message):
 
 
 def test_yaml_config_with_relative_paths(tmp_path):
-    (tmp_path / "study.yaml").write_text("dataset: data\noutput: out\nmodels:\n  - {name: m, architecture: small-cnn}\nmethods: [grad-cam]\n")
+    (tmp_path / "study.yaml").write_text(
+        "dataset: data\noutput: out\nmodels:\n  - {name: m, architecture: small-cnn}\nmethods: [grad-cam]\n"
+    )
     config = load_config(tmp_path / "study.yaml")
     assert config.dataset == tmp_path / "data" and config.output == tmp_path / "out"
-    assert [t.name for t in config.thresholds][:2] == ["t=0.10", "t=0.20"] and "otsu" in [t.name for t in config.thresholds]
+    assert [t.name for t in config.thresholds][:2] == ["t=0.10", "t=0.20"] and "otsu" in [
+        t.name for t in config.thresholds
+    ]
     assert np.isclose(config.fixed_thresholds(), np.arange(1, 10) / 10).all()
 
 

@@ -30,11 +30,14 @@ def test_checkpoints_with_non_finite_weights_are_refused(tmp_path, bad):
         load_checkpoint(path, device="cpu")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"architecture": "resnet9000"}, "unknown architecture 'resnet9000'"),
-    ({"in_channels": 0}, "in_channels must be a positive integer"),
-    ({"num_classes": "2"}, "num_classes must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"architecture": "resnet9000"}, "unknown architecture 'resnet9000'"),
+        ({"in_channels": 0}, "in_channels must be a positive integer"),
+        ({"num_classes": "2"}, "num_classes must be a positive integer"),
+    ],
+)
 def test_model_cards_that_cannot_build_a_network_are_named(tmp_path, change, message):
     _, path = saved(tmp_path)
     card = path.with_suffix(".json")

@@ -17,8 +17,24 @@ def dataset(tmp_path_factory):
 
 def test_train_command_cross_validates_and_resumes(dataset, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", str(dataset), "--out", str(out), "--folds", "3", "--size", "32", "--epochs", "2", "--patience", "0",
-            "--context-channel", "phantom", "--device", "cpu"]
+    args = [
+        "train",
+        str(dataset),
+        "--out",
+        str(out),
+        "--folds",
+        "3",
+        "--size",
+        "32",
+        "--epochs",
+        "2",
+        "--patience",
+        "0",
+        "--context-channel",
+        "phantom",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     folds = json.loads((out / "folds.json").read_text())["folds"]
     assert sorted(c for f in folds for c in f) == sorted(f"phantom_{i:03d}" for i in range(6))
@@ -52,12 +68,19 @@ def test_each_fold_has_an_epoch_log_and_its_held_out_metrics_in_the_card(dataset
     from WSSSCamLib.training.crossval import cross_validate
 
     config = TrainConfig(epochs=3, patience=2, device="cpu", progress=False)
-    report = cross_validate(read_decathlon(dataset), tmp_path / "cv", "small-cnn", SliceRecipe(size=24), config, k=2, only_folds=[1])
+    report = cross_validate(
+        read_decathlon(dataset), tmp_path / "cv", "small-cnn", SliceRecipe(size=24), config, k=2, only_folds=[1]
+    )
     rows = list(csv.DictReader((tmp_path / "cv" / "fold1" / "train_log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1)) and 1 <= len(rows) <= 3
-    assert all(float(r["train_loss"]) > 0 and float(r["seconds"]) > 0 and r["val_auc"] != "" for r in rows)  # inner validation
+    assert all(
+        float(r["train_loss"]) > 0 and float(r["seconds"]) > 0 and r["val_auc"] != "" for r in rows
+    )  # inner validation
     _, card = load_checkpoint(tmp_path / "cv" / "fold1" / "model.pt", device="cpu")
     held_out = report.folds[0]
     assert card.validation["test_auc"] == held_out.auc and card.validation["test_accuracy"] == held_out.accuracy
-    assert card.validation["test_slices"] == held_out.test_slices and card.validation["test_positive_slices"] == held_out.test_positive_slices
+    assert (
+        card.validation["test_slices"] == held_out.test_slices
+        and card.validation["test_positive_slices"] == held_out.test_positive_slices
+    )
     assert [h["epoch"] for h in card.training["history"]] == [int(r["epoch"]) for r in rows]

@@ -23,7 +23,9 @@ from WSSSCamLib.training import (
 
 def slices(count, seed):
     batch = synthetic_batch(count, (48, 48), seed=seed)
-    return SliceSet(batch.images, batch.labels, batch.masks, [f"s{seed}_{i}" for i in range(count)], torch.arange(count))
+    return SliceSet(
+        batch.images, batch.labels, batch.masks, [f"s{seed}_{i}" for i in range(count)], torch.arange(count)
+    )
 
 
 def test_short_training_on_phantoms_beats_chance():

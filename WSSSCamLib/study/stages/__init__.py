@@ -8,5 +8,10 @@ from collections.abc import Callable
 
 from . import cams, report, retrain, train
 
-STAGES: dict[str, Callable[..., object]] = {"train": train.run, "cams": cams.run, "retrain": retrain.run, "report": report.run}
+STAGES: dict[str, Callable[..., object]] = {
+    "train": train.run,
+    "cams": cams.run,
+    "retrain": retrain.run,
+    "report": report.run,
+}
 """Stage name -> its ``run``, in the order a study runs them."""

@@ -31,13 +31,17 @@ def check_ready(context: StudyContext, markers: list[dict]) -> None:
         expected = {(c, f) for f, cases in enumerate(context.folds.folds) for c in cases}
     missing = sorted(expected - {(m["case"], m["fold"]) for m in markers})
     if missing:
-        raise NotReadyError(f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
-                            "run the 'cams' stage of every shard first")
+        raise NotReadyError(
+            f"{output}: {len(missing)} units are not finished yet (e.g. case {missing[0][0]}, fold {missing[0][1]}); "
+            "run the 'cams' stage of every shard first"
+        )
     if context.config.filtered_retraining is not None:
         absent = stale_results(context)
         if absent:
-            raise NotReadyError(f"{output}: filtered retraining {', '.join(absent)} not finished (or done with other settings); "
-                                "run the 'retrain' stage (of every shard) first")
+            raise NotReadyError(
+                f"{output}: filtered retraining {', '.join(absent)} not finished (or done with other settings); "
+                "run the 'retrain' stage (of every shard) first"
+            )
 
 
 def write_tables(output: Path, tables: dict[str, pd.DataFrame]) -> None:
@@ -47,8 +51,14 @@ def write_tables(output: Path, tables: dict[str, pd.DataFrame]) -> None:
     write_text(output / "results.csv", tables["results"].to_csv(index=False))
 
 
-def draw_figures(results: pd.DataFrame, agreement: pd.DataFrame, grid: pd.DataFrame, correlation: pd.DataFrame, shown: str,
-                 folder: Path) -> dict[str, Path]:
+def draw_figures(
+    results: pd.DataFrame,
+    agreement: pd.DataFrame,
+    grid: pd.DataFrame,
+    correlation: pd.DataFrame,
+    shown: str,
+    folder: Path,
+) -> dict[str, Path]:
     """The report's PNG figures (agreement box plots and correlation at result ``shown``, threshold grid, threshold curves)."""
     figures = {}
     if not agreement.empty and (agreement["result"] == shown).any():
@@ -71,7 +81,9 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     write_text(output / "cv_thresholds.csv", cv_thresholds.to_csv(index=False))
     results = aggregate.results_table(test)
     cases = aggregate.cases_table(context.dataset, context.folds, slices)
-    write_tables(output, {"slices": test, "results": results, "agreement": agreement, "threshold_grid": grid, "cases": cases})
+    write_tables(
+        output, {"slices": test, "results": results, "agreement": agreement, "threshold_grid": grid, "cases": cases}
+    )
     shown = report.figure_result(results)
     measure = report.external_measure(cases)
     correlation = report.correlation_table(results, cases, measure, result=shown)
@@ -87,10 +99,13 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
         per_fold, summary = retraining_tables(context)
         write_text(output / "retraining.csv", per_fold.to_csv(index=False))
         spec = config.filtered_retraining
-        tables[f"Retraining {spec.model} on filtered slices (Guan & Loew 2021; cam = {spec.method} map, {spec.epochs} epochs; "
-               "checkpoint = the model as trained)"] = summary
-    path = report.write_report(output, results, agreement, grid, cases, record, figures, overlays,
-                               tables=tables, correlation_result=shown)
+        tables[
+            f"Retraining {spec.model} on filtered slices (Guan & Loew 2021; cam = {spec.method} map, {spec.epochs} epochs; "
+            "checkpoint = the model as trained)"
+        ] = summary
+    path = report.write_report(
+        output, results, agreement, grid, cases, record, figures, overlays, tables=tables, correlation_result=shown
+    )
     if progress:
         print(f"report: {path}", flush=True)
     return path

@@ -22,8 +22,13 @@ def _options(context: StudyContext, fold: int) -> dict:
 def _fingerprint(context: StudyContext, fold: int, variant: str) -> str:
     """The fingerprint a variant x fold result must carry to count as done with the current settings."""
     spec = context.model_spec(context.config.filtered_retraining.model)
-    return retraining.result_fingerprint(context.config.filtered_retraining, variant, context.config.seed,
-                                         _options(context, fold), context.checkpoint(spec, fold).sha256)
+    return retraining.result_fingerprint(
+        context.config.filtered_retraining,
+        variant,
+        context.config.seed,
+        _options(context, fold),
+        context.checkpoint(spec, fold).sha256,
+    )
 
 
 def run(context: StudyContext, shard: Shard, progress: bool) -> int:
@@ -42,15 +47,32 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
             continue  # finished with these settings
         slices = context.slices(progress)
         if progress:
-            print(f"filtered retraining: {spec.model} on {variant}-filtered slices, fold {fold} ({spec.epochs} epochs)", flush=True)
+            print(
+                f"filtered retraining: {spec.model} on {variant}-filtered slices, fold {fold} ({spec.epochs} epochs)",
+                flush=True,
+            )
         result = retraining.retrain_fold(
-            slices, context.folds, fold, checkpoint.card.architecture, checkpoint.card.num_classes,
+            slices,
+            context.folds,
+            fold,
+            checkpoint.card.architecture,
+            checkpoint.card.num_classes,
             lambda fold=fold: context.fold_model(model_spec, fold, resolve_device(config.device)),
-            spec, variant, _options(context, fold), config.seed, config.batch_size, config.device, fingerprint)
+            spec,
+            variant,
+            _options(context, fold),
+            config.seed,
+            config.batch_size,
+            config.device,
+            fingerprint,
+        )
         retraining.write_result(config.output, result)
         done += 1
         if progress:
-            print(f"  ROC AUC {result['auc']:.3f}, accuracy {result['accuracy']:.3f}, {result['seconds']:.0f} s", flush=True)
+            print(
+                f"  ROC AUC {result['auc']:.3f}, accuracy {result['accuracy']:.3f}, {result['seconds']:.0f} s",
+                flush=True,
+            )
     return done
 
 
@@ -80,9 +102,18 @@ def retraining_tables(context: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame
             card = context.checkpoint(model_spec, fold).card
             validation, training = card.validation or {}, card.training or {}
             if "test_accuracy" in validation:
-                rows.append({"variant": "checkpoint", "fold": fold, "test_slices": None, "test_positive_slices": None,
-                             "auc": validation.get("test_auc"), "accuracy": validation["test_accuracy"],
-                             "epochs": training.get("epochs"), "seconds": None})
+                rows.append(
+                    {
+                        "variant": "checkpoint",
+                        "fold": fold,
+                        "test_slices": None,
+                        "test_positive_slices": None,
+                        "auc": validation.get("test_auc"),
+                        "accuracy": validation["test_accuracy"],
+                        "epochs": training.get("epochs"),
+                        "seconds": None,
+                    }
+                )
     if rows:
         table = pd.concat([pd.DataFrame(rows), table], ignore_index=True)
     return table, retraining.retraining_summary(table)

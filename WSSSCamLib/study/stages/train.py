@@ -25,8 +25,17 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
         options = {"device": config.device, "seed": config.seed, "progress": progress, **spec.train}
         if progress:
             print(f"training {spec.name} ({spec.architecture}) for folds {missing}", flush=True)
-        cross_validate(context.dataset, models_folder(config.output, spec.name), spec.architecture, context.recipe,
-                       TrainConfig(**options), k=context.fold_count, seed=config.seed, slices=slices, folds=context.folds,
-                       only_folds=missing)
+        cross_validate(
+            context.dataset,
+            models_folder(config.output, spec.name),
+            spec.architecture,
+            context.recipe,
+            TrainConfig(**options),
+            k=context.fold_count,
+            seed=config.seed,
+            slices=slices,
+            folds=context.folds,
+            only_folds=missing,
+        )
         trained += len(missing)
     return trained
