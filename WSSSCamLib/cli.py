@@ -129,6 +129,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .data.datasets import DatasetError
     from .data.readers import VolumeReadError
     from .data.segmentation_files import SegmentationFileError
+    from .inference import TestTimeAugmentation
     from .masks import Threshold
     from .predict import (
         PredictInputError,
@@ -177,6 +178,7 @@ def _predict(args: argparse.Namespace) -> int:
             args.batch_size,
             args.device,
             args.cam_format,
+            TestTimeAugmentation(args.tta_scales or (1.0,), args.tta_flip),
         )
         progress = progress_for(args.progress)
         models = load_models(args.checkpoint, args.device)
@@ -315,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "nii.gz", "nrrd"],
         help="CAM/mask file type (auto: NIfTI for NIfTI input, else NRRD)",
     )
+    predict.add_argument(
+        "--tta-scales",
+        type=_numbers,
+        help="test-time augmentation: fuse the maps of the slices rescaled by these factors (e.g. 1,1.25)",
+    )
+    predict.add_argument("--tta-flip", action="store_true", help="test-time augmentation: also fuse the mirrored maps")
     predict.add_argument(
         "--shard", type=_shard, default=(0, 1), help="i/n: only the i-th of n disjoint parts of the cases"
     )

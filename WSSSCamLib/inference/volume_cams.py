@@ -25,6 +25,7 @@ from ..data.recipe import SliceRecipe
 from ..data.slices import SLICE_AXES, extract_slices
 from ..data.volume import Volume
 from ..devices import resolve_device
+from .augmentation import TestTimeAugmentation, augmented_cams
 from ..models.card import ModelCard
 
 
@@ -62,10 +63,15 @@ def slice_cams(
     target_class: int,
     size: Sequence[int],
     region: torch.Tensor | None = None,
+    augmentation: TestTimeAugmentation | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Maps (method -> N x H x W at ``size``, on the images' device) and target-class probabilities (N)
     of one batch of classifier input ``images`` (N x C x h x w). ``region``: N x h x w pixel set M
-    for the Seg- methods."""
+    for the Seg- methods. ``augmentation``: multi-scale / flip fusion (:mod:`.augmentation`)."""
+    if augmentation is not None and not augmentation.is_identity:
+        if region is not None:
+            raise ValueError("test-time augmentation is not available for the Seg- methods (their region would move)")
+        return augmented_cams(engine, images, methods, target_class, size, augmentation)
     result = engine(images, target_class, methods, Region.from_mask(region) if region is not None else None)
     probabilities = torch.softmax(result.logits.float(), dim=1)[:, target_class]
     return {name: resize_maps(m, size) for name, m in result.maps.items()}, probabilities
@@ -81,6 +87,7 @@ def iter_volume_cams(
     region: np.ndarray | None = None,
     batch_size: int = 32,
     device: str | torch.device = "auto",
+    augmentation: TestTimeAugmentation | None = None,
 ) -> Iterator[tuple[int, int, VolumeCams | None]]:
     """CAMs of every slice of ``volume``; yields ``(done, total, None)`` after each batch and finally
     ``(total, total, VolumeCams)``.
@@ -88,6 +95,7 @@ def iter_volume_cams(
     ``volume``: C x K x J x I (or K x J x I) with the card's channels in order. ``target_class``:
     default the card's last class (the "abnormal" class of a binary classifier). ``region``: a
     K x J x I boolean pixel set M (Seg- methods), resized per slice like the images.
+    ``augmentation``: multi-scale / flip fusion of each slice's maps (:mod:`.augmentation`).
     """
     recipe = SliceRecipe.from_card(card)
     if volume.channels + (2 if recipe.context_channel is not None else 0) != card.in_channels:
@@ -118,7 +126,7 @@ def iter_volume_cams(
     for start in range(0, total, batch_size):
         batch = slices.images[start : start + batch_size].to(device)
         batch_region = regions[start : start + batch_size].to(device) if regions is not None else None
-        maps, p = slice_cams(engine, batch, methods, target_class, native, batch_region)
+        maps, p = slice_cams(engine, batch, methods, target_class, native, batch_region, augmentation)
         for name in methods:
             parts[name].append(maps[name].float().cpu())
         probabilities.append(p.cpu())
@@ -137,9 +145,10 @@ def volume_cams(
     region: np.ndarray | None = None,
     batch_size: int = 32,
     device: str | torch.device = "auto",
+    augmentation: TestTimeAugmentation | None = None,
 ) -> VolumeCams:
     """:func:`iter_volume_cams` run to the end."""
     *_, (_, _, result) = iter_volume_cams(
-        volume, model, card, methods, target_class, layers, region, batch_size, device
+        volume, model, card, methods, target_class, layers, region, batch_size, device, augmentation
     )
     return result

@@ -15,6 +15,9 @@ class SmallCNN(nn.Module):
     output N x ``num_classes`` logits. ``convs_per_stage`` 3x3 convolutions per stage (the first
     with stride 2 from the second stage on). Stage ``i`` is the module ``features.<i>``; the default
     CAM target layer is ``features`` (the last stage's output, 1/2^(stages-1) of the input size).
+    ``dilate_last``: the last stage keeps its input's resolution (no stride) and widens its receptive
+    field with dilation 2 instead, so the CAM grid is twice as fine (1/2^(stages-2)) - the dilated
+    last stage of DeepLab (Chen et al. 2018) applied to a CAM classifier.
     """
 
     def __init__(
@@ -25,6 +28,7 @@ class SmallCNN(nn.Module):
         widths: Sequence[int] = (16, 32, 64),
         convs_per_stage: int = 1,
         dropout: float = 0.0,
+        dilate_last: bool = False,
     ) -> None:
         super().__init__()
         conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
@@ -34,10 +38,12 @@ class SmallCNN(nn.Module):
         previous = in_channels
         for index, width in enumerate(widths):
             layers: list[nn.Module] = []
+            last = index == len(widths) - 1
             for repeat in range(convs_per_stage):
-                stride = 2 if index > 0 and repeat == 0 else 1
+                stride = 2 if index > 0 and repeat == 0 and not (last and dilate_last) else 1
+                dilation = 2 if last and dilate_last else 1
                 layers += [
-                    conv(previous, width, 3, stride=stride, padding=1, bias=False),
+                    conv(previous, width, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
                     norm(width),
                     nn.ReLU(inplace=True),
                 ]

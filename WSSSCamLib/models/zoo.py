@@ -55,6 +55,7 @@ CAM_LAYERS: dict[str, CamLayers] = {
     "efficientnet_b0": CamLayers("features", ("features.3", "features.5", "features")),
     "small-cnn": CamLayers("features", ("features.1", "features.2", "features")),
     "small-cnn-plain": CamLayers("features", ("features.1", "features.2", "features")),
+    "small-cnn-dilated": CamLayers("features", ("features.1", "features.2", "features")),
     "monai-resnet10": CamLayers("layer4", ("layer2", "layer3", "layer4")),
     "monai-resnet18": CamLayers("layer4", ("layer2", "layer3", "layer4")),
     "monai-densenet121": CamLayers(
@@ -121,6 +122,9 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
         for name in ("monai-densenet121", "monai-resnet10", "monai-resnet18", "monai-unet")
     },
     "small-cnn": lambda c, k, d: SmallCNN(c, k, d, widths=(16, 32, 64, 128), convs_per_stage=2, dropout=0.2),
+    "small-cnn-dilated": lambda c, k, d: SmallCNN(
+        c, k, d, widths=(16, 32, 64, 128), convs_per_stage=2, dropout=0.2, dilate_last=True
+    ),
     "small-cnn-plain": lambda c, k, d: SmallCNN(c, k, d, widths=(32, 64, 128, 256)),
 }
 

@@ -41,7 +41,7 @@ from ..data.readers import write_volume
 from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, write_label_map, write_seg_nrrd
 from ..data.volume import Volume
 from ..devices import resolve_device
-from ..inference import iter_volume_cams
+from ..inference import TestTimeAugmentation, iter_volume_cams
 from ..metrics.volume_measures import agreement_rows, measure_masks
 from ..models.card import ModelCard
 from ..paths import output_path
@@ -65,7 +65,7 @@ class PredictOptions:
     of a binary classifier). ``layers``: target layer(s) (default: the card's; several are fused by
     Layer-CAM). ``region_box``: pixel set M of the Seg- methods as an IJK box ``(i0, j0, k0, i1, j1,
     k1)``, half-open, used for cases without a region file. ``cam_format``: ``auto`` writes NIfTI
-    for NIfTI input and NRRD otherwise.
+    for NIfTI input and NRRD otherwise. ``augmentation``: multi-scale / flip fusion of the maps.
     """
 
     methods: tuple[str, ...] = ("grad-cam",)
@@ -76,6 +76,7 @@ class PredictOptions:
     batch_size: int = 16
     device: str = "auto"
     cam_format: str = "auto"
+    augmentation: TestTimeAugmentation = field(default_factory=TestTimeAugmentation)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(m.name for m in resolve_methods(list(self.methods))))
@@ -103,6 +104,7 @@ class PredictOptions:
             "layers": list(self.layers) if self.layers else None,
             "region_box": self.region_box,
             "cam_format": self.cam_format,
+            **({"augmentation": self.augmentation.describe()} if not self.augmentation.is_identity else {}),
         }
 
 
@@ -292,6 +294,7 @@ def _compute_cams(
             region,
             options.batch_size,
             options.device,
+            options.augmentation,
         )
         for done, total, result in results:
             if result is None:

@@ -37,3 +37,17 @@ def test_unet_and_errors():
         build_model("resnet9", 1, 2)
     with pytest.raises(ValueError, match="2D torchvision network"):
         build_model("resnet18", 1, 2, spatial_dims=3)
+
+
+def test_dilated_small_cnn_has_a_twice_finer_cam_grid():
+    import torch
+
+    from WSSSCamLib.cams import CamEngine
+
+    x = torch.randn(1, 3, 96, 96)
+    plain, dilated = build_model("small-cnn", 3, 2).eval(), build_model("small-cnn-dilated", 3, 2).eval()
+    with torch.no_grad():
+        assert plain.features(x).shape[-2:] == (12, 12) and dilated.features(x).shape[-2:] == (24, 24)
+        assert dilated(x).shape == (1, 2)
+    raw = CamEngine(dilated)(x, 1, ["grad-cam"], normalize=False, upsample=False).maps["grad-cam"]
+    assert raw.shape[-2:] == (24, 24)

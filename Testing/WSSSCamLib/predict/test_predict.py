@@ -457,3 +457,21 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes_the_rest(trained, t
     finished = [e for e in again.events if e["event"] == "case_done"]
     assert sorted(e["case"] for e in finished if e["skipped"]) == done and len(finished) == 4
     assert len(list((tmp_path / "out").glob("*/result.json"))) == 4 and not list((tmp_path / "out").rglob("*.tmp*"))
+
+
+def test_test_time_augmentation_is_part_of_the_settings_fingerprint(trained, tmp_path):
+    arguments = [
+        str(trained / "data"),
+        "--checkpoint",
+        checkpoint(trained),
+        "--out",
+        str(tmp_path / "o"),
+        "--progress",
+        "none",
+    ]
+    assert main([*arguments, "--methods", "layer-cam"]) == 0
+    plain = json.loads((tmp_path / "o" / "phantom_000" / "result.json").read_text())
+    assert main([*arguments, "--methods", "layer-cam", "--tta-scales", "1,1.25", "--tta-flip"]) == 0
+    fused = json.loads((tmp_path / "o" / "phantom_000" / "result.json").read_text())
+    assert fused["fingerprint"] != plain["fingerprint"]  # redone, not skipped
+    assert fused["models"]["small-cnn"]["probabilities"] != plain["models"]["small-cnn"]["probabilities"]
