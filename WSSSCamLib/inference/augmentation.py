@@ -78,4 +78,6 @@ def augmented_cams(
             maps = maps.flip(-1) if mirrored else maps
             maps = F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
             sums[name] = sums[name] + maps if name in sums else maps
-    return {name: min_max_normalize(total / len(variants)) for name, total in sums.items()}, probabilities / len(variants)
+    return {name: min_max_normalize(total / len(variants)) for name, total in sums.items()}, probabilities / len(
+        variants
+    )

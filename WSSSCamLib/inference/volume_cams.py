@@ -25,8 +25,8 @@ from ..data.recipe import SliceRecipe
 from ..data.slices import SLICE_AXES, extract_slices
 from ..data.volume import Volume
 from ..devices import resolve_device
-from .augmentation import TestTimeAugmentation, augmented_cams
 from ..models.card import ModelCard
+from .augmentation import TestTimeAugmentation, augmented_cams
 
 
 @dataclass
