@@ -461,6 +461,7 @@ def test_kill_9_in_the_middle_then_the_same_command_finishes_the_rest(trained, t
 
 def test_test_time_augmentation_is_part_of_the_settings_fingerprint(trained, tmp_path):
     arguments = [
+        "predict",
         str(trained / "data"),
         "--checkpoint",
         checkpoint(trained),
