@@ -141,6 +141,7 @@ def _predict(args: argparse.Namespace) -> int:
         predict,
         progress_for,
     )
+    from .refine import Pipeline
     from .training.checkpoint import CheckpointError
 
     errors = (
@@ -167,7 +168,11 @@ def _predict(args: argparse.Namespace) -> int:
             cases[0].reference = Path(args.reference) if args.reference else cases[0].reference
             cases[0].region = Path(args.region) if args.region else cases[0].region
         rule = SegmentationRule(
-            Threshold.parse(args.threshold), args.ensemble, args.member_thresholds, args.empty_when_negative
+            Threshold.parse(args.threshold),
+            args.ensemble,
+            args.member_thresholds,
+            args.empty_when_negative,
+            Pipeline.parse(args.refine or "none"),
         )
         options = PredictOptions(
             tuple(m for m in args.methods.split(",") if m),
@@ -316,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "nii.gz", "nrrd"],
         help="CAM/mask file type (auto: NIfTI for NIfTI input, else NRRD)",
+    )
+    predict.add_argument(
+        "--refine",
+        help="refine every segment: steps of WSSSCamLib.refine joined by '|', e.g. 'slic:n_segments=200 | components:keep=peak'",
     )
     predict.add_argument(
         "--tta-scales",

@@ -38,6 +38,7 @@ from torch import nn
 from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..cams import resolve_methods
 from ..data.readers import write_volume
+from ..data.recipe import SliceRecipe
 from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, write_label_map, write_seg_nrrd
 from ..data.volume import Volume
 from ..devices import resolve_device
@@ -387,6 +388,17 @@ def read_result(folder: Path) -> dict | None:
         return None
 
 
+def _refinement_images(
+    loaded: LoadedInput, models: Sequence[PredictModel], options: PredictOptions
+) -> torch.Tensor | None:
+    """The case normalised as the first model's recipe normalises it (C x K x J x I), when a
+    refinement step looks at the image; else None."""
+    if not any(getattr(step, "needs_images", False) for step in options.rule.refinement.steps):
+        return None
+    image, _ = SliceRecipe.from_card(models[0].card).preprocess()(loaded.image, None)
+    return torch.from_numpy(image.array if image.array.ndim == 4 else image.array[None])
+
+
 def predict_case(
     case: PredictCase,
     models: Sequence[PredictModel],
@@ -405,7 +417,7 @@ def predict_case(
     cams = _compute_cams(case, loaded, models, options, progress, span)
     watch.add("cams", started)
     started = time.perf_counter()
-    segments = segment_volumes(cams, options.rule)
+    segments = segment_volumes(cams, options.rule, _refinement_images(loaded, models, options))
     metrics = (
         measure_masks(segments.masks, loaded.reference, loaded.image.ijk_to_ras) if loaded.reference is not None else []
     )

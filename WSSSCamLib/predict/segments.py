@@ -9,7 +9,7 @@ volume is a stack of those slices along the recipe's axis.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -22,6 +22,7 @@ from ..masks import (
     mean_map_mask,
     suppress_negatives,
 )
+from ..refine import Pipeline
 
 AXES = "KJI"
 
@@ -35,13 +36,16 @@ class SegmentationRule:
     ensemble (e.g. the ones a study chose on its training cases), default ``threshold`` for all;
     'mean' thresholds the mean map with one fixed t. ``empty_when_negative``: empty every slice whose
     target-class probability is not above 0.5 (``classifier_positive``); an ensemble slice is kept
-    when the mean probability of the ensemble's models is above 0.5.
+    when the mean probability of the ensemble's models is above 0.5. ``refinement``: steps of
+    :mod:`WSSSCamLib.refine` applied slice by slice to every segment afterwards (the ensemble's with
+    the mean of its members' maps and probabilities); refined segments are named "... refined".
     """
 
     threshold: Threshold = Threshold("fixed", 0.5)
     ensemble: str | None = None
     member_thresholds: tuple[float, ...] | None = None
     empty_when_negative: bool = False
+    refinement: Pipeline = field(default_factory=Pipeline)
 
     def __post_init__(self) -> None:
         if self.ensemble is not None and self.ensemble not in RULES:
@@ -61,6 +65,7 @@ class SegmentationRule:
             "ensemble": self.ensemble,
             "member_thresholds": list(self.member_thresholds) if self.member_thresholds else None,
             "empty_when_negative": self.empty_when_negative,
+            **({"refinement": self.refinement.describe()} if self.refinement.steps else {}),
         }
 
 
@@ -94,13 +99,16 @@ class Segments:
     members: dict[tuple[str, str], torch.Tensor]
 
 
-def segment_volumes(cams: Mapping[str, object], rule: SegmentationRule) -> Segments:
+def segment_volumes(cams: Mapping[str, object], rule: SegmentationRule, images: torch.Tensor | None = None) -> Segments:
     """Segments of the CAMs of several models on one volume.
 
     ``cams``: model name -> :class:`~WSSSCamLib.inference.VolumeCams` (``maps`` method -> K x J x I
     in [0, 1], ``probabilities`` per slice along ``axis``). Single segments are named
     "<model method> <threshold>", the ensemble "<rule> ensemble <threshold or member thresholds>".
+    ``images``: C x K x J x I normalised intensities on the same grid, for refinement steps that use them.
     """
+    if rule.refinement.steps:
+        return _refined(cams, rule, images)
     several = len(cams) > 1
     masks: dict[str, torch.Tensor] = {}
     members: dict[tuple[str, str], torch.Tensor] = {}
@@ -154,3 +162,29 @@ def _ensemble(
         mean_probability = torch.stack([probabilities[m].float() for m in models]).mean(0)
         combined = suppress_negatives(combined, classifier_positive(mean_probability))
     return f"{rule.ensemble} ensemble {label}", from_slices(combined, axis)
+
+
+def _refined(cams: Mapping[str, object], rule: SegmentationRule, images: torch.Tensor | None) -> Segments:
+    """:func:`segment_volumes` without refinement, then every segment refined slice by slice."""
+    plain = segment_volumes(cams, replace(rule, refinement=Pipeline()))
+    several = len(cams) > 1
+    names = {member: f"{member_key(*member, several)} {rule.threshold.name}" for member in plain.members}
+    axis = next(iter(cams.values())).axis
+
+    slices = torch.movedim(images, 1 + AXES.index(axis), 0).float() if images is not None else None  # N x C x H x W
+
+    def refine(mask: torch.Tensor, maps: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+        refined = rule.refinement(to_slices(mask, axis), to_slices(maps.float(), axis), slices, probabilities.float())
+        return from_slices(refined, axis)
+
+    masks, members = {}, {}
+    for (model, method), mask in plain.members.items():
+        result = cams[model]
+        members[(model, method)] = refine(mask, result.maps[method], result.probabilities)
+        masks[f"{names[(model, method)]} refined"] = members[(model, method)]
+    for name, mask in plain.masks.items():
+        if name not in names.values():  # the ensemble: the mean of its members' maps and models' probabilities
+            mean_map = torch.stack([cams[model].maps[method].float() for model, method in plain.members]).mean(0)
+            mean_probability = torch.stack([cams[model].probabilities.float() for model in cams]).mean(0)
+            masks[f"{name} refined"] = refine(mask, mean_map, mean_probability)
+    return Segments(masks, members)

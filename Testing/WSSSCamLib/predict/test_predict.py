@@ -476,3 +476,40 @@ def test_test_time_augmentation_is_part_of_the_settings_fingerprint(trained, tmp
     fused = json.loads((tmp_path / "o" / "phantom_000" / "result.json").read_text())
     assert fused["fingerprint"] != plain["fingerprint"]  # redone, not skipped
     assert fused["models"]["small-cnn"]["probabilities"] != plain["models"]["small-cnn"]["probabilities"]
+
+
+def test_refinement_of_every_segment_equals_the_steps_applied_by_hand(trained, tmp_path):
+    from WSSSCamLib.data.recipe import SliceRecipe
+    from WSSSCamLib.refine import Pipeline
+
+    case = read_decathlon(trained / "data").cases[1]
+    common = ["predict", str(case.images[0]), "--checkpoint", checkpoint(trained), "--methods", "grad-cam,layer-cam"]
+    common += ["--threshold", "p80", "--ensemble", "or", "--progress", "none"]
+    steps = "slic:n=30,compactness=0.1 | components:keep=largest"
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "refined"), "--refine", steps]) == 0
+    name = case.images[0].name.removesuffix(".nii.gz")
+    plain = json.loads((tmp_path / "plain" / name / "result.json").read_text())
+    refined = json.loads((tmp_path / "refined" / name / "result.json").read_text())
+    assert refined["segments"] == [f"{s} refined" for s in plain["segments"]]
+    _, card = load_checkpoint(checkpoint(trained), device="cpu")
+    image, _ = SliceRecipe.from_card(card).preprocess()(read_volume(case.images[0]), None)
+    images = torch.from_numpy(image.array if image.array.ndim == 4 else image.array[None]).movedim(
+        1, 0
+    )  # K x C x J x I
+    pipeline = Pipeline.parse(steps)
+    probabilities = torch.tensor(plain["models"]["small-cnn"]["probabilities"])
+    maps = {
+        m: torch.from_numpy(read_volume(tmp_path / "plain" / name / f).array) for m, f in plain["files"]["cams"].items()
+    }
+    changed = False
+    for segment, method in (("grad-cam p80", "grad-cam"), ("layer-cam p80", "layer-cam"), ("or ensemble p80", None)):
+        mask = torch.from_numpy(read_volume(tmp_path / "plain" / name / plain["files"]["masks"][segment]).array > 0)
+        cam = maps[method] if method else (maps["grad-cam"] + maps["layer-cam"]) / 2
+        expected = pipeline(mask, cam, images, probabilities)
+        got = read_volume(tmp_path / "refined" / name / refined["files"]["masks"][f"{segment} refined"]).array > 0
+        np.testing.assert_array_equal(got, expected.numpy())
+        changed = changed or not np.array_equal(got, mask.numpy())
+    assert changed  # the steps did something on this case
+    with pytest.raises(SystemExit, match="refinement: unknown step 'blur'"):
+        main([*common, "--out", str(tmp_path / "bad"), "--refine", "blur"])
