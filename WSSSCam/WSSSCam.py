@@ -609,6 +609,13 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if run.state == "running" or (run.state == "succeeded" and not run.ready):
             return  # still computing, or its files are being read on a worker thread
         self.stopRun(cancel=False)
+        try:
+            self._finishRun(run)
+        finally:
+            run.cleanup()  # the run's working folder (inputs and outputs) is not kept
+
+    def _finishRun(self, run) -> None:
+        """Load a successful run into the scene, or say why it failed (offering the CPU after a GPU out-of-memory)."""
         if run.state == "succeeded":
             with slicer.util.tryWithErrorDisplay(_("Loading the results failed."), waitCursor=True):
                 self._results = run.load()
@@ -636,6 +643,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._run is not None:
             if cancel:
                 self._run.cancel()
+                self._run.cleanup()
             self._run = None
         self.ui.progressBar.setVisible(False)
         if self._parameterNode is not None:
@@ -924,9 +932,12 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
     def process(self, **kwargs):
         """Run to the end without a GUI (scripts, tests); returns the PublishedResults."""
         run = self.run(**kwargs)
-        if run.process.wait() != "succeeded":
-            raise RuntimeError(run.error)
-        return run.load()
+        try:
+            if run.process.wait() != "succeeded":
+                raise RuntimeError(run.error)
+            return run.load()
+        finally:
+            run.cleanup()
 
     # --- display and export ---
 
@@ -1078,6 +1089,7 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
         self.assertEqual(run.process.wait(timeout=600), "succeeded", run.error)
         self.assertEqual([e["done"] for e in run.process.events if e["event"] == "batch"], [4, 6, 4, 6])
         self.assertEqual(run.process.events[-1]["fraction"], 1.0)
+        run.cleanup()
         results = logic.process(
             inputVolumes=[volumeNode],
             checkpoints=checkpoints,

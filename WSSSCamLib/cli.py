@@ -153,7 +153,7 @@ def _predict(args: argparse.Namespace) -> int:
         ValueError,
         OSError,
     )
-    progress = None
+    progress = progress_for(args.progress)  # first, so every failure reaches a JSON-lines reader
     try:
         if bool(args.inputs) == bool(args.manifest):
             raise PredictInputError("give input volumes/folders or --manifest FILE (one of the two)")
@@ -185,16 +185,16 @@ def _predict(args: argparse.Namespace) -> int:
             args.cam_format,
             TestTimeAugmentation(args.tta_scales or (1.0,), args.tta_flip),
         )
-        progress = progress_for(args.progress)
         models = load_models(args.checkpoint, args.device)
         summary = predict(cases, models, args.out, options, progress, args.shard)
     except errors as error:
-        if progress is not None and args.progress == "json":
-            progress.event("error", message=str(error))
+        progress.event("error", message=str(error))
         raise SystemExit(f"wssscam predict: {error}") from None
+    except Exception as error:  # e.g. CUDA out of memory: main() reports it; a JSON-lines reader learns it here
+        progress.event("error", message=f"{type(error).__name__}: {error}")
+        raise
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
     if args.progress != "json":
         print("\n".join(summary.lines()))
     return 0

@@ -276,6 +276,12 @@ def write_dicom_seg(
     datasets = [d for d in datasets if "PixelData" in d]
     if not datasets:
         raise SegmentationFileError(f"{path}: none of the {len(source_files)} source files holds an image")
+    for dataset in datasets:
+        if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1 or "ImagePositionPatient" not in dataset:
+            raise SegmentationFileError(
+                f"{path}: {getattr(dataset, 'filename', 'a source image')} is an enhanced multi-frame image (or has no ImagePositionPatient); DICOM SEG is "
+                "written for single-frame series only - use the .seg.nrrd or the label maps"
+            )
     algorithm = hd.AlgorithmIdentificationSequence(
         name="WSSSCam", version=__version__, family=codes.cid7162.ArtificialIntelligence
     )

@@ -10,7 +10,6 @@ means with ``nanmean``). Everything stays on the maps' device.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def _check(maps: torch.Tensor, reference: torch.Tensor, who: str) -> None:
@@ -24,38 +23,47 @@ def _check(maps: torch.Tensor, reference: torch.Tensor, who: str) -> None:
         )
 
 
-def pointing_game(maps: torch.Tensor, reference: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
-    """Per sample: 1.0 when the map's maximum (the first one, in index order) lies in the reference
-    grown by ``tolerance`` pixels (a (2 tolerance + 1)-wide square/cube; Zhang et al. used 15 pixels
-    on natural images), 0.0 otherwise, NaN for an empty reference. Float64 N."""
+def pointing_game(maps: torch.Tensor, reference: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
+    """Per sample: 1.0 when the map's maximum (the first one, in index order) lies in the reference or
+    within ``tolerance`` pixels (Euclidean distance to its nearest reference pixel; Zhang et al. used
+    15 pixels on natural images), 0.0 otherwise, NaN for an empty reference. Float64 N."""
+    from scipy.ndimage import distance_transform_edt
+
     _check(maps, reference, "pointing_game")
-    if tolerance < 0:
+    if not tolerance >= 0:
         raise ValueError(f"pointing_game: tolerance must be >= 0 pixels, got {tolerance}")
-    grown = reference.bool()
-    if tolerance:
-        pool = F.max_pool2d if maps.ndim == 3 else F.max_pool3d
-        grown = pool(grown[:, None].float(), 2 * tolerance + 1, stride=1, padding=tolerance)[:, 0] > 0
     peak = maps.flatten(1).argmax(dim=1)
-    hit = grown.flatten(1).gather(1, peak[:, None])[:, 0].double()
+    hit = reference.bool().flatten(1).gather(1, peak[:, None])[:, 0].double()
+    if tolerance > 0:
+        for index in (~hit.bool()).nonzero()[:, 0].tolist():
+            sample = reference[index].bool().cpu().numpy()
+            if sample.any():
+                distance = distance_transform_edt(~sample).reshape(-1)[int(peak[index])]
+                hit[index] = float(distance <= tolerance)
     return torch.where(reference.flatten(1).any(dim=1), hit, torch.full_like(hit, float("nan")))
 
 
 def _bounding_boxes(reference: torch.Tensor) -> torch.Tensor:
-    """The axis-aligned bounding box of each sample's reference, as a bool mask of the same shape."""
-    boxes = torch.zeros_like(reference, dtype=torch.bool)
-    for index, sample in enumerate(reference.bool()):
-        if not sample.any():
-            continue
-        where = sample.nonzero()
-        low, high = where.min(dim=0).values, where.max(dim=0).values + 1
-        boxes[(index, *(slice(int(a), int(b)) for a, b in zip(low, high)))] = True
-    return boxes
+    """Per sample, the union of the bounding boxes of the reference's objects (connected components,
+    8-connected in 2D, 26 in 3D), as a bool mask of the same shape: each lesion gets its own box, as
+    each object of an image does in Wang et al. 2020."""
+    from scipy.ndimage import find_objects, generate_binary_structure, label
+
+    boxes = torch.zeros(reference.shape, dtype=torch.bool)
+    structure = generate_binary_structure(reference.ndim - 1, reference.ndim - 1)
+    for index, sample in enumerate(reference.bool().cpu().numpy()):
+        labelled, _ = label(sample, structure=structure)
+        for box in find_objects(labelled):
+            if box is not None:
+                boxes[(index, *box)] = True
+    return boxes.to(reference.device)
 
 
 def energy_pointing_game(maps: torch.Tensor, reference: torch.Tensor, region: str = "box") -> torch.Tensor:
     """Per sample: the share of the map's energy (sum of its values) inside the object, NaN for an
-    empty reference or an all-zero map. ``region``: ``box`` = the reference's bounding box (Wang et
-    al. 2020, who had boxes), ``mask`` = the reference voxels themselves. Float64 N in [0, 1]."""
+    empty reference or an all-zero map. ``region``: ``box`` = the union of the bounding boxes of the
+    reference's objects (Wang et al. 2020, who had boxes), ``mask`` = the reference voxels themselves.
+    Float64 N in [0, 1]."""
     _check(maps, reference, "energy_pointing_game")
     if region not in ("box", "mask"):
         raise ValueError(f"energy_pointing_game: region must be 'box' or 'mask', got {region!r}")

@@ -11,6 +11,7 @@ and its files loaded into the scene only when the run succeeded.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,6 +154,14 @@ class PanelRun:
     def cancel(self) -> float:
         """Stop the child; seconds until it exited. The scene is untouched."""
         return self.process.cancel()
+
+    def cleanup(self) -> None:
+        """Remove the working folder (inputs and outputs) once the run is over and loaded, cancelled or failed."""
+        if self.state == "running":
+            raise RuntimeError("the run is still running; cancel it before removing its folder")
+        if self._reader is not None:
+            self._reader.join()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     @property
     def state(self) -> str:

@@ -55,6 +55,7 @@ class BackgroundPredict:
         self._queue: queue.Queue = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=50)
         self._process: subprocess.Popen | None = None
+        self._stderr_reader: threading.Thread | None = None
 
     def start(self) -> BackgroundPredict:
         """Start the child (in its own process group, so Cancel ends whatever it started)."""
@@ -63,6 +64,7 @@ class BackgroundPredict:
             [str(library_root()), *filter(None, [environment.get("PYTHONPATH")])]
         )
         environment["PYTHONUNBUFFERED"] = "1"
+        environment["PYTHONIOENCODING"] = "utf-8"
         options = (
             {"start_new_session": True}
             if os.name == "posix"
@@ -80,7 +82,8 @@ class BackgroundPredict:
             **options,
         )
         threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
         return self
 
     def _read_stdout(self) -> None:
@@ -88,8 +91,12 @@ class BackgroundPredict:
             line = line.strip()
             if line:
                 try:
-                    self._queue.put(json.loads(line))
+                    event = json.loads(line)
                 except json.JSONDecodeError:
+                    event = None
+                if isinstance(event, dict):
+                    self._queue.put(event)
+                else:  # not one of predict's events (a library printing to stdout)
                     self._stderr.append(line)
         self._queue.put(None)  # end of output
 
@@ -117,6 +124,7 @@ class BackgroundPredict:
         self.events += new
         if ended and self.state == RUNNING:
             code = self._process.wait()
+            self._stderr_reader.join(timeout=1.0)  # its last line may be the only word on a crash
             self.state = SUCCEEDED if code == 0 else FAILED
             if code != 0 and not self.error:
                 self.error = self._stderr[-1] if self._stderr else f"the prediction process ended with status {code}"
@@ -137,12 +145,17 @@ class BackgroundPredict:
         return time.perf_counter() - started
 
     def _signal(self, number) -> None:
+        """POSIX: the signal to the child's process group. Windows: ``taskkill /T /F`` ends the child's
+        whole tree (``PythonSlicer.exe`` is a launcher whose Python runs as a child of its own)."""
         try:
             if os.name == "posix":
                 os.killpg(self._process.pid, number)
             else:
+                subprocess.run(
+                    ["taskkill", "/F", "/T", "/PID", str(self._process.pid)], capture_output=True, check=False
+                )
                 self._process.kill()
-        except ProcessLookupError:
+        except (ProcessLookupError, OSError):
             pass
 
     def wait(self, timeout: float | None = None) -> str:

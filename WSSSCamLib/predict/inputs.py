@@ -50,8 +50,9 @@ class PredictCase:
         return self.images[0].is_dir() or self.images[0].suffix.lower() == ".dcm"
 
     def describe(self) -> list:
-        """File names and sizes, and the channel names (part of the output's fingerprint)."""
-        return [[str(p), _size(p)] for p in (*self.images, self.reference, self.region) if p is not None] + [
+        """File names, sizes and modification times, and the channel names (part of the output's fingerprint):
+        an input edited in place is redone."""
+        return [[str(p), *_stamp(p)] for p in (*self.images, self.reference, self.region) if p is not None] + [
             self.channel_names
         ]
 
@@ -67,8 +68,10 @@ class LoadedInput:
     dicom_files: list[Path]
 
 
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+def _stamp(path: Path) -> list[int]:
+    """Size in bytes and last modification (ns) of a file, or of a folder's files (sum, latest)."""
+    stats = [p.stat() for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path.stat()]
+    return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
 
 
 def _file_case_id(path: Path) -> str:

@@ -45,8 +45,9 @@ from ..devices import resolve_device
 from ..inference import TestTimeAugmentation, iter_volume_cams
 from ..metrics.volume_measures import agreement_rows, measure_masks
 from ..models.card import ModelCard
+from ..models.zoo import SEGMENTATION_ARCHITECTURES
 from ..paths import output_path
-from ..training.checkpoint import file_sha256, load_checkpoint
+from ..training.checkpoint import card_path, file_sha256, load_checkpoint
 from .inputs import LoadedInput, PredictCase, PredictInputError, load_input
 from .progress import Progress
 from .segments import SegmentationRule, Segments, member_key, segment_volumes
@@ -86,7 +87,9 @@ class PredictOptions:
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.region_box is not None and (
-            len(self.region_box) != 6 or any(self.region_box[a] >= self.region_box[a + 3] for a in range(3))
+            len(self.region_box) != 6
+            or any(v < 0 for v in self.region_box)
+            or any(self.region_box[a] >= self.region_box[a + 3] for a in range(3))
         ):
             raise ValueError(
                 f"region_box: expected i0,j0,k0,i1,j1,k1 with i0 < i1, j0 < j1, k0 < k1, got {self.region_box}"
@@ -111,13 +114,15 @@ class PredictOptions:
 
 @dataclass
 class PredictModel:
-    """A loaded checkpoint: its name in outputs, file, network (eval mode, on the run's device), card and SHA-256."""
+    """A loaded checkpoint: its name in outputs, file, network (eval mode, on the run's device), card, and the
+    SHA-256 of the checkpoint and of its card file (both part of the outputs' fingerprint)."""
 
     name: str
     path: Path
     network: nn.Module
     card: ModelCard
     sha256: str
+    card_sha256: str = ""
 
     def target_index(self, target: int | str | None) -> int:
         """The class index of ``target`` (index, class name, or None = the last class) for this model."""
@@ -195,7 +200,7 @@ def load_models(
                 name, number = f"{card.architecture}-{number}", number + 1
         elif name in {m.name for m in models}:
             raise ValueError(f"{path}: model name '{name}' is used twice")
-        models.append(PredictModel(name, path, network, card, file_sha256(path)))
+        models.append(PredictModel(name, path, network, card, file_sha256(path), file_sha256(card_path(path))))
     axes = {m.card.slice_axis if not m.card.recipe else m.card.recipe.get("axis", "K") for m in models}
     if len(axes) > 1:
         raise ValueError(f"the models slice along different axes {sorted(axes)}; predict them in separate runs")
@@ -206,7 +211,7 @@ def case_fingerprint(case: PredictCase, models: Sequence[PredictModel], options:
     """SHA-256 of what a case's outputs depend on: its input files, the checkpoints and the settings."""
     payload = {
         "case": case.describe(),
-        "models": [[m.name, m.sha256] for m in models],
+        "models": [[m.name, m.sha256, m.card_sha256] for m in models],
         "options": options.describe(),
         "format": RESULT_FORMAT,
     }
@@ -225,7 +230,10 @@ def _cam_suffix(case: PredictCase, options: PredictOptions) -> str:
 
 
 def _region(case: PredictCase, loaded: LoadedInput, options: PredictOptions) -> np.ndarray | None:
-    """The Seg- pixel set M of a case: its region file, else the options' IJK box, else None."""
+    """The Seg- pixel set M of a case (only when a Seg- method is asked for): its region file, else
+    the options' IJK box, else None."""
+    if not options.needs_region:
+        return None
     if loaded.region is not None:
         return loaded.region
     if options.region_box is None:
@@ -358,34 +366,41 @@ def _write_outputs(
     return files
 
 
+def _listed(files: dict) -> set[str]:
+    """Every file (relative to the case folder) a result record lists, label-name sidecars included."""
+    out = {v for group in ("cams", "masks") for v in files.get(group, {}).values()}
+    out |= {files.get(k) for k in ("segmentation", "dicom_seg") if files.get(k)}
+    out |= {
+        p[: -len(".nii.gz")] + ".labels.json" if p.endswith(".nii.gz") else p.rsplit(".", 1)[0] + ".labels.json"
+        for p in files.get("masks", {}).values()
+    }
+    return out
+
+
 def _remove_stale(folder: Path, old: dict | None, new: dict) -> None:
-    """Delete the files an earlier run with other settings listed and this one did not write; and
-    temporaries left by a killed run (``.<name>.*.tmp``)."""
+    """After a case is committed: delete what an earlier run listed and this one did not write, every
+    file under ``cams/`` and ``masks/`` this run did not write (left by a run killed before it
+    committed), and temporaries of killed writers. Nothing outside ``folder`` is touched."""
     remove_stale_temporaries(folder)
-    if not old:
-        return
-
-    def listed(files: dict) -> set[str]:
-        out = {v for group in ("cams", "masks") for v in files.get(group, {}).values()}
-        out |= {files.get(k) for k in ("segmentation", "dicom_seg") if files.get(k)}
-        out |= {
-            p[: -len(".nii.gz")] + ".labels.json" if p.endswith(".nii.gz") else p.rsplit(".", 1)[0] + ".labels.json"
-            for p in files.get("masks", {}).values()
-        }
-        return out
-
-    for relative in listed(old.get("files", {})) - listed(new["files"]):
+    keep = _listed(new["files"])
+    stale = (_listed(old.get("files", {})) if old else set()) - keep
+    for sub in ("cams", "masks"):
+        if (folder / sub).is_dir():
+            stale |= {f"{sub}/{p.name}" for p in (folder / sub).iterdir() if p.is_file()} - keep
+    root = folder.resolve()
+    for relative in stale:
         target = (folder / relative).resolve()
-        if target.is_relative_to(folder.resolve()):
+        if target.is_relative_to(root) and target != root / RESULT_FILE:
             target.unlink(missing_ok=True)
 
 
 def read_result(folder: Path) -> dict | None:
     """A case's committed ``result.json``, or None when missing or unreadable (then it is redone)."""
     try:
-        return json.loads((folder / RESULT_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def _refinement_images(
@@ -425,6 +440,7 @@ def predict_case(
     watch.add("masks+metrics", started)
     started = time.perf_counter()
     old = read_result(folder)
+    (folder / RESULT_FILE).unlink(missing_ok=True)  # uncommitted while its files are rewritten
     files = _write_outputs(case, loaded, cams, segments, folder, options, progress)
     watch.add("write", started)
     record = {
@@ -504,6 +520,13 @@ def predict(
         )
     for model in models:
         model.target_index(options.target_class)
+    seg_methods = [m for m in options.methods if m.startswith("seg-")]
+    for model in models:
+        if seg_methods and model.card.architecture not in SEGMENTATION_ARCHITECTURES:
+            raise PredictInputError(
+                f"{model.path}: {', '.join(seg_methods)} explain segmentation networks; {model.card.architecture} "
+                "is a classifier (use grad-cam, layer-cam, ... for classifiers)"
+            )
     _check_ensemble(options, len(models) * len(options.methods))
     mine = [case for number, case in enumerate(cases) if number % shard[1] == shard[0]]
     progress.event(

@@ -17,8 +17,9 @@ def test_pointing_game_hits_misses_tolerance_and_empty_references():
     reference[:2, 1:4, 1:4] = True
     hits = pointing_game(maps, reference)
     assert hits[:2].tolist() == [1.0, 0.0] and math.isnan(hits[2])
-    assert pointing_game(maps, reference, tolerance=1)[1] == 0.0  # 2 pixels away (column 5 vs 3)
-    assert pointing_game(maps, reference, tolerance=2)[1] == 1.0
+    assert pointing_game(maps, reference, tolerance=1)[1] == 0.0  # (0, 5) is sqrt(1 + 4) from (1, 3)
+    assert pointing_game(maps, reference, tolerance=2)[1] == 0.0  # Euclidean, not a square
+    assert pointing_game(maps, reference, tolerance=5**0.5)[1] == 1.0
     with pytest.raises(ValueError, match="tolerance must be >= 0"):
         pointing_game(maps, reference, tolerance=-1)
 
@@ -47,3 +48,13 @@ def test_three_dimensional_maps():
     assert float(energy_pointing_game(maps, reference)[0]) == pytest.approx(1.0 / 1.5)
     with pytest.raises(ValueError, match="reference must have the maps' shape"):
         pointing_game(maps, reference[:, :2])
+
+
+def test_energy_boxes_are_per_object():
+    """Two lesions far apart: their two boxes, not one box around both (Wang et al. had one box per object)."""
+    maps = torch.zeros(1, 6, 6)
+    maps[0, 2, 2] = 1.0  # between the two objects: inside a box around both, outside both boxes
+    maps[0, 0, 0] = 1.0
+    reference = torch.zeros(1, 6, 6, dtype=torch.bool)
+    reference[0, 0, 0] = reference[0, 5, 5] = True
+    assert float(energy_pointing_game(maps, reference, "box")[0]) == pytest.approx(0.5)

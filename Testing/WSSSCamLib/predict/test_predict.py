@@ -513,3 +513,68 @@ def test_refinement_of_every_segment_equals_the_steps_applied_by_hand(trained, t
     assert changed  # the steps did something on this case
     with pytest.raises(SystemExit, match="refinement: unknown step 'blur'"):
         main([*common, "--out", str(tmp_path / "bad"), "--refine", "blur"])
+
+
+def test_a_rewrite_killed_midway_is_redone_and_edits_to_inputs_or_cards_redo_a_case(trained, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    array = phantom(trained)
+    scan = tmp_path / "scan.nii"  # uncompressed: an edit keeps the file size
+    write_nifti(Volume(array, OBLIQUE), scan)
+    shutil.copy(checkpoint(trained), tmp_path / "m.pt")
+    shutil.copy(trained / "cv" / "fold0" / "model.json", tmp_path / "m.json")
+    models = load_models([tmp_path / "m.pt"], "cpu")
+    a = PredictOptions(("layer-cam",), SegmentationRule(Threshold("fixed", 0.5)), device="cpu")
+    b = PredictOptions(("layer-cam",), SegmentationRule(Threshold("otsu")), device="cpu")
+    out = tmp_path / "out"
+    predict(cases_from_paths([scan]), models, out, a)
+    first = read_volume(out / "scan" / "cams" / "small-cnn__layer-cam.nii.gz").array
+    (out / "scan" / "cams" / "stray.nii.gz").write_bytes(b"left by a killed run")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_seg_nrrd", killed)
+    with pytest.raises(KeyboardInterrupt):
+        predict(cases_from_paths([scan]), models, out, b)  # killed while rewriting the case with other settings
+    monkeypatch.undo()
+    assert not (out / "scan" / "result.json").exists()  # uncommitted, so A cannot mistake B's files for its own
+    assert predict(cases_from_paths([scan]), models, out, a).computed == ["scan"]
+    np.testing.assert_array_equal(read_volume(out / "scan" / "cams" / "small-cnn__layer-cam.nii.gz").array, first)
+    assert not (out / "scan" / "cams" / "stray.nii.gz").exists()  # files no committed run lists are removed
+    assert predict(cases_from_paths([scan]), models, out, a).skipped == ["scan"]
+    write_nifti(Volume(array[::-1].copy(), OBLIQUE), scan)  # same size, other voxels
+    os.utime(scan, ns=(scan.stat().st_atime_ns, scan.stat().st_mtime_ns + 10**9))
+    assert predict(cases_from_paths([scan]), models, out, a).computed == ["scan"]
+    card = json.loads((tmp_path / "m.json").read_text())
+    card["fusion_layers"] = ["features.2", "features"]  # an edited card: other settings, other outputs
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    assert predict(cases_from_paths([scan]), load_models([tmp_path / "m.pt"], "cpu"), out, a).computed == ["scan"]
+
+
+def test_a_region_is_used_only_by_the_seg_methods(trained, tmp_path):
+    array = phantom(trained)
+    write_nifti(Volume(array, OBLIQUE), tmp_path / "scan.nii.gz")
+    common = ["predict", str(tmp_path / "scan.nii.gz"), "--checkpoint", checkpoint(trained), "--progress", "none"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--box", "0,0,0,8,8,2"]) == 0  # ignored by Grad-CAM
+    with pytest.raises(SystemExit, match="seg-grad-cam explain segmentation networks; small-cnn is a classifier"):
+        main([*common, "--out", str(tmp_path / "b"), "--methods", "seg-grad-cam", "--box", "0,0,0,8,8,2"])
+    with pytest.raises(SystemExit, match="region_box"):
+        main([*common, "--out", str(tmp_path / "c"), "--methods", "seg-grad-cam", "--box=-2,0,0,8,8,2"])
+
+
+def test_dicom_seg_of_multiframe_or_unplaced_sources_is_refused_by_name(tmp_path):
+    import pydicom
+
+    from WSSSCamLib.data.segmentation_files import SegmentationFileError, write_dicom_seg
+
+    files = write_dicom_series(tmp_path / "series", count=2)
+    dataset = pydicom.dcmread(files[1])
+    del dataset.ImagePositionPatient
+    dataset.save_as(files[1])
+    with pytest.raises(
+        SegmentationFileError, match=r"im1.dcm is an enhanced multi-frame image \(or has no ImagePositionPatient\)"
+    ):
+        write_dicom_seg({"a": np.zeros((2, 4, 6), bool)}, np.eye(4), files, tmp_path / "seg.dcm")
+    assert not (tmp_path / "seg.dcm").exists()
