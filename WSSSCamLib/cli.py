@@ -201,7 +201,12 @@ def _export_nnunet(args: argparse.Namespace) -> int:
         args.predict_out, args.segment, args.out, args.id, args.name, uncertain, args.cam, args.label_name
     )
     print("\n".join(export.lines()))
-    print(f"next: nnUNet_raw={args.out} nnUNetv2_plan_and_preprocess -d {args.id} --verify_dataset_integrity")
+    from pathlib import Path
+
+    raw = Path(args.out).resolve()
+    print(
+        f"next (nnU-Net v2): export nnUNet_raw={raw}; nnUNetv2_plan_and_preprocess -d {args.id} --verify_dataset_integrity"
+    )
     return 0
 
 
