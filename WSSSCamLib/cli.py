@@ -1,4 +1,4 @@
-"""Command line: ``wssscam [--debug] demo | train | study | merge | predict | methods``.
+"""Command line: ``wssscam [--debug] demo | train | study | merge | predict | export-nnunet | methods``.
 
 Errors: every subcommand's handler runs inside :func:`main`, which turns a user error into one line
 ``wssscam <command>: <file or key>: <problem>`` on stderr and exit status 1 (a traceback only with
@@ -200,6 +200,23 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_nnunet(args: argparse.Namespace) -> int:
+    from .predict.nnunet_export import export_nnunet, parse_uncertain
+
+    uncertain = parse_uncertain(args.uncertain) if args.uncertain else None
+    export = export_nnunet(
+        args.predict_out, args.segment, args.out, args.id, args.name, uncertain, args.cam, args.label_name
+    )
+    print("\n".join(export.lines()))
+    from pathlib import Path
+
+    raw = Path(args.out).resolve()
+    print(
+        f"next (nnU-Net v2): export nnUNet_raw={raw}; nnUNetv2_plan_and_preprocess -d {args.id} --verify_dataset_integrity"
+    )
+    return 0
+
+
 def _methods(_: argparse.Namespace) -> int:
     from .cams import METHODS
 
@@ -342,6 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar, JSON lines on stdout, or nothing",
     )
     predict.set_defaults(run=_predict)
+    nnunet = sub.add_parser(
+        "export-nnunet",
+        help="a finished predict output's segment as pseudo-labels of an nnU-Net v2 raw dataset",
+    )
+    nnunet.add_argument("predict_out", help="output folder of a finished 'wssscam predict' run")
+    nnunet.add_argument("--segment", required=True, help="segment name of the run (e.g. 'layer-cam-fused t=0.50')")
+    nnunet.add_argument(
+        "--out", required=True, help="nnU-Net raw folder (nnUNet_raw); Dataset<ID>_<NAME> is written in it"
+    )
+    nnunet.add_argument("--id", type=_at_least(1), required=True, help="nnU-Net dataset id, 1..999")
+    nnunet.add_argument("--name", required=True, help="dataset name (letters, digits, '_', '-')")
+    nnunet.add_argument(
+        "--uncertain",
+        help="low,high: voxels whose CAM lies in [low, high] get nnU-Net's 'ignore' label (left out of the loss)",
+    )
+    nnunet.add_argument(
+        "--cam", help="with --uncertain: the CAM to use (default: the segment's own; needed for ensemble segments)"
+    )
+    nnunet.add_argument("--label-name", default="lesion", help="name of label 1 (default: %(default)s)")
+    nnunet.set_defaults(run=_export_nnunet)
     methods = sub.add_parser("methods", help="list the CAM methods")
     methods.set_defaults(run=_methods)
     return parser
