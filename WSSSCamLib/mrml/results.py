@@ -166,13 +166,29 @@ def _table(scene, rows: list[dict], name: str, units: Mapping[str, str]):
 VOLUME_ATTRIBUTE = "WSSSCam.volumeID"
 
 
+def _remove_earlier_results(scene, volume_id: str, prefix: str, keep: set[str]) -> None:
+    """Remove this volume's result nodes of an earlier run that this run did not refill (CAM volumes
+    of methods no longer asked for, with their heat tables; a metrics table without a reference now)."""
+    stale = []
+    for index in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(index)
+        if node.GetAttribute(VOLUME_ATTRIBUTE) == volume_id and node.GetID() not in keep:
+            stale.append(node)
+            table = scene.GetFirstNodeByName(f"{node.GetName()} heat") if node.GetName().startswith(prefix) else None
+            if table is not None and table.IsA("vtkMRMLColorTableNode"):
+                stale.append(table)
+    for node in stale:
+        scene.RemoveNode(node)
+
+
 def publish_for_volume(
     scene, volume_node, cams: Mapping[str, object], threshold: Threshold, **options
 ) -> PublishedResults:
     """:func:`publish_results` into nodes of ``volume_node``'s own, named "WSSSCam <volume name> ..."
     (with the node ID appended when another volume of that name owns them): a run on another volume
     never overwrites this one's nodes; a new run on the same volume refills its nodes and empties its
-    results segmentation first (no stale segments, no second segmentation). Every node made carries
+    results segmentation first (no stale segments, no second segmentation) and removes its earlier
+    result nodes this run did not refill (methods no longer asked for). Every node made carries
     the attribute ``WSSSCam.volumeID``; every segment the CAM terminology. ``options`` as for
     :func:`publish_results` (without ``prefix`` and ``segmentation_node``)."""
     from ..panel import result_prefix
@@ -189,7 +205,9 @@ def publish_for_volume(
     out = publish_results(
         scene, volume_node, cams, threshold, segmentation_node=segmentation_node, prefix=prefix, **options
     )
-    for node in [*out.cam_nodes.values(), out.segmentation_node, out.metrics_table, out.agreement_table]:
+    made = [*out.cam_nodes.values(), out.segmentation_node, out.metrics_table, out.agreement_table]
+    _remove_earlier_results(scene, volume_id, prefix, {node.GetID() for node in made if node is not None})
+    for node in made:
         if node is not None:
             node.SetAttribute(VOLUME_ATTRIBUTE, volume_id)
     segmentation = out.segmentation_node.GetSegmentation()

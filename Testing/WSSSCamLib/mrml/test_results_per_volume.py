@@ -81,3 +81,25 @@ def test_cam_segments_carry_the_terminology_entry_tag():
         assert segment.GetTerminology() == CAM_SEGMENT_TERMINOLOGY
         fields = CAM_SEGMENT_TERMINOLOGY.split("~")
         assert len(fields) == 7 and fields[2] == "SCT^4147007^Mass"
+
+
+def test_a_rerun_with_fewer_methods_removes_the_earlier_runs_extra_nodes():
+    scene = slicer.vtkMRMLScene()
+    batch = synthetic_batch(2, shape=(4, 32, 32), positive_fraction=1.0, seed=2)
+    first = array_to_volume_node(scene, batch.images[0, 0], np.eye(4), "case A")
+    second = array_to_volume_node(scene, batch.images[1, 0], np.eye(4), "case B")
+    both = cams_of(first)
+    publish_for_volume(scene, first, both, Threshold("fixed", 0.4))
+    other = publish_for_volume(scene, second, cams_of(second), Threshold("fixed", 0.4))
+    assert scene.GetFirstNodeByName("WSSSCam case A layer-cam CAM") is not None
+    assert scene.GetFirstNodeByName("WSSSCam case A agreement") is not None
+    only_grad = {
+        "cnn": type(both["cnn"])({"grad-cam": both["cnn"].maps["grad-cam"]}, both["cnn"].probabilities, 1, "K")
+    }
+    rerun = publish_for_volume(scene, first, only_grad, Threshold("fixed", 0.4))
+    assert list(rerun.cam_nodes) == ["grad-cam"]
+    for gone in ("WSSSCam case A layer-cam CAM", "WSSSCam case A layer-cam CAM heat", "WSSSCam case A agreement"):
+        assert scene.GetFirstNodeByName(gone) is None, gone
+    assert scene.GetFirstNodeByName("WSSSCam case A grad-cam CAM") is not None
+    assert all(scene.GetNodeByID(node.GetID()) is not None for node in other.cam_nodes.values())  # B untouched
+    assert scene.GetNodeByID(first.GetID()) is not None and scene.GetNodeByID(second.GetID()) is not None
