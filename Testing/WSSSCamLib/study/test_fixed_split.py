@@ -226,3 +226,16 @@ def test_train_command_takes_a_split_file_and_trains_on_all(tmp_path, capsys):
     assert card["split"]["test"] == [] and card["validation"]["held_out"] == "none (trained on every case)"
     assert len(card["split"]["train"]) + len(card["split"]["validation"]) == 6 and card["split"]["validation"]
     assert "training on every case" in capsys.readouterr().out
+
+
+def test_the_readme_fixed_split_config_parses_and_its_split_is_20_train_10_test():
+    from pathlib import Path
+
+    from WSSSCamLib.study import load_config
+
+    studies = Path(__file__).resolve().parents[3] / "Resources" / "Studies"
+    config = load_config(studies / "lgg_fixed_split.yaml")
+    assert config.split_file == studies / "lgg_fixed_split.json" and config.folds_file is None
+    folds = load_folds(config.split_file)
+    assert folds.fixed and len(folds.training(0)) == 20 and len(folds.held_out(0)) == 10
+    assert not set(folds.training(0)) & set(folds.held_out(0))
