@@ -130,7 +130,6 @@ def cross_validate(
     config = config or TrainConfig(seed=seed)
     resolve_device(config.device, "device")  # before any work: a device this machine lacks is refused here
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     folds_file = out / "folds.json"
     if folds is None:
         folds = Folds.load(folds_file) if folds_file.exists() else dataset_folds(dataset, k, seed)
@@ -140,13 +139,14 @@ def cross_validate(
     unknown = sorted(c for c in folds.cases() if c not in known)
     if unknown:
         raise InvalidInputError(f"{folds_file}: the folds name cases that {dataset.root} lacks: {unknown[:5]}")
-    folds.save(folds_file)
     k = len(folds.folds)
     wanted = [f for f in range(k) if only_folds is None or f in only_folds]
     if slices is None:
         needed = {c for f in wanted for c in folds.training(f) + (folds.held_out(f) if evaluate_held_out else [])}
         slices = dataset_slices(dataset.subset(needed), recipe, config.progress)
-    check_both_classes(slices.labels, f"{dataset.root}")
+    check_both_classes(slices.labels, f"{dataset.root}")  # before any output is written
+    out.mkdir(parents=True, exist_ok=True)
+    folds.save(folds_file)
     channel_names = list(dataset.channel_names)
     if recipe.context_channel is not None:
         name = channel_names[recipe.context_channel]
