@@ -59,14 +59,15 @@ def a_priori_result(results: pd.DataFrame) -> str | None:
 
 def mean_training_scores(training_scores: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: the mean over folds of the training-case score of its chosen rule, the rules
-    chosen (with how many folds chose each), the folds and the training cases per fold."""
+    chosen (one rule, or each fold's in fold order), the folds and the training cases per fold."""
     require_columns(training_scores, ("fold", "model", "method", "kind", "result", "score"), "training scores")
     rows = []
     for (model, method, kind), group in training_scores.groupby(["model", "method", "kind"], sort=False):
-        counts = group["result"].value_counts()
-        rules = ", ".join(
-            f"{rule}" + (f" (x{n})" if len(group) > 1 else "") for rule, n in zip(counts.index, counts.to_numpy())
-        )
+        per_fold = group.sort_values("fold")["result"].astype(str).tolist()
+        if len(set(per_fold)) == 1:
+            rules = per_fold[0] + (f" (all {len(per_fold)} folds)" if len(per_fold) > 1 else "")
+        else:
+            rules = "per fold: " + "; ".join(per_fold)
         cases = group["training_cases"] if "training_cases" in group else pd.Series(dtype=float)
         rows.append(
             {
