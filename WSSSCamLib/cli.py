@@ -29,6 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     from .atomic import remove_stale_temporaries
     from .data.datasets import read_csv_dataset, read_decathlon
     from .data.recipe import SliceRecipe
+    from .data.splits import fixed_split, load_folds
     from .lock import folder_lock
     from .training.crossval import cross_validate
     from .training.trainer import TrainConfig
@@ -52,14 +53,29 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
+    folds = None
+    if args.folds_file and args.train_on_all:
+        raise SystemExit("wssscam train: --folds-file and --train-on-all exclude each other")
+    if args.folds_file:
+        folds = load_folds(args.folds_file, args.seed)
+        what = (
+            f"fixed split from {args.folds_file} ({len(folds.training(0))} training, {len(folds.held_out(0))} test cases)"
+            if folds.fixed
+            else f"{len(folds.folds)} folds from {args.folds_file}"
+        )
+    elif args.train_on_all:
+        folds = fixed_split([c.case_id for c in dataset.cases], [], seed=args.seed)
+        what = "training on every case (nothing held out; the model card records no held-out metrics)"
+    else:
+        what = f"{args.folds}-fold case-level cross-validation"
     print(
         f"{len(dataset.cases)} cases, channels {dataset.channel_names}, classes {dataset.class_names}; "
-        f"{args.folds}-fold case-level cross-validation of {args.arch} -> {args.out}"
+        f"{what} of {args.arch} -> {args.out}"
     )
     with folder_lock(args.out, what="wssscam train") as alone:
         if alone:
             remove_stale_temporaries(args.out)
-        report = cross_validate(dataset, args.out, args.arch, recipe, config, k=args.folds, seed=args.seed)
+        report = cross_validate(dataset, args.out, args.arch, recipe, config, k=args.folds, seed=args.seed, folds=folds)
     print(report.table())
     print(f"\nCheckpoints and model cards: {args.out}/fold*/model.pt|json; results: {args.out}/cv_results.csv")
     return 0
@@ -102,7 +118,7 @@ def _study(args: argparse.Namespace) -> int:
         config.device = args.device
     # A shard maps its cases under every fold's models: train first (--stages train, sharded by fold), then cams (by case) and retrain (by fold).
     stages = args.stages.split(",") if args.stages else (["cams", "retrain"] if args.shard[1] > 1 else list(STAGES))
-    report = run_study(config, args.shard, stages, progress=not args.quiet)
+    report = run_study(config, args.shard, stages, progress=not args.quiet, folds=args.folds)
     if report is None:
         print(
             f"shard {args.shard[0]}/{args.shard[1]} done; when every shard has finished: wssscam study {args.config} --stages report"
@@ -252,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", default="small-cnn", help="architecture from the model zoo (default: %(default)s)")
     train.add_argument("--folds", type=_at_least(2), default=5)
     train.add_argument(
+        "--folds-file",
+        help="the case folds to use: a folds.json (of a study or an earlier run) or a split file "
+        "(JSON: train, optional validation, test case lists; one fold)",
+    )
+    train.add_argument(
+        "--train-on-all",
+        action="store_true",
+        help="train one model on every case (inner validation drawn from them with --patience > 0); "
+        "nothing is held out, so the model card records no held-out metrics",
+    )
+    train.add_argument(
         "--size", type=_at_least(1), default=96, help="slice size in pixels after resizing (default: %(default)s)"
     )
     train.add_argument(
@@ -280,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--stages",
         help="comma-separated subset of train,cams,retrain,report (default: all; with --shard: cams,retrain)",
+    )
+    study.add_argument(
+        "--folds",
+        type=lambda t: list(_numbers(t, int)),
+        help="comma-separated folds (e.g. 0,2): every stage works on these folds only, the report reports them alone",
     )
     study.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the configuration's)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")

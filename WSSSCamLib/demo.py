@@ -20,7 +20,7 @@ import pandas as pd
 from .atomic import write_text
 from .cams import METHODS
 from .data.synthetic import write_synthetic_dataset
-from .report.tables import MAIN_METRIC, best_result
+from .report.tables import MAIN_METRIC
 from .study import parse_config, run_study
 
 CLASSIFIER_METHODS = [name for name, method in METHODS.items() if not method.segmentation]
@@ -67,52 +67,82 @@ def run_demo(
         write_synthetic_dataset(out_dir / "data", cases=cases, shape=shape, seed=seed)
     config = parse_config(demo_config(out_dir, device, seed, epochs, size=shape[-1]), "demo", out_dir)
     report = run_study(config, progress=progress)
-    results = pd.read_parquet(config.output / "results.parquet")
-    summary = summarise(results, report, time.perf_counter() - started)
+    headline = pd.read_csv(config.output / "headline.csv", keep_default_na=True)
+    training = pd.read_csv(config.output / "training_scores.csv")
+    masks = int(training["training_cases"].max()) if not training.empty else None
+    summary = summarise(headline, report, time.perf_counter() - started, masks)
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
-def summarise(results: pd.DataFrame, report: Path, seconds: float, metric: str = MAIN_METRIC) -> dict:
-    """Headline numbers: Empty baseline, best single configuration, best ensemble, under ``metric``."""
-    pooled = results[(results["case"] == "ALL") & (results["metric"] == metric)]
-    empty = float(pooled.loc[pooled["kind"] == "empty", "value"].iloc[0])
-    single = best_result(results, metric, ("threshold",))
+def summarise(headline: pd.DataFrame, report: Path, seconds: float, training_masks: int | None = None) -> dict:
+    """Headline numbers from the study's headline table (``headline.csv``): Empty, the best configuration(s)
+    chosen on the training cases (ties all listed) and the a priori rule, on the held-out cases with
+    bootstrap 95 % intervals. No number here was chosen on the test cases."""
+
+    def numbers(row: pd.Series, prefix: str = "") -> dict:
+        keys = ("dsc", "dsc_low", "dsc_high", "delta_dsc", "delta_dsc_low", "delta_dsc_high", "dice_abnormal")
+        return {k: float(row[f"{prefix}{k}"]) for k in keys if f"{prefix}{k}" in row and pd.notna(row[f"{prefix}{k}"])}
+
+    empty = headline[headline["kind"] == "empty"]
+    best = headline[headline["best"].astype(bool)]
     summary = {
         "report": str(report),
         "seconds": round(seconds, 1),
-        "metric": metric,
-        "empty": empty,
-        "best_single": {
-            "model": single["model"],
-            "method": single["method"],
-            "result": single["result"],
-            "value": float(single["value"]),
-        },
+        "metric": MAIN_METRIC,
+        "empty": float(empty["dsc"].iloc[0]) if not empty.empty else float("nan"),
+        "training_masks": training_masks,
+        "best": [
+            {
+                "configuration": row["configuration"],
+                "rule": row["rule_chosen"],
+                "training_dsc": float(row["training_dsc"]),
+                **numbers(row),
+            }
+            for _, row in best.iterrows()
+        ],
     }
-    ensemble = best_result(results, metric, ("ensemble",))
-    if ensemble is not None:
-        summary["best_ensemble"] = {"name": ensemble["model"], "value": float(ensemble["value"])}
-    fg = results[(results["case"] == "ALL") & (results["metric"] == "dice_mean_abnormal_slices")]
-    match = fg[
-        (fg["model"] == single["model"]) & (fg["method"] == single["method"]) & (fg["result"] == single["result"])
-    ]
-    summary["best_single"]["dice_mean_abnormal_slices"] = (
-        float(match["value"].iloc[0]) if not match.empty else float("nan")
-    )
+    single = headline[(headline["kind"] == "threshold") & headline.get("a_priori_dsc", pd.Series(dtype=float)).notna()]
+    if not single.empty:
+        top = single.loc[single["a_priori_dsc"].idxmax()]
+        summary["a_priori"] = {
+            "rule": str(top.get("a_priori_rule", "")),
+            "highest": top["configuration"],
+            **numbers(top, "a_priori_"),
+        }
     return summary
+
+
+def _interval(values: dict, key: str, signed: bool = False) -> str:
+    form = "{:+.3f}" if signed else "{:.3f}"
+    text = form.format(values[key])
+    if f"{key}_low" in values:
+        text += f" [{form.format(values[key + '_low'])}, {form.format(values[key + '_high'])}]"
+    return text
 
 
 def print_summary(summary: dict) -> None:
     """Print the headline numbers of :func:`summarise`."""
-    best = summary["best_single"]
     print(f"\nWSSSCam demo finished in {summary['seconds']:.0f} s")
+    masks = summary.get("training_masks")
     print(
-        f"  {summary['metric']}: Empty baseline {summary['empty']:.3f}; best single {best['model']} / {best['method']} "
-        f"at {best['result']}: {best['value']:.3f} (mean Dice on slices with lesion {best['dice_mean_abnormal_slices']:.3f})"
+        f"  {summary['metric']} on held-out cases [95% CI]: Empty baseline {summary['empty']:.3f}; "
+        f"choices made on the training cases only ({masks} training masks per fold)"
     )
-    if "best_ensemble" in summary:
+    best = summary["best"]
+    if len(best) > 1:
         print(
-            f"  best ensemble {summary['best_ensemble']['name']} (thresholds chosen on training cases): {summary['best_ensemble']['value']:.3f}"
+            f"  best on the training cases: {len(best)} configurations tie (training DSC {best[0]['training_dsc']:.3f}):"
+        )
+    for entry in best:
+        print(
+            f"  {'  ' if len(best) > 1 else 'best '}{entry['configuration']} ({entry['rule']}): {_interval(entry, 'dsc')}, "
+            f"vs Empty {_interval(entry, 'delta_dsc', True)}; Dice on lesion slices {entry.get('dice_abnormal', float('nan')):.3f}"
+        )
+    if "a_priori" in summary:
+        prior = summary["a_priori"]
+        print(
+            f"  a priori, no masks ({prior['rule']}): highest {prior['highest']}: {_interval(prior, 'dsc')}, "
+            f"vs Empty {_interval(prior, 'delta_dsc', True)}"
         )
     print(f"  report: {summary['report']}")

@@ -19,12 +19,14 @@ def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
     assert set(results.loc[results["model"] == "small-cnn", "method"]) == set(CLASSIFIER_METHODS)
     assert set(results.loc[results["model"] == "plain-cnn", "method"]) == set(CLASSIFIER_METHODS)
     assert results.loc[results["kind"] == "ensemble", "model"].nunique() == 4
-    assert summary["empty"] > 0 and 0 <= summary["best_single"]["value"] <= 1
+    assert summary["empty"] > 0 and summary["best"] and all(0 <= b["dsc"] <= 1 for b in summary["best"])
+    assert all(b["dsc_low"] <= b["dsc"] <= b["dsc_high"] for b in summary["best"])
+    assert summary["training_masks"] == 4 and summary["a_priori"]["rule"] == "t=0.50"
     for figure in ("agreement.png", "threshold_grid.png", "thresholds.png", "correlation.png"):
         assert (study / "figures" / figure).is_file(), figure
     print_summary(summary)
     out = capsys.readouterr().out
-    assert "Empty baseline" in out and "report.html" in out
+    assert "Empty baseline" in out and "report.html" in out and "a priori, no masks (t=0.50)" in out
 
 
 def test_methods_command_lists_every_method(capsys):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,11 @@ class Dataset:
             f"no channel '{channel}'; the channels of {self.root} are {self.channel_names} "
             f"(name or index 0..{len(self.channel_names) - 1})"
         )
+
+    def subset(self, case_ids: Iterable[str]) -> Dataset:
+        """The same dataset restricted to ``case_ids`` (in the dataset's order); nothing is read."""
+        wanted = set(case_ids)
+        return Dataset(self.root, [c for c in self.cases if c.case_id in wanted], self.channel_names, self.class_names)
 
     def case(self, case_id: str) -> Case:
         for case in self.cases:

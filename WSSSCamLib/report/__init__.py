@@ -2,8 +2,15 @@
 and a self-contained HTML report, all built from the study tables (slices, results, agreement,
 threshold_grid, cases, provenance)."""
 
-from .figures import agreement_boxplots, correlation_heatmap, threshold_curves, threshold_grid_heatmap
-from .html import summary_sentence, write_report
+from .figures import (
+    agreement_boxplots,
+    correlation_heatmap,
+    labelled_panels,
+    threshold_curves,
+    threshold_grid_heatmap,
+)
+from .honest import best_configurations, display_table, headline_sentence, headline_table, training_masks
+from .html import write_report
 from .tables import (
     agreement_summary,
     best_result,
@@ -21,19 +28,24 @@ from .tables import (
 __all__ = [
     "agreement_boxplots",
     "agreement_summary",
+    "best_configurations",
     "best_result",
     "chosen_thresholds",
     "config_label",
     "correlation_heatmap",
     "correlation_matrix",
     "correlation_table",
+    "display_table",
     "external_measure",
     "figure_result",
     "main_table",
     "markdown_table",
-    "summary_sentence",
+    "headline_sentence",
+    "headline_table",
+    "labelled_panels",
     "threshold_curves",
     "threshold_grid_heatmap",
     "threshold_table",
+    "training_masks",
     "write_report",
 ]

@@ -240,11 +240,22 @@ def threshold_curves(results: pd.DataFrame, path: str | Path, metric: str = "poo
     single = wide[(wide["kind"] == "threshold") & wide["result"].map(lambda r: fixed_threshold(r) is not None)]
     if single.empty:
         raise ValueError("threshold_curves: no 'ALL' rows with a fixed threshold ('t=...')")
-    fig = Figure(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(10.5, 5.2))
     ax = fig.subplots()
-    for (model, method), group in single.groupby(["model", "method"], sort=False):
+    styles = ("-", "--", "-.", ":")
+    markers = ("o", "s", "^", "v", "D", "x", "+", "*", "P", "h")
+    for index, ((model, method), group) in enumerate(single.groupby(["model", "method"], sort=False)):
         group = group.assign(_t=group["result"].map(fixed_threshold)).sort_values("_t")
-        ax.plot(group["_t"], group[metric], marker="o", markersize=3, label=config_label(model, method, "threshold"))
+        ax.plot(
+            group["_t"],
+            group[metric],
+            linestyle=styles[index % len(styles)],
+            marker=markers[index % len(markers)],
+            markersize=4,
+            linewidth=1.4,
+            color=f"C{index % 10}",
+            label=config_label(model, method, "threshold"),
+        )
     table = main_table(results[results["case"].astype(str) == POOLED_ROW], metric)
     for _, row in table[table["kind"] == "empty"].iterrows():
         if np.isfinite(row[metric]):
@@ -260,15 +271,31 @@ def threshold_curves(results: pd.DataFrame, path: str | Path, metric: str = "poo
             )
     ax.set_xlabel("CAM threshold t")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} over all test slices versus threshold", fontsize=10)
+    ax.set_title(f"{metric} over all test slices versus threshold (descriptive; no choice)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def labelled_panels(panels: list[tuple[str, np.ndarray]], title: str, path: str | Path, inches: float = 3.4) -> Path:
+    """RGB images side by side, each under its label, with a title line (e.g. model, method, rule, case,
+    slice): the study's example overlays, large enough to see (``inches`` per panel)."""
+    fig = Figure(figsize=(inches * len(panels), inches + 0.9))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (label, rgb) in zip(axes, panels):
+        ax.imshow(np.asarray(rgb, dtype=np.uint8), interpolation="nearest")
+        ax.set_title(label, fontsize=11)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
 
 __all__ = [
     "agreement_boxplots",
+    "labelled_panels",
     "correlation_heatmap",
     "ensemble_members",
     "threshold_curves",

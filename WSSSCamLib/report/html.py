@@ -19,15 +19,13 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..atomic import write_text
+from .honest import display_table, headline_sentence
 from .tables import (
     MAIN_METRIC,
     agreement_summary,
-    best_configuration,
     chosen_thresholds,
-    config_label,
     correlation_matrix,
     correlation_table,
-    main_table,
     markdown_table,
     measure_columns,
     threshold_table,
@@ -77,7 +75,35 @@ _DEFINITIONS = (
     (
         "Ensembles",
         "member thresholds (result 't1|t2') chosen by a grid search on each fold's training cases "
-        "and applied unchanged to its test cases.",
+        "and applied unchanged to its test cases (result 'train-grid').",
+    ),
+    (
+        "train-threshold",
+        "for each single model / method and fold, the threshold rule (fixed t, percentile, mean, median, Otsu) "
+        "with the best pooled DSC on the fold's training cases, applied unchanged to its test cases.",
+    ),
+    (
+        "Best configuration",
+        "the configuration whose rule chosen on the training cases has the highest training-case pooled DSC "
+        "(mean over folds); configurations tied on it are all listed. No test result enters any choice.",
+    ),
+    (
+        "a priori",
+        "a rule fixed before seeing any data and using no mask: t = 0.50 on every min-max scaled map "
+        "(p95 where t = 0.50 was not computed).",
+    ),
+    (
+        "cv-threshold",
+        "for fold k the fixed threshold best on the other folds' held-out cases (k-fold studies only).",
+    ),
+    (
+        "oracle",
+        "the best rule on the test cases themselves: an upper bound, shown only in a column labelled so.",
+    ),
+    (
+        "95% CI",
+        "case-level bootstrap (scipy.stats.bootstrap, percentile, 2000 resamples, seed 0) over the held-out "
+        "cases; differences to Empty resample the same cases for both (paired).",
     ),
 )
 
@@ -126,37 +152,19 @@ def _figures(items: Iterable[tuple[str, Path]], out_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def summary_sentence(table: pd.DataFrame, metric: str = MAIN_METRIC) -> str:
-    """One sentence (plain text): the best configuration of a main table and its ``metric`` versus Empty."""
-    best, empty = best_configuration(table, metric)
-    if best is None:
-        return f"No configuration has a value of {metric}."
-    label = config_label(best["model"], best["method"], best["kind"])
-    text = (
-        f"Best configuration: {label} ({best['best_result']}) with {metric} {best[metric]:.3f} "
-        "(pooled over all test slices"
+def _main_section(headline: pd.DataFrame | None, training_masks: int | None, folds: int | None) -> tuple[str, str]:
+    if headline is None or headline.empty:
+        text = "No choices made on training cases are available, so no configuration is named best."
+        return text, _note("Not available: the study has no training-case choices (no headline table).")
+    body = _table(display_table(headline)) + _note(
+        "Every row is the configuration under the rule chosen on each fold's training cases (single maps: "
+        "train-threshold; ensembles: train-grid), measured on the held-out cases, with case-level bootstrap "
+        "95% intervals; 'DSC - Empty' and 'per-case Dice - Empty' are paired differences to the Empty prediction "
+        "(Empty scores 0 on the foreground and lesion-slice Dice, so those columns are their own differences). "
+        "The a priori columns use no mask at all; the oracle column picks the best rule on the test cases and "
+        "is an upper bound, not a result."
     )
-    text += ", Ostrowski et al. 2023 definition 2 mIoU/(1+mIoU))" if metric == "pooled_dsc_miou" else ")"
-    if empty is not None and not math.isnan(float(empty[metric])):
-        difference = float(best[metric]) - float(empty[metric])
-        text += f", versus {float(empty[metric]):.3f} for the Empty prediction ({difference:+.3f})."
-    else:
-        text += "; no Empty baseline in the results."
-    return text
-
-
-def _main_section(results: pd.DataFrame) -> tuple[str, str]:
-    table = main_table(results, MAIN_METRIC)
-    shown = table.drop(columns=["model", "method"])
-    shown.insert(
-        0, "configuration", [config_label(m, k, d) for m, k, d in zip(table["model"], table["method"], table["kind"])]
-    )
-    body = _table(shown) + _note(
-        "Best result per configuration by pooled_dsc_miou over its results "
-        "(thresholds, or for ensembles the chosen member thresholds); the other columns "
-        "are the metrics of that same result."
-    )
-    return summary_sentence(table), body
+    return headline_sentence(headline, training_masks, folds), body
 
 
 def _threshold_section(results: pd.DataFrame) -> str:
@@ -165,7 +173,8 @@ def _threshold_section(results: pd.DataFrame) -> str:
     except ValueError as error:
         return _note(f"Not available: {error}")
     return _table(matrix.reset_index()) + _note(
-        "pooled_dsc_miou ('ALL' rows) per single model / CAM method and result."
+        "pooled_dsc_miou on the held-out cases per single model / CAM method and rule: descriptive only; "
+        "picking the best cell of a row would be the oracle (an upper bound), not a choice."
     )
 
 
@@ -246,8 +255,8 @@ def _provenance_section(provenance: Mapping) -> str:
 def _cases_note(cases: pd.DataFrame | None) -> str:
     if cases is None or len(cases) == 0 or "case" not in cases.columns:
         return ""
-    folds = cases["fold"].nunique() if "fold" in cases.columns else None
-    text = f"{cases['case'].nunique()} cases" + (f" in {folds} folds" if folds else "")
+    folds = cases.loc[cases["fold"] >= 0, "fold"].nunique() if "fold" in cases.columns else None
+    text = f"{cases['case'].nunique()} cases" + (f" in {folds} fold{'s' if folds != 1 else ''}" if folds else "")
     if "slices" in cases.columns:
         text += f", {int(cases['slices'].sum())} slices"
     return _note(text + ".")
@@ -265,10 +274,15 @@ def write_report(
     title: str = "WSSSCam study",
     tables: Mapping[str, pd.DataFrame] | None = None,
     correlation_result: str = "t=0.50",
+    headline: pd.DataFrame | None = None,
+    training_masks: int | None = None,
 ) -> Path:
     """Write ``out_dir``/report.html atomically and return its path.
 
-    Sections: summary sentence (best configuration vs Empty, pooled Ostrowski et al. 2023 DSC), main table,
+    Sections: summary sentence (the best configuration chosen on the training cases vs Empty, pooled
+    Ostrowski et al. 2023 DSC with bootstrap intervals), main table (``headline``:
+    :func:`~WSSSCamLib.report.honest.headline_table`; ``training_masks``: how many training cases' masks
+    the choices used),
     threshold table, figures (``figures``: caption -> PNG path; absolute, relative to the current
     folder, or relative to ``out_dir``; referenced by relative path), agreement summary, CAM-area
     correlations (with the first external measure of ``cases``), chosen ensemble thresholds per
@@ -279,7 +293,8 @@ def write_report(
     image and ValueError for tables that lack schema columns."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary, main_body = _main_section(results)
+    folds = int(cases["fold"][cases["fold"] >= 0].nunique()) if cases is not None and "fold" in cases else None
+    summary, main_body = _main_section(headline, training_masks, folds)
     started = (provenance or {}).get("started")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (
@@ -288,8 +303,16 @@ def write_report(
         f'<p class="note">Report written {_e(stamp)}' + (f"; study started {_e(started)}" if started else "") + "</p>\n"
     )
     body = [f'<p class="summary">{_e(summary)}</p>', _cases_note(cases)]
-    body.append(_section("Main table (Ostrowski et al. 2023 Table 1 form)", main_body, "main"))
-    body.append(_section("Pooled DSC (Ostrowski et al. 2023) per threshold", _threshold_section(results), "thresholds"))
+    body.append(
+        _section("Main table: every choice made on the training cases (Ostrowski et al. 2023 form)", main_body, "main")
+    )
+    body.append(
+        _section(
+            "Pooled DSC (Ostrowski et al. 2023) of every rule on the held-out cases (descriptive)",
+            _threshold_section(results),
+            "thresholds",
+        )
+    )
     figure_items = [(str(k), Path(v)) for k, v in (figures or {}).items()]
     body.append(
         _section("Figures", _figures(figure_items, out_dir) if figure_items else _note("No figures."), "figures")
@@ -315,4 +338,4 @@ def write_report(
     return write_text(out_dir / REPORT_NAME, document)
 
 
-__all__ = ["REPORT_NAME", "markdown_table", "summary_sentence", "write_report"]
+__all__ = ["REPORT_NAME", "markdown_table", "write_report"]

@@ -151,7 +151,8 @@ def main_table(results: pd.DataFrame, metric: str = MAIN_METRIC) -> pd.DataFrame
 
 
 def best_configuration(table: pd.DataFrame, metric: str = MAIN_METRIC) -> tuple[pd.Series | None, pd.Series | None]:
-    """From a :func:`main_table`: (the best non-empty row by ``metric`` or None, the Empty row or None)."""
+    """From a :func:`main_table`: (the best non-empty row by ``metric`` or None, the Empty row or None); on
+    held-out results an oracle (upper bound), never the report's choice (see :mod:`WSSSCamLib.report.honest`)."""
     require_columns(table, ("kind", metric), "main table")
     empty = table[table["kind"] == "empty"]
     candidates = table[(table["kind"] != "empty") & table[metric].notna()]
@@ -162,8 +163,10 @@ def best_configuration(table: pd.DataFrame, metric: str = MAIN_METRIC) -> tuple[
 def best_result(
     results: pd.DataFrame, metric: str = MAIN_METRIC, kinds: Iterable[str] = ("threshold",)
 ) -> pd.Series | None:
-    """The "best configuration" rule: of the pooled ('ALL') rows of ``results`` whose kind is one of ``kinds``,
-    the row with the highest ``metric`` value (the first on ties), or None when there is none."""
+    """Of the pooled ('ALL') rows of ``results`` whose kind is one of ``kinds``, the row with the highest
+    ``metric`` value (the first on ties), or None when there is none. On held-out results this is the
+    oracle (an upper bound), not a choice: the study's best configuration is
+    :func:`~WSSSCamLib.report.honest.best_configurations`, chosen on the training cases."""
     require_columns(results, ("case", "metric", "kind", "value"), "results")
     rows = results[
         (results["case"].astype(str) == POOLED_ROW) & (results["metric"] == metric) & results["kind"].isin(list(kinds))

@@ -4,6 +4,12 @@
   training cases (role ``train``) are pooled per threshold combination, scored by Ostrowski et al. 2023's
   DSC = 2 mIoU / (1 + mIoU), and the best combination (ties: the first, i.e. lowest thresholds)
   is applied unchanged to the fold's held-out cases.
+* The training-case threshold rule of single configurations: for each fold and (model, method), the
+  counts of the fold's training cases are pooled per configured threshold (fixed grid, percentile,
+  mean, median, Otsu), and the best rule by the same DSC (ties: the first in result order, i.e. the
+  lowest fixed threshold) is applied unchanged to the fold's held-out cases: result ``train-threshold``.
+* The training-side score of every configuration per fold (:func:`training_scores`): what the "best
+  configuration" rule of the report ranks; no held-out count enters it.
 * ``results``: per case and pooled over all held-out slices ('ALL'), one row per metric.
 * ``cases``: one row per case: its fold, label, slices and slices with abnormality, external measures.
 
@@ -22,6 +28,7 @@ from ..data.datasets import Dataset
 from ..data.splits import Folds
 from ..masks import grid_search
 from ..metrics import dice_from_counts, iou_from_counts, pooled_scores
+from ..report.tables import result_sort_key
 
 KEYS = ["model", "method", "result", "kind"]
 COUNTS = ["tp", "fp", "fn", "tn"]
@@ -40,7 +47,7 @@ def _best_by_pooled_dsc(sums: pd.DataFrame) -> tuple[int, np.ndarray]:
 
 def grid_search_table(slices: pd.DataFrame) -> pd.DataFrame:
     """One row per fold x ensemble x threshold combination with its training-split score; ``chosen`` marks the best."""
-    train = slices[slices["role"] == "train"]
+    train = slices[(slices["role"] == "train") & (slices["kind"] == "ensemble")]
     if train.empty:
         return pd.DataFrame(columns=["fold", "ensemble", "rule", "t1", "t2", "result", "score", "chosen"])
     pooled = train.groupby(["fold", "model", "result"], sort=False)[COUNTS].sum().reset_index()
@@ -69,10 +76,84 @@ def _combo_key(result: str) -> tuple[float, ...]:
     return tuple(float(part.split("=", 1)[1]) for part in result.split("|"))
 
 
-def test_rows(slices: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
-    """Held-out slice rows; for ensembles only each fold's chosen combination (result renamed 'grid:<thresholds>')."""
+TRAIN_THRESHOLD_COLUMNS = ["fold", "model", "method", "threshold", "score_training_cases", "training_cases"]
+
+
+def training_threshold_table(slices: pd.DataFrame) -> pd.DataFrame:
+    """Per fold and single (model, method): the threshold rule with the best pooled DSC (Ostrowski et al. 2023)
+    on the fold's training cases (ties: the first in result order), its score there and how many training
+    cases (each with its reference mask) chose it. Held-out rows are never read."""
+    train = slices[(slices["role"] == "train") & (slices["kind"] == "threshold")]
+    if train.empty:
+        return pd.DataFrame(columns=TRAIN_THRESHOLD_COLUMNS)
+    cases = train.groupby("fold")["case"].nunique()
+    pooled = train.groupby(["fold", "model", "method", "result"], sort=False)[COUNTS].sum().reset_index()
+    rows = []
+    for (fold, model, method), group in pooled.groupby(["fold", "model", "method"], sort=False):
+        group = group.assign(order=group["result"].map(result_sort_key)).sort_values("order", kind="stable")
+        best, scores = _best_by_pooled_dsc(group)
+        rows.append(
+            {
+                "fold": int(fold),
+                "model": model,
+                "method": method,
+                "threshold": group["result"].iloc[best],
+                "score_training_cases": float(scores[best]),
+                "training_cases": int(cases[fold]),
+            }
+        )
+    return pd.DataFrame(rows, columns=TRAIN_THRESHOLD_COLUMNS).sort_values(["model", "method", "fold"], kind="stable")
+
+
+def training_scores(slices: pd.DataFrame, grid: pd.DataFrame, thresholds: pd.DataFrame) -> pd.DataFrame:
+    """Per fold and configuration, the pooled DSC on the fold's training cases of the rule chosen there
+    (single: :func:`training_threshold_table`; ensemble: the grid search's choice; Empty: its own):
+    columns fold, model, method, kind, result (the rule chosen), score, training_cases."""
+    rows = []
+    train = slices[slices["role"] == "train"]
+    cases = train.groupby("fold")["case"].nunique()
+    for fold, group in train[train["kind"] == "empty"].groupby("fold"):
+        score = float(pooled_scores(_counts(group)).dsc_miou)
+        rows.append(
+            {"fold": int(fold), "model": "", "method": "empty", "kind": "empty", "result": "empty", "score": score}
+        )
+    for row in thresholds.itertuples(index=False):
+        rows.append(
+            {
+                "fold": int(row.fold),
+                "model": row.model,
+                "method": row.method,
+                "kind": "threshold",
+                "result": row.threshold,
+                "score": float(row.score_training_cases),
+            }
+        )
+    if not grid.empty:
+        for row in grid[grid["chosen"]].itertuples(index=False):
+            rows.append(
+                {
+                    "fold": int(row.fold),
+                    "model": row.ensemble,
+                    "method": "ensemble",
+                    "kind": "ensemble",
+                    "result": row.result,
+                    "score": float(row.score),
+                }
+            )
+    table = pd.DataFrame(rows, columns=["fold", "model", "method", "kind", "result", "score"])
+    return table.assign(training_cases=table["fold"].map(cases).astype("Int64"))
+
+
+def test_rows(slices: pd.DataFrame, grid: pd.DataFrame, thresholds: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Held-out slice rows; for ensembles only each fold's chosen combination (result renamed 'train-grid');
+    with ``thresholds`` (:func:`training_threshold_table`) also, per single configuration, the rows of each
+    fold's rule chosen on its training cases, as result 'train-threshold'."""
     test = slices[slices["role"] == "test"]
     single = test[test["kind"] != "ensemble"]
+    if thresholds is not None and not thresholds.empty:
+        chosen = thresholds[["fold", "model", "method", "threshold"]].rename(columns={"threshold": "result"})
+        picked = single[single["kind"] == "threshold"].merge(chosen, on=["fold", "model", "method", "result"])
+        single = pd.concat([single, picked.assign(result="train-threshold")[single.columns]], ignore_index=True)
     ensembles = test[test["kind"] == "ensemble"]
     if ensembles.empty or grid.empty:
         return single.reset_index(drop=True)
@@ -80,6 +161,19 @@ def test_rows(slices: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     picked = ensembles.merge(chosen, on=["fold", "model", "result"], how="inner")
     picked = picked.assign(result="train-grid")
     return pd.concat([single, picked], ignore_index=True)
+
+
+def case_counts(test: pd.DataFrame) -> pd.DataFrame:
+    """Per held-out case and configuration x result: summed TP/FP/FN/TN, the sum of the per-slice Dice over
+    its slices with abnormality and their number, for case-level bootstrap intervals (the report's)."""
+    counted = test[test["kind"] != "threshold-free"]
+    counts = _counts(counted)
+    abnormal = ((counted["tp"] + counted["fn"]) > 0).to_numpy()
+    frame = counted[["case", "fold", *KEYS, *COUNTS]].assign(
+        dice_abnormal_sum=np.where(abnormal, dice_from_counts(counts).numpy(), 0.0),
+        abnormal_slices=abnormal.astype(np.int64),
+    )
+    return frame.groupby(["case", "fold", *KEYS], sort=False).sum().reset_index()
 
 
 def with_cross_validated_thresholds(test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -248,14 +342,14 @@ def _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wi
 def cases_table(dataset: Dataset, folds: Folds, slices: pd.DataFrame) -> pd.DataFrame:
     """One row per case: case, fold (holding it out), label, has_mask, slices and abnormal_slices (held-out
     slices, and those with a reference voxel, counted from the Empty rows: FN > 0), then its external measures."""
-    fold_of = {case_id: f for f, cases in enumerate(folds.folds) for case_id in cases}
+    fold_of = {case_id: f for f, cases in enumerate(folds.folds) for case_id in cases}  # -1: never held out
     empty = slices[(slices["kind"] == "empty") & (slices["role"] == "test")]
     abnormal = empty.assign(abnormal=empty["fn"] > 0).groupby("case")["abnormal"].agg(["size", "sum"])
     rows = []
     for case in dataset.cases:
         row = {
             "case": case.case_id,
-            "fold": fold_of[case.case_id],
+            "fold": fold_of.get(case.case_id, -1),
             "label": case.label,
             "has_mask": case.mask is not None,
             "slices": int(abnormal["size"].get(case.case_id, 0)),

@@ -7,6 +7,8 @@ Example (YAML)::
     output: runs/lgg-study
     folds: 5
     folds_file: null                             # optional folds.json to reuse (e.g. of `wssscam train` runs)
+    split_file: null                             # optional fixed split: JSON {train: [...], validation: [...], test: [...]}
+    test_dataset: null                           # optional fixed test set: a second Decathlon folder (train on all of `dataset`)
     seed: 0
     device: auto
     recipe: {size: 96, axis: K, context_channel: FLAIR}
@@ -21,6 +23,12 @@ Example (YAML)::
       - {rule: and, members: [small-cnn/grad-cam, resnet18/grad-cam]}
     overlays: 4                                  # example overlay figures
     filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # Guan & Loew 2021
+
+A fixed split (``split_file``, or ``test_dataset``) is one fold: models train on its training cases
+(inner validation: the split's ``validation`` list, else drawn from the training cases when
+``patience`` > 0), every threshold and ensemble choice is made on its training cases, and the test
+cases are only evaluated; ``folds`` is then unused. At most one of ``folds_file``, ``split_file`` and
+``test_dataset`` may be given.
 
 Relative paths are resolved against the configuration file's folder. Every error names the file
 and the key. Every value is type-checked at load time against one schema (``TOP_LEVEL``, ``RECIPE``,
@@ -111,6 +119,8 @@ class StudyConfig:
     measures: Path | None = None
     folds: int = 5
     folds_file: Path | None = None
+    split_file: Path | None = None
+    test_dataset: Path | None = None
     seed: int = 0
     device: str = "auto"
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -136,7 +146,7 @@ class StudyConfig:
         """JSON-ready form (paths as strings, thresholds by name) for provenance."""
         data = asdict(self)
         data["thresholds"] = [t.name for t in self.thresholds]
-        for key in ("dataset", "output", "csv", "measures", "folds_file"):
+        for key in ("dataset", "output", "csv", "measures", "folds_file", "split_file", "test_dataset"):
             data[key] = str(data[key]) if data[key] is not None else None
         data["ensembles"] = [{"rule": e.rule, "members": [f"{m}/{k}" for m, k in e.members]} for e in self.ensembles]
         return data
@@ -218,6 +228,8 @@ TOP_LEVEL: dict[str, Field] = {
     "output": Field(string(), required=True),
     "folds": Field(integer(), 5),
     "folds_file": Field(optional(string())),
+    "split_file": Field(optional(string())),
+    "test_dataset": Field(optional(string())),
     "seed": Field(integer(minimum=0), 0),
     "device": Field(device_string, "auto"),
     "recipe": Field(section(RECIPE), {}),
@@ -362,6 +374,11 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
     retraining = _parse_retraining(values["filtered_retraining"], model_names, methods, source)
     if values["folds"] < 2:
         raise ConfigError(f"{source}: folds must be at least 2, got {values['folds']}")
+    given = [key for key in ("folds_file", "split_file", "test_dataset") if values[key] is not None]
+    if len(given) > 1:
+        raise ConfigError(f"{source}: {' and '.join(given)} exclude each other (each says which cases test)")
+    if values["test_dataset"] is not None and values["csv"] is not None:
+        raise ConfigError(f"{source}: test_dataset needs a Decathlon/nnU-Net training dataset (not csv)")
     return StudyConfig(
         dataset=path("dataset"),
         output=path("output"),
@@ -371,6 +388,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         measures=path("measures"),
         folds=values["folds"],
         folds_file=path("folds_file"),
+        split_file=path("split_file"),
+        test_dataset=path("test_dataset"),
         seed=values["seed"],
         device=values["device"],
         recipe=dict(values["recipe"] or {}),

@@ -76,15 +76,26 @@ class StudyContext:
     recipe: SliceRecipe
     started: float = field(default_factory=time.perf_counter)
     """When the run began (``time.perf_counter()``)."""
+    selected_folds: list[int] | None = None
+    """The folds the stages work on (``--folds``); None: every fold."""
     _checkpoints: dict[tuple[str, int], FoldCheckpoint] = field(default_factory=dict, repr=False)
     _models: dict[tuple[str, int], FoldModel] = field(default_factory=dict, repr=False)
     _slices: SliceSet | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, config: StudyConfig) -> StudyContext:
-        """Read the dataset, build the recipe and load (or make and save) the folds of ``config``."""
+    def open(cls, config: StudyConfig, folds: list[int] | None = None) -> StudyContext:
+        """Read the dataset, build the recipe and load (or make and save) the folds of ``config``;
+        ``folds``: the stages work on these folds only (default: all)."""
         dataset = read_dataset(config)
-        return cls(config, dataset, study_folds(config, dataset), recipe_of(config, dataset))
+        context = cls(config, dataset, study_folds(config, dataset), recipe_of(config, dataset))
+        if folds is not None:
+            bad = sorted(set(folds) - set(range(context.fold_count)))
+            if bad or not folds:
+                raise InvalidInputError(
+                    f"--folds {','.join(map(str, folds))}: the study has folds 0..{context.fold_count - 1}"
+                )
+            context.selected_folds = sorted(set(folds))
+        return context
 
     @property
     def output(self) -> Path:
@@ -96,19 +107,27 @@ class StudyContext:
         """The number of folds."""
         return len(self.folds.folds)
 
-    def fold_of(self, case_id: str) -> int:
-        """The fold that holds ``case_id`` out."""
-        return next(f for f, cases in enumerate(self.folds.folds) if case_id in cases)
+    @property
+    def fold_indices(self) -> list[int]:
+        """The folds the stages work on: the selected ones (``--folds``), else every fold."""
+        return list(self.selected_folds) if self.selected_folds is not None else list(range(self.fold_count))
+
+    def role(self, case_id: str, fold: int) -> str | None:
+        """``"test"`` when ``fold`` holds ``case_id`` out, ``"train"`` when the case trains it, else None (unused)."""
+        return self.folds.role(case_id, fold)
 
     def model_spec(self, name: str) -> ModelSpec:
         """The configured model called ``name``."""
         return next(m for m in self.config.models if m.name == name)
 
-    def slices(self, progress: bool) -> SliceSet:
-        """Every case read, normalised and sliced by the recipe (read once per process)."""
-        if self._slices is None:
-            self._slices = dataset_slices(self.dataset, self.recipe, progress)
-        return self._slices
+    def slices(self, progress: bool, cases: list[str] | None = None) -> SliceSet:
+        """The cases (default: every case) read, normalised and sliced by the recipe; a case is read
+        once per process, and only when asked for."""
+        wanted = [c.case_id for c in self.dataset.cases] if cases is None else list(cases)
+        have = set(self._slices.case_ids) if self._slices is not None else set()
+        if not set(wanted) <= have:
+            self._slices = dataset_slices(self.dataset.subset(have | set(wanted)), self.recipe, progress)
+        return self._slices if cases is None else self._slices.of_cases(wanted)
 
     def checkpoint(self, spec: ModelSpec, fold: int) -> FoldCheckpoint:
         """``spec``'s checkpoint of ``fold`` with its card (weights not read). Refuses a missing one, one whose

@@ -1,7 +1,9 @@
 """Example overlays for the study report: for a few held-out cases, the slice with the largest
-reference area, its image, the CAM of the best single configuration as a heat overlay with the
-reference outline, and the thresholded mask, side by side (one PNG per case). The best single
-configuration is :func:`~WSSSCamLib.report.tables.best_result` among the thresholded ones."""
+reference area, shown as four labelled panels (image, CAM as a heat overlay, the thresholded mask,
+the reference mask) under a title naming the model, method, rule, case, slice and fold (one PNG per
+case). The configuration shown is the best single configuration chosen on the training cases
+(:func:`~WSSSCamLib.report.honest.best_configurations`; the first listed when several tie), at each
+fold's threshold rule chosen on that fold's training cases: no test result chooses what is shown."""
 
 from __future__ import annotations
 
@@ -14,32 +16,43 @@ from ..data.datasets import load_case
 from ..data.recipe import SliceRecipe
 from ..data.slices import SLICE_AXES
 from ..devices import resolve_device
-from ..figures.overlays import grey_rgb, overlay_rgb, write_png
+from ..figures.overlays import grey_rgb, overlay_rgb
 from ..inference.volume_cams import slice_cams
 from ..masks import Threshold, apply_threshold
 from ..paths import output_path
-from ..report.tables import best_result
+from ..report import best_configurations, labelled_panels
 from .context import StudyContext
 from .units import case_slices
 
 
-def example_overlays(context: StudyContext, results: pd.DataFrame, folder: Path, count: int) -> list[Path]:
-    """Write up to ``count`` overlay PNGs under ``folder`` and return their paths."""
-    best = best_result(results)
-    if best is None:
+def example_overlays(
+    context: StudyContext, training_scores: pd.DataFrame, thresholds: pd.DataFrame, folder: Path, count: int
+) -> list[Path]:
+    """Write up to ``count`` overlay PNGs under ``folder`` and return their paths (``training_scores`` and
+    ``thresholds``: the study's choices on the training cases)."""
+    single = training_scores[training_scores["kind"] == "threshold"]
+    best = best_configurations(single)
+    if best.empty or thresholds.empty:
         return []
-    model_name, method, result = best["model"], best["method"], best["result"]
+    model_name, method = best["model"].iloc[0], best["method"].iloc[0]
+    rules = thresholds[(thresholds["model"] == model_name) & (thresholds["method"] == method)]
+    rule_of = dict(zip(rules["fold"], rules["threshold"]))
     spec = context.model_spec(model_name)
-    threshold = Threshold.parse(result)
     recipe = context.recipe
     device = resolve_device(context.config.device)
     paths = []
-    for fold, held_out in enumerate(context.folds.folds):
+    for fold in context.fold_indices:
         if len(paths) >= count:
             break
+        if fold not in rule_of:
+            continue
+        threshold = Threshold.parse(rule_of[fold])
         network = context.fold_model(spec, fold, device)
         engine, card = network.engine, network.card
-        for case_id in held_out:  # the fold's first case with abnormality
+        shown = 0
+        for case_id in context.folds.held_out(fold):  # the fold's cases with abnormality, as many as still wanted
+            if len(paths) >= count or (shown and len(context.fold_indices) > 1):
+                break
             loaded = load_case(context.dataset.case(case_id))
             case = case_slices(context.dataset.case(case_id), loaded, recipe)
             if case.reference is None or not case.reference.any():
@@ -57,14 +70,18 @@ def example_overlays(context: StudyContext, results: pd.DataFrame, folder: Path,
             raw = _native_slice(loaded.image.array, recipe, index)
             reference = case.reference[index].numpy()
             panels = [
-                grey_rgb(raw),
-                overlay_rgb(raw, cam[0].float().cpu().numpy(), outline=reference),
-                overlay_rgb(raw, mask.astype(np.float32), opacity=0.5, outline=reference),
+                ("image", grey_rgb(raw)),
+                ("CAM (reference outlined)", overlay_rgb(raw, cam[0].float().cpu().numpy(), outline=reference)),
+                (f"mask at {threshold.name}", overlay_rgb(raw, mask.astype(np.float32), opacity=0.5)),
+                ("reference mask", overlay_rgb(raw, reference.astype(np.float32), opacity=0.5)),
             ]
-            path = output_path(folder, f"overlay_{case_id}.png")
-            write_png(path, np.concatenate(panels, axis=1))
-            paths.append(path)
-            break
+            slice_number = int(case.inputs.slice_index[index])
+            title = (
+                f"{model_name} / {method}, rule {threshold.name} (chosen on fold {fold}'s training cases); "
+                f"case {case_id}, slice {slice_number} (axis {recipe.axis}), p(abnormal) {float(probability[0]):.2f}"
+            )
+            paths.append(labelled_panels(panels, title, output_path(folder, f"overlay_{case_id}.png")))
+            shown += 1
     return paths
 
 

@@ -5,6 +5,8 @@ Stages (modules of :mod:`WSSSCamLib.study.stages`), each safe to stop at any poi
 ``train`` (cross-validate the models), ``cams`` (every (case, fold) unit), ``retrain`` (the filtered
 retraining, with ``filtered_retraining``), ``report`` (tables, figures, ``report.html``).
 
+``folds`` (e.g. ``[0, 2]``) restricts every stage to those folds: ``train`` trains them, ``cams`` computes
+their units, ``report`` reports them alone (a study reports one fold as it reports k).
 ``shard=(i, n)`` restricts ``train`` and ``retrain`` to folds ``k`` with ``k % n == i`` and ``cams`` to
 cases whose position in the dataset is ``i`` modulo ``n``; the ``report`` stage reads every unit
 present, so after all shards finished it gives the same tables as one unsharded run.
@@ -37,9 +39,13 @@ def check_devices(config: StudyConfig) -> None:
 
 
 def run_study(
-    config: StudyConfig, shard: Shard = (0, 1), stages: Iterable[str] = STAGES, progress: bool = True
+    config: StudyConfig,
+    shard: Shard = (0, 1),
+    stages: Iterable[str] = STAGES,
+    progress: bool = True,
+    folds: Iterable[int] | None = None,
 ) -> Path | None:
-    """Run the given stages of the study; returns the report's path when the report stage ran."""
+    """Run the given stages of the study (on ``folds`` only, when given); returns the report's path when the report stage ran."""
     stages = list(stages)
     if not (0 <= shard[0] < shard[1]):
         raise InvalidInputError(f"shard {shard[0]}/{shard[1]}: expected i/n with 0 <= i < n")
@@ -50,7 +56,7 @@ def run_study(
     with folder_lock(config.output, shard, what=f"wssscam study, stages {','.join(stages)}") as alone:
         if alone:  # no other process writes here: what killed writers left behind can go
             remove_stale_temporaries(config.output)
-        context = StudyContext.open(config)
+        context = StudyContext.open(config, list(folds) if folds is not None else None)
         check_config_unchanged(config)
         report = None
         for name, run in STAGE_RUNS.items():

@@ -17,12 +17,19 @@ from .config import StudyConfig
 from .context import StudyContext
 from .layout import checkpoint_path, config_file, unit_markers
 
+UNITS_VERSION = 2
+"""What a unit holds; 2: training units count every single configuration too (the training-case threshold rule)."""
+
 
 def config_fingerprint(config: StudyConfig) -> str:
     """A hash of everything that decides what a unit computes (not the output folder, device, batch size, overlays or path permissions)."""
     ignored = ("output", "device", "batch_size", "overlays", "source", "allow_outside_dataset")
     data = {k: v for k, v in config.as_dict().items() if k not in ignored}
     data["filtered_retraining"] = None  # retraining results carry their own fingerprint (retraining.result_fingerprint)
+    for key in ("split_file", "test_dataset"):  # absent keys leave the fingerprints of k-fold studies as they were
+        if data.get(key) is None:
+            data.pop(key, None)
+    data["units"] = UNITS_VERSION
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

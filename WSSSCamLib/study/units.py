@@ -4,8 +4,10 @@ A unit is (case, fold). When the case is held out by the fold (role ``test``) th
 every model x method map, thresholds them every configured way, combines ensemble members at
 every threshold combination, and counts TP/FP/FN/TN per slice against the reference; it also
 measures the agreement across methods and across models per slice. When the case trains the fold
-(role ``train``) only the ensemble members are mapped, and their counts summed over the case's
-slices feed the fold's threshold grid search.
+(role ``train``) every model x method map is thresholded every configured way and every ensemble
+combined at every threshold combination, with the counts summed over the case's slices: they feed
+the fold's choices made on its training cases (the threshold rule of each single configuration, the
+ensemble grid search, the best configuration).
 
 Maps are compared with the reference at the slice's own (native) resolution: the network sees
 ``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly.
@@ -216,18 +218,9 @@ def held_out_unit(
     fixed = config.fixed_thresholds()
     with timings.stage("masks+metrics", device):
         rows.add("", "empty", "empty", "empty", empty)
+        _threshold_rows(rows, maps, probabilities, reference, empty, config, summed=False)
         for (model, method), m in maps.items():
             probability = probabilities[model]
-            positive = classifier_positive(probability)
-            if fixed:
-                counts = fixed_threshold_counts(m, reference, fixed)
-                for t, c in zip(fixed, counts):
-                    c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
-                    rows.add(model, method, Threshold("fixed", t).name, "threshold", c, probability)
-            for threshold in config.other_thresholds():
-                c = confusion_counts(apply_threshold(m, threshold), reference)
-                c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
-                rows.add(model, method, threshold.name, "threshold", c, probability)
             # threshold-free score per slice; its counts are the reference's (those of an empty prediction)
             rows.add(
                 model,
@@ -247,15 +240,50 @@ def held_out_unit(
     return rows.frame(), agreement
 
 
+def _threshold_rows(
+    rows: _Rows,
+    maps: dict[tuple[str, str], torch.Tensor],
+    probabilities: dict[str, torch.Tensor],
+    reference: torch.Tensor,
+    empty: torch.Tensor,
+    config: StudyConfig,
+    summed: bool,
+) -> None:
+    """Every single (model, method) map thresholded every configured way (fixed grid through the sweep
+    kernel, then the other modes), counted against ``reference``; per slice, or summed over the case."""
+    fixed = config.fixed_thresholds()
+    for (model, method), m in maps.items():
+        probability = probabilities[model]
+        positive = classifier_positive(probability)
+        kept = None if summed else probability
+        if fixed:
+            counts = fixed_threshold_counts(m, reference, fixed)
+            for t, c in zip(fixed, counts):
+                c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
+                rows.add(model, method, Threshold("fixed", t).name, "threshold", c, kept, summed=summed)
+        for threshold in config.other_thresholds():
+            c = confusion_counts(apply_threshold(m, threshold), reference)
+            c = _negative_to_empty(c, positive, empty) if config.empty_when_negative else c
+            rows.add(model, method, threshold.name, "threshold", c, kept, summed=summed)
+
+
 def training_unit(
     case: CaseSlices, fold: int, models: list[FoldModel], config: StudyConfig, device: torch.device, timings: Timings
 ) -> pd.DataFrame:
-    """Case-summed ensemble counts at every threshold combination, for the fold's grid search."""
-    members = {member for ensemble in config.ensembles for member in ensemble.members}
-    maps, _ = compute_maps(case, models, config.batch_size, device, timings, only=members)
+    """Case-summed counts of a case that trains ``fold``: every single configuration at every configured
+    threshold (the training-case threshold rule) and every ensemble at every threshold combination
+    (the fold's grid search). One row per configuration x result."""
+    if case.reference is None:
+        raise InvalidInputError(
+            f"case '{case.case_id}' has no reference mask: training cases choose thresholds against their masks"
+        )
+    maps, probabilities = compute_maps(case, models, config.batch_size, device, timings)
     reference = case.reference.to(device)
     rows = _Rows(case.case_id, fold, "train", case.inputs.slice_index.numpy())
+    empty = empty_counts(reference)
     with timings.stage("masks+metrics", device):
+        rows.add("", "empty", "empty", "empty", empty, summed=True)
+        _threshold_rows(rows, maps, probabilities, reference, empty, config, summed=True)
         for ensemble in config.ensembles:
             combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
             for combo, c in zip(combos, counts):

@@ -89,6 +89,22 @@ def _inner_split(cases: list[str], k: int, seed: int) -> tuple[list[str], list[s
     return inner.training(0), inner.held_out(0)
 
 
+FIXED_SPLIT_INNER_FOLDS = 5
+"""A fixed split (one fold) with early stopping and no ``validation`` list holds back one share of
+``FIXED_SPLIT_INNER_FOLDS - 1`` (a quarter) of its training cases as the inner validation set."""
+
+
+def fold_cases(folds: Folds, fold: int, k: int, seed: int, patience: int) -> tuple[list[str], list[str]]:
+    """(training cases, inner validation cases) of ``fold``: the split's ``validation`` list where it gives
+    one; else, with early stopping (``patience`` > 0), one share of the training cases (seeded); else none."""
+    given = folds.validation_of(fold)
+    if given is not None:
+        return [c for c in folds.training(fold) if c not in given], given
+    if patience > 0:
+        return _inner_split(folds.training(fold), FIXED_SPLIT_INNER_FOLDS if folds.fixed else k, seed + fold)
+    return folds.training(fold), []
+
+
 def cross_validate(
     dataset: Dataset,
     out_dir: str | Path,
@@ -100,55 +116,66 @@ def cross_validate(
     slices: SliceSet | None = None,
     folds: Folds | None = None,
     only_folds: Sequence[int] | None = None,
+    evaluate_held_out: bool = True,
 ) -> CrossValidationReport:
     """Run (or resume) k-fold case-level cross-validation and write results under ``out_dir``.
 
     ``folds``: use these case folds (default: the fold policy :func:`~WSSSCamLib.data.splits.dataset_folds`,
-    saved as ``folds.json``); ``only_folds``: train just these folds (a shard of the work)."""
+    saved as ``folds.json``; a fixed split is one fold, see :func:`~WSSSCamLib.data.splits.fixed_split`);
+    ``only_folds``: train just these folds (a shard of the work). Without ``slices`` only the cases the
+    folds to train need are read: their training sides, and their held-out cases when ``evaluate_held_out``.
+    ``evaluate_held_out=False`` never reads the held-out cases: the fold's held-out ROC AUC and accuracy
+    are NaN (the model card says so; a study measures its held-out cases in the ``cams`` stage)."""
     recipe = recipe or SliceRecipe()
     config = config or TrainConfig(seed=seed)
     resolve_device(config.device, "device")  # before any work: a device this machine lacks is refused here
-    slices = slices if slices is not None else dataset_slices(dataset, recipe, config.progress)
-    check_both_classes(slices.labels, f"{dataset.root}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     folds_file = out / "folds.json"
     if folds is None:
         folds = Folds.load(folds_file) if folds_file.exists() else dataset_folds(dataset, k, seed)
-    elif folds_file.exists() and Folds.load(folds_file).folds != folds.folds:
+    elif folds_file.exists() and not Folds.load(folds_file).same_cases(folds):
         raise InvalidInputError(f"{folds_file}: holds other folds than the ones asked for; use another output folder")
+    known = {c.case_id for c in dataset.cases}
+    unknown = sorted(c for c in folds.cases() if c not in known)
+    if unknown:
+        raise InvalidInputError(f"{folds_file}: the folds name cases that {dataset.root} lacks: {unknown[:5]}")
+    k = len(folds.folds)
+    wanted = [f for f in range(k) if only_folds is None or f in only_folds]
+    if slices is None:
+        needed = {c for f in wanted for c in folds.training(f) + (folds.held_out(f) if evaluate_held_out else [])}
+        slices = dataset_slices(dataset.subset(needed), recipe, config.progress)
+    check_both_classes(slices.labels, f"{dataset.root}")  # before any output is written
+    out.mkdir(parents=True, exist_ok=True)
     folds.save(folds_file)
     channel_names = list(dataset.channel_names)
     if recipe.context_channel is not None:
         name = channel_names[recipe.context_channel]
         channel_names += [f"{name} (previous slice)", f"{name} (next slice)"]
-    for fold in range(len(folds.folds)):
-        if only_folds is None or fold in only_folds:
-            check_both_classes(slices.of_cases(folds.training(fold)).labels, f"{dataset.root}: fold {fold}")
+    for fold in wanted:
+        check_both_classes(slices.of_cases(folds.training(fold)).labels, f"{dataset.root}: fold {fold}")
     report = CrossValidationReport(architecture)
-    for fold in range(len(folds.folds)):
-        if only_folds is not None and fold not in only_folds:
-            continue
+    for fold in wanted:
         fold_dir = out / f"fold{fold}"
         result_file = fold_dir / "result.json"
         if result_file.exists():
             report.folds.append(FoldResult(**json.loads(result_file.read_text())))
             continue
         started = time.perf_counter()
-        if config.patience > 0:
-            train_cases, validation_cases = _inner_split(folds.training(fold), k, seed + fold)
-        else:
-            train_cases, validation_cases = folds.training(fold), []
+        train_cases, validation_cases = fold_cases(folds, fold, k, seed, config.patience)
+        held_out = folds.held_out(fold) if evaluate_held_out else []
         train, validation, test = (
             slices.of_cases(train_cases),
             slices.of_cases(validation_cases),
-            slices.of_cases(folds.held_out(fold)),
+            slices.of_cases(held_out),
         )
         torch.manual_seed(seed + fold)
         model = build_model(architecture, slices.images.shape[1], max(2, len(dataset.class_names)))
         fold_config = TrainConfig(**{**asdict(config), "seed": config.seed + fold})
         trained = train_classifier(model, train, validation, fold_config, log_path=fold_dir / "train_log.csv")
-        auc, acc = evaluate(model, test, device=config.device, flip_averaging=config.flip_averaging)
+        if len(test):
+            auc, acc = evaluate(model, test, device=config.device, flip_averaging=config.flip_averaging)
+        else:  # nothing held out (train on all), or held-out cases left to the study's cams stage
+            auc, acc = float("nan"), float("nan")
         result = FoldResult(
             fold,
             folds.held_out(fold),
@@ -171,27 +198,38 @@ def cross_validate(
             recipe=asdict(recipe),
             split={
                 "k": k,
+                "fixed": folds.fixed,
                 "seed": folds.seed,
                 "fold": fold,
                 "train": train_cases,
                 "validation": validation_cases,
                 "test": folds.held_out(fold),
             },
-            data_fingerprint=data_fingerprint(dataset),
+            data_fingerprint=data_fingerprint(dataset.subset(train_cases + validation_cases + held_out)),
             training={**asdict(fold_config), "history": [asdict(h) for h in trained.history]},
             validation={
                 "inner_val_auc": trained.val_auc,
-                "test_auc": auc,
-                "test_accuracy": acc,
-                "test_slices": len(test),
-                "test_positive_slices": int(test.labels.sum()),
+                **(
+                    {
+                        "test_auc": auc,
+                        "test_accuracy": acc,
+                        "test_slices": len(test),
+                        "test_positive_slices": int(test.labels.sum()),
+                    }
+                    if len(test)
+                    else {
+                        "held_out": "none (trained on every case)"
+                        if not folds.held_out(fold)
+                        else "not evaluated here (not read while training; the study's cams stage measures it)"
+                    }
+                ),
             },
         )
         save_checkpoint(model, card, fold_dir / "model.pt")
         write_text(result_file, json.dumps(asdict(result), indent=2))
         report.folds.append(result)
         if config.progress:
-            print(f"fold {fold}: ROC AUC {auc:.3f}, accuracy {acc:.3f}, {result.seconds:.0f} s", flush=True)
+            print(f"fold {fold}: held-out ROC AUC {auc:.3f}, accuracy {acc:.3f}, {result.seconds:.0f} s", flush=True)
     if only_folds is None:
         _write_report(out, report)
     return report

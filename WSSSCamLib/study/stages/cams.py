@@ -1,6 +1,8 @@
-"""The ``cams`` stage: every unfinished (case, fold) unit of this shard's cases
-(see :mod:`WSSSCamLib.study.units`); a unit whose marker exists is skipped, so a killed run continues
-where it stopped without duplicating rows. Cases are taken by position: case i belongs to shard i % n."""
+"""The ``cams`` stage: every unfinished (case, fold) unit of this shard's cases and the selected folds
+(see :mod:`WSSSCamLib.study.units`): held-out units (role ``test``) and training units (role ``train``,
+for the thresholds and ensembles chosen on the training cases); a case a fold does not use (a fixed
+split's unlisted cases) has no unit there. A unit whose marker exists is skipped, so a killed run
+continues where it stopped without duplicating rows. Cases are taken by position: case i belongs to shard i % n."""
 
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
     for index, case in enumerate(context.dataset.cases):
         if not in_shard(index, shard):
             continue
-        for fold in range(context.fold_count):
-            role = "test" if context.fold_of(case.case_id) == fold else "train"
-            if (role == "test" or config.ensembles) and not unit_done(config.output, case.case_id, fold):
+        for fold in context.fold_indices:
+            role = context.role(case.case_id, fold)
+            if role is not None and not unit_done(config.output, case.case_id, fold):
                 todo.append((case, fold, role))
     bar = None
     if progress and todo:

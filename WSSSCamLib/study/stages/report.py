@@ -25,10 +25,10 @@ from .retrain import retraining_tables, stale_results
 def check_ready(context: StudyContext, markers: list[dict]) -> None:
     """Refuse to report before every unit (and every filtered-retraining result) is finished."""
     output = context.output
-    if context.config.ensembles:  # the grid search needs every training unit too
-        expected = {(c.case_id, f) for c in context.dataset.cases for f in range(context.fold_count)}
-    else:
-        expected = {(c, f) for f, cases in enumerate(context.folds.folds) for c in cases}
+    # the training units too: thresholds and ensembles are chosen on each fold's training cases
+    expected = {
+        (c.case_id, f) for c in context.dataset.cases for f in context.fold_indices if context.role(c.case_id, f)
+    }
     missing = sorted(expected - {(m["case"], m["fold"]) for m in markers})
     if missing:
         raise NotReadyError(
@@ -76,20 +76,41 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     config, output = context.config, context.output
     slices, agreement, markers = gather_units(output)
     check_ready(context, markers)
+    wanted = set(context.fold_indices)
+    slices = slices[slices["fold"].isin(wanted)]
+    if not agreement.empty:
+        agreement = agreement[agreement["fold"].isin(wanted)]
+    markers = [m for m in markers if m["fold"] in wanted]
+    # every choice below reads training rows only (role 'train'); held-out rows are only measured
     grid = aggregate.grid_search_table(slices)
-    test, cv_thresholds = aggregate.with_cross_validated_thresholds(aggregate.test_rows(slices, grid))
+    thresholds = aggregate.training_threshold_table(slices)
+    training = aggregate.training_scores(slices, grid, thresholds)
+    test, cv_thresholds = aggregate.with_cross_validated_thresholds(aggregate.test_rows(slices, grid, thresholds))
     write_text(output / "cv_thresholds.csv", cv_thresholds.to_csv(index=False))
+    write_text(output / "train_thresholds.csv", thresholds.to_csv(index=False))
+    write_text(output / "training_scores.csv", training.to_csv(index=False))
     results = aggregate.results_table(test)
+    counts = aggregate.case_counts(test)
+    headline = report.headline_table(results, counts, training)
+    write_text(output / "headline.csv", headline.to_csv(index=False))
     cases = aggregate.cases_table(context.dataset, context.folds, slices)
     write_tables(
-        output, {"slices": test, "results": results, "agreement": agreement, "threshold_grid": grid, "cases": cases}
+        output,
+        {
+            "slices": test,
+            "results": results,
+            "agreement": agreement,
+            "threshold_grid": grid,
+            "cases": cases,
+            "case_counts": counts,
+        },
     )
     shown = report.figure_result(results)
     measure = report.external_measure(cases)
     correlation = report.correlation_table(results, cases, measure, result=shown)
     folder = figures_folder(output)
     figures = draw_figures(results, agreement, grid, correlation, shown, folder)
-    overlays = example_overlays(context, results, folder, config.overlays) if config.overlays else []
+    overlays = example_overlays(context, training, thresholds, folder, config.overlays) if config.overlays else []
     record = provenance(context, markers, time.perf_counter() - context.started)
     write_text(output / "provenance.json", json.dumps(record, indent=1, default=str))
     statistics = aggregate.statistics_table(results, cases, measure, shown)
@@ -104,7 +125,18 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
             "checkpoint = the model as trained)"
         ] = summary
     path = report.write_report(
-        output, results, agreement, grid, cases, record, figures, overlays, tables=tables, correlation_result=shown
+        output,
+        results,
+        agreement,
+        grid,
+        cases,
+        record,
+        figures,
+        overlays,
+        tables=tables,
+        correlation_result=shown,
+        headline=headline,
+        training_masks=report.training_masks(training),
     )
     if progress:
         print(f"report: {path}", flush=True)

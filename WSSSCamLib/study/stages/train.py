@@ -1,5 +1,7 @@
 """The ``train`` stage: every model with ``train`` options is cross-validated on the study's case folds
-(``models/<name>/fold<k>/model.pt`` + model card); a finished fold is not retrained."""
+(``models/<name>/fold<k>/model.pt`` + model card); a finished fold is not retrained. Only the cases the
+folds to train need are read; for a fixed split (one fold, training side listed) that is its training
+side alone: the test cases are not read, and the cams stage is the first to see them."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from ..layout import checkpoint_path, models_folder
 def run(context: StudyContext, shard: Shard, progress: bool) -> int:
     """Cross-validate every model that has ``train`` options (only this shard's unfinished folds); returns folds trained."""
     config = context.config
-    wanted = [f for f in range(context.fold_count) if in_shard(f, shard)]
+    wanted = [f for f in context.fold_indices if in_shard(f, shard)]
+    evaluate_held_out = not context.folds.fixed
     trained = 0
     for spec in config.models:
         if spec.checkpoints:
@@ -21,7 +24,12 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
         missing = [f for f in wanted if not (checkpoint_path(config.output, spec, f).parent / "result.json").exists()]
         if not missing:
             continue
-        slices = context.slices(progress)
+        needed = {
+            c
+            for f in missing
+            for c in context.folds.training(f) + (context.folds.held_out(f) if evaluate_held_out else [])
+        }
+        slices = context.slices(progress, sorted(needed))
         options = {"device": config.device, "seed": config.seed, "progress": progress, **spec.train}
         if progress:
             print(f"training {spec.name} ({spec.architecture}) for folds {missing}", flush=True)
@@ -36,6 +44,7 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
             slices=slices,
             folds=context.folds,
             only_folds=missing,
+            evaluate_held_out=evaluate_held_out,
         )
         trained += len(missing)
     return trained
