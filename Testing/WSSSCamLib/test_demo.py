@@ -22,11 +22,15 @@ def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
     assert summary["empty"] > 0 and summary["best"] and all(0 <= b["dsc"] <= 1 for b in summary["best"])
     assert all(b["dsc_low"] <= b["dsc"] <= b["dsc_high"] for b in summary["best"])
     assert summary["training_masks"] == 4 and summary["a_priori"]["rule"] == "t=0.50"
+    prior = summary["a_priori"]  # a range over all single maps: no configuration picked by its test result
+    assert prior["lowest"] <= prior["median"] <= prior["highest"] and prior["configurations"] == 2 * len(
+        CLASSIFIER_METHODS
+    )
     for figure in ("agreement.png", "threshold_grid.png", "thresholds.png", "correlation.png"):
         assert (study / "figures" / figure).is_file(), figure
     print_summary(summary)
     out = capsys.readouterr().out
-    assert "Empty baseline" in out and "report.html" in out and "a priori, no masks (t=0.50)" in out
+    assert "Empty baseline" in out and "report.html" in out and "a priori, no masks (t=0.50 for all" in out
 
 
 def test_methods_command_lists_every_method(capsys):

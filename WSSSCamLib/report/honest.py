@@ -332,11 +332,10 @@ def headline_sentence(headline: pd.DataFrame, training_masks: int | None = None,
     if a_priori and "a_priori_dsc" in headline.columns:
         single = headline[headline["kind"] == "threshold"]
         if not single.empty and single["a_priori_dsc"].notna().any():
-            top = single.loc[single["a_priori_dsc"].idxmax()]
             text += (
                 f" A priori, without any mask ({a_priori} for every map): pooled DSC from "
-                f"{single['a_priori_dsc'].min():.3f} to {single['a_priori_dsc'].max():.3f} "
-                f"(highest: {top['configuration']})."
+                f"{single['a_priori_dsc'].min():.3f} to {single['a_priori_dsc'].max():.3f} over the "
+                f"{int(single['a_priori_dsc'].notna().sum())} single maps (none singled out by its test result)."
             )
     return text
 
