@@ -1073,7 +1073,7 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
             checkpoints.append(str(save_checkpoint(build_model("small-cnn", 1, 2), card, folder / f"cnn{seed}.pt")))
 
         logic = WSSSCamLogic()
-        run = logic.run(
+        arguments = dict(
             inputVolumes=[volumeNode],
             checkpoints=checkpoints,
             methods=["grad-cam", "layer-cam"],
@@ -1086,24 +1086,12 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
             referenceSegmentation=reference,
             referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0),
         )
+        run = logic.run(**arguments)
         self.assertEqual(run.process.wait(timeout=600), "succeeded", run.error)
         self.assertEqual([e["done"] for e in run.process.events if e["event"] == "batch"], [4, 6, 4, 6])
         self.assertEqual(run.process.events[-1]["fraction"], 1.0)
         run.cleanup()
-        results = logic.process(
-            inputVolumes=[volumeNode],
-            checkpoints=checkpoints,
-            methods=["grad-cam", "layer-cam"],
-            targetClassName="lesion",
-            device="cpu",
-            batchSize=4,
-            thresholdMode="fixed",
-            thresholdValue=0.4,
-            ensembleRule="and",
-            referenceSegmentation=reference,
-            referenceSegmentID=reference.GetSegmentation().GetNthSegmentID(0),
-            opacity=0.6,
-        )
+        results = logic.process(**arguments, opacity=0.6)
         self.assertEqual(results.segmentation_node.GetName(), "WSSSCam Phantom FLAIR results")
         self.assertEqual(len(results.cam_nodes), 4)
         camNode = results.cam_nodes["cnn0 grad-cam"]
