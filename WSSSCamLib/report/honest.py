@@ -12,9 +12,11 @@ Inputs (from the study's report stage, see :mod:`WSSSCamLib.study.aggregate`):
 
 The best configuration (:func:`best_configurations`) is the one whose chosen rule has the highest mean
 over folds of the training-case pooled DSC; configurations within ``TIE`` of it are all listed, none is
-picked arbitrarily. The a priori variant (:data:`A_PRIORI`) uses no mask at all: the fixed threshold
-t = 0.50, set before any data was seen (p95 where t = 0.50 was not computed). The oracle (the best rule
-on the test cases themselves) is only ever an upper bound column.
+picked arbitrarily. Refined CAMs (kind ``refined``: a map + refinement steps) compete among themselves
+for the "best refined CAM" by the same rule, beside the best CAM (single maps and ensembles). The a priori
+variant (:data:`A_PRIORI`) uses no mask at all: the fixed threshold t = 0.50, set before any data was seen
+(p95 where t = 0.50 was not computed). The oracle (the best rule on the test cases themselves) is only
+ever an upper bound column.
 
 Intervals: ``scipy.stats.bootstrap`` over held-out cases (paired: the configuration and Empty resample
 the same cases), percentile method, ``RESAMPLES`` resamples, seeded (``SEED``).
@@ -38,7 +40,7 @@ TIE = 1e-9
 RESAMPLES = 2000
 SEED = 0
 COUNTS = ["tp", "fp", "fn", "tn"]
-CHOSEN = {"empty": "empty", "threshold": "train-threshold", "ensemble": "train-grid"}
+CHOSEN = {"empty": "empty", "threshold": "train-threshold", "ensemble": "train-grid", "refined": "train-threshold"}
 """The result that holds each kind's test rows under the rule chosen on the training cases."""
 METRICS = ("dsc", "fg_dice", "dice_abnormal", "dice_case")
 """Headline metrics: pooled DSC (Ostrowski et al. 2023), pooled foreground Dice, mean Dice over the
@@ -83,12 +85,20 @@ def mean_training_scores(training_scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_configurations(training_scores: pd.DataFrame, tie: float = TIE) -> pd.DataFrame:
+REFINED = "refined"
+"""The kind of refined CAMs (:mod:`WSSSCamLib.study.refined`)."""
+
+
+def best_configurations(training_scores: pd.DataFrame, tie: float = TIE, refined: bool = False) -> pd.DataFrame:
     """The best configuration(s) by the rule that never looks at test results: the highest mean over folds
-    of the training-case pooled DSC of each configuration's chosen rule (Empty excluded). Every
-    configuration within ``tie`` of the best is returned (ties are listed, not broken)."""
+    of the training-case pooled DSC of each configuration's chosen rule (Empty excluded), among the CAMs
+    (single maps and ensembles), or with ``refined`` among the refined CAMs. Every configuration within
+    ``tie`` of the best is returned (ties are listed, not broken)."""
     means = mean_training_scores(training_scores)
-    candidates = means[(means["kind"] != "empty") & means["training_score"].notna()]
+    if means.empty:
+        return means
+    among = (means["kind"] == REFINED) if refined else (means["kind"] != REFINED)
+    candidates = means[(means["kind"] != "empty") & among & means["training_score"].notna()]
     if candidates.empty:
         return candidates
     best = candidates["training_score"].max()
@@ -210,19 +220,23 @@ def headline_table(
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> pd.DataFrame:
-    """One row per configuration (Empty, each single model x method, each ensemble): the rule chosen on the
-    training cases (per fold), its mean training-case DSC, ``best`` (the best configuration(s) by that
-    score, ties all marked), the headline metrics on the held-out cases under that rule with bootstrap
+    """One row per configuration (Empty, each single model x method, each ensemble, each refined CAM): the
+    rule chosen on the training cases (per fold), its mean training-case DSC, ``best`` (the best CAM(s) by
+    that score, ties all marked), ``best_refined`` (the best refined CAM(s), likewise), the headline metrics on the held-out cases under that rule with bootstrap
     95 % intervals and their differences to Empty; for single configurations also the a priori rule
     (no masks), cv-threshold where the study has it, and the oracle (best rule on the test cases: an
     upper bound, never a choice)."""
     require_columns(case_counts, ("case", "model", "method", "kind", "result", *COUNTS), "case counts")
     means = mean_training_scores(training_scores).set_index(["model", "method", "kind"])
     best = {tuple(r) for r in best_configurations(training_scores)[["model", "method", "kind"]].to_numpy()}
+    best_refined = best_configurations(training_scores, refined=True)
+    best_refined = (
+        {tuple(r) for r in best_refined[["model", "method", "kind"]].to_numpy()} if len(best_refined) else set()
+    )
     empty_rows = _rows_of(case_counts, "", "empty", "empty", "empty")
     a_priori = a_priori_result(case_counts[case_counts["kind"] == "threshold"])
     configs = list(dict.fromkeys(zip(case_counts["model"], case_counts["method"], case_counts["kind"])))
-    order = {"empty": 0, "threshold": 1, "ensemble": 2}
+    order = {"empty": 0, "threshold": 1, "ensemble": 2, REFINED: 3}
     configs.sort(key=lambda c: order.get(c[2], 3))
     rows = []
     for model, method, kind in configs:
@@ -240,6 +254,7 @@ def headline_table(
             "rule_chosen": means.loc[key, "rules"] if key in means.index else ("-" if kind == "empty" else ""),
             "training_dsc": float(means.loc[key, "training_score"]) if key in means.index else math.nan,
             "best": key in best,
+            "best_refined": key in best_refined,
         }
         row.update(bootstrap_metrics(own, None if kind == "empty" else empty_rows, resamples, seed))
         if kind == "threshold":
@@ -250,6 +265,7 @@ def headline_table(
                 row.update({f"a_priori_{k}": v for k, v in prior.items() if not k.startswith("fg_")})
                 row["a_priori_rule"] = a_priori
             row["cv_threshold_dsc"] = _pooled(results, model, method, kind, "cv-threshold", MAIN_METRIC)
+        if kind in ("threshold", REFINED):
             row["oracle_dsc"], row["oracle_rule"] = _oracle(results, model, method, kind)
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -274,6 +290,7 @@ def display_table(headline: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in headline.iterrows():
         best = " (best on training cases)" if row.get("best") else ""
+        best += " (best refined on training cases)" if row.get("best_refined") else ""
         shown = {
             "configuration": f"{row['configuration']}{best}",
             "rule chosen on training cases": row["rule_chosen"],
@@ -328,6 +345,7 @@ def headline_sentence(headline: pd.DataFrame, training_masks: int | None = None,
     if training_masks is not None:
         scope = f" in each of {folds} folds" if folds and folds > 1 else ""
         text += f" The choices used the reference masks of {training_masks} training cases{scope}; no test case chose anything."
+    text += _refined_sentence(headline, empty)
     a_priori = headline.attrs.get("a_priori")
     if a_priori and "a_priori_dsc" in headline.columns:
         single = headline[headline["kind"] == "threshold"]
@@ -338,6 +356,23 @@ def headline_sentence(headline: pd.DataFrame, training_masks: int | None = None,
                 f"{int(single['a_priori_dsc'].notna().sum())} single maps (none singled out by its test result)."
             )
     return text
+
+
+def _refined_sentence(headline: pd.DataFrame, empty: pd.DataFrame) -> str:
+    """The best refined CAM(s) chosen on the training cases and their held-out pooled DSC, or '' without any."""
+    if "best_refined" not in headline.columns or not headline["best_refined"].astype(bool).any():
+        return ""
+    best = headline[headline["best_refined"].astype(bool)]
+    first = best.iloc[0]
+    names = "; ".join(f"{r['configuration']} ({r['rule_chosen']})" for _, r in best.iterrows())
+    tied = f"{len(best)} tie: " if len(best) > 1 else ""
+    text = (
+        f" Best refined CAM, chosen on the training cases only (training-case pooled DSC "
+        f"{first['training_dsc']:.3f}): {tied}{names}; held-out pooled DSC {_interval(first, 'dsc')}"
+    )
+    if not empty.empty:
+        text += f" (difference to Empty {_interval(first, 'delta_dsc', True)})"
+    return text + "."
 
 
 def training_masks(training_scores: pd.DataFrame) -> int | None:

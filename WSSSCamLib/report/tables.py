@@ -27,7 +27,7 @@ ALL_METRICS = (
     "iou_mean_abnormal_slices",
     "dice_mean_all_slices",
 )
-KIND_ORDER = ("empty", "threshold", "ensemble")
+KIND_ORDER = ("empty", "threshold", "ensemble", "refined")
 _NAMED_RESULTS = ("mean", "median", "otsu", "adaptive")
 _FIXED = re.compile(r"^t=([0-9]*\.?[0-9]+)$")
 _PERCENTILE = re.compile(r"^p([0-9]*\.?[0-9]+)$")

@@ -8,6 +8,8 @@
   counts of the fold's training cases are pooled per configured threshold (fixed grid, percentile,
   mean, median, Otsu), and the best rule by the same DSC (ties: the first in result order, i.e. the
   lowest fixed threshold) is applied unchanged to the fold's held-out cases: result ``train-threshold``.
+* Refined configurations (kind ``refined``: a member map + refinement steps, :mod:`WSSSCamLib.study.refined`)
+  get their threshold rule the same way (:data:`CHOSEN_BY_THRESHOLD`).
 * The training-side score of every configuration per fold (:func:`training_scores`): what the "best
   configuration" rule of the report ranks; no held-out count enters it.
 * ``results``: per case and pooled over all held-out slices ('ALL'), one row per metric.
@@ -31,6 +33,8 @@ from ..metrics import dice_from_counts, iou_from_counts, pooled_scores
 from ..report.tables import result_sort_key
 
 KEYS = ["model", "method", "result", "kind"]
+CHOSEN_BY_THRESHOLD = ("threshold", "refined")
+"""Kinds whose rule (the result) is a threshold chosen per fold on the training cases ('train-threshold')."""
 COUNTS = ["tp", "fp", "fn", "tn"]
 
 
@@ -76,20 +80,20 @@ def _combo_key(result: str) -> tuple[float, ...]:
     return tuple(float(part.split("=", 1)[1]) for part in result.split("|"))
 
 
-TRAIN_THRESHOLD_COLUMNS = ["fold", "model", "method", "threshold", "score_training_cases", "training_cases"]
+TRAIN_THRESHOLD_COLUMNS = ["fold", "model", "method", "threshold", "score_training_cases", "training_cases", "kind"]
 
 
 def training_threshold_table(slices: pd.DataFrame) -> pd.DataFrame:
     """Per fold and single (model, method): the threshold rule with the best pooled DSC (Ostrowski et al. 2023)
     on the fold's training cases (ties: the first in result order), its score there and how many training
     cases (each with its reference mask) chose it. Held-out rows are never read."""
-    train = slices[(slices["role"] == "train") & (slices["kind"] == "threshold")]
+    train = slices[(slices["role"] == "train") & slices["kind"].isin(CHOSEN_BY_THRESHOLD)]
     if train.empty:
         return pd.DataFrame(columns=TRAIN_THRESHOLD_COLUMNS)
     cases = train.groupby("fold")["case"].nunique()
-    pooled = train.groupby(["fold", "model", "method", "result"], sort=False)[COUNTS].sum().reset_index()
+    pooled = train.groupby(["fold", "model", "method", "kind", "result"], sort=False)[COUNTS].sum().reset_index()
     rows = []
-    for (fold, model, method), group in pooled.groupby(["fold", "model", "method"], sort=False):
+    for (fold, model, method, kind), group in pooled.groupby(["fold", "model", "method", "kind"], sort=False):
         group = group.assign(order=group["result"].map(result_sort_key)).sort_values("order", kind="stable")
         best, scores = _best_by_pooled_dsc(group)
         rows.append(
@@ -100,9 +104,17 @@ def training_threshold_table(slices: pd.DataFrame) -> pd.DataFrame:
                 "threshold": group["result"].iloc[best],
                 "score_training_cases": float(scores[best]),
                 "training_cases": int(cases[fold]),
+                "kind": kind,
             }
         )
-    return pd.DataFrame(rows, columns=TRAIN_THRESHOLD_COLUMNS).sort_values(["model", "method", "fold"], kind="stable")
+    return pd.DataFrame(rows, columns=TRAIN_THRESHOLD_COLUMNS).sort_values(
+        ["kind", "model", "method", "fold"], key=_kinds_first, kind="stable"
+    )
+
+
+def _kinds_first(column: pd.Series) -> pd.Series:
+    """Sort key: kind 'threshold' before 'refined'; other columns as they are."""
+    return column.map({k: i for i, k in enumerate(CHOSEN_BY_THRESHOLD)}) if column.name == "kind" else column
 
 
 def training_scores(slices: pd.DataFrame, grid: pd.DataFrame, thresholds: pd.DataFrame) -> pd.DataFrame:
@@ -123,7 +135,7 @@ def training_scores(slices: pd.DataFrame, grid: pd.DataFrame, thresholds: pd.Dat
                 "fold": int(row.fold),
                 "model": row.model,
                 "method": row.method,
-                "kind": "threshold",
+                "kind": row.kind,
                 "result": row.threshold,
                 "score": float(row.score_training_cases),
             }
@@ -146,13 +158,15 @@ def training_scores(slices: pd.DataFrame, grid: pd.DataFrame, thresholds: pd.Dat
 
 def test_rows(slices: pd.DataFrame, grid: pd.DataFrame, thresholds: pd.DataFrame | None = None) -> pd.DataFrame:
     """Held-out slice rows; for ensembles only each fold's chosen combination (result renamed 'train-grid');
-    with ``thresholds`` (:func:`training_threshold_table`) also, per single configuration, the rows of each
-    fold's rule chosen on its training cases, as result 'train-threshold'."""
+    with ``thresholds`` (:func:`training_threshold_table`) also, per single (and refined) configuration, the
+    rows of each fold's rule chosen on its training cases, as result 'train-threshold'."""
     test = slices[slices["role"] == "test"]
     single = test[test["kind"] != "ensemble"]
     if thresholds is not None and not thresholds.empty:
-        chosen = thresholds[["fold", "model", "method", "threshold"]].rename(columns={"threshold": "result"})
-        picked = single[single["kind"] == "threshold"].merge(chosen, on=["fold", "model", "method", "result"])
+        chosen = thresholds[["fold", "model", "method", "kind", "threshold"]].rename(columns={"threshold": "result"})
+        picked = single[single["kind"].isin(CHOSEN_BY_THRESHOLD)].merge(
+            chosen, on=["fold", "model", "method", "kind", "result"]
+        )
         single = pd.concat([single, picked.assign(result="train-threshold")[single.columns]], ignore_index=True)
     ensembles = test[test["kind"] == "ensemble"]
     if ensembles.empty or grid.empty:

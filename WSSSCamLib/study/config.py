@@ -21,6 +21,8 @@ Example (YAML)::
     empty_when_negative: false                   # single configurations: empty the mask where the classifier says negative
     ensembles:                                   # members are model/method; thresholds grid-searched on training cases
       - {rule: and, members: [small-cnn/grad-cam, resnet18/grad-cam]}
+    refinements:                                 # optional: refined CAMs (see study/refined.py), chosen on training cases
+      - {members: [small-cnn/grad-cam], thresholds: [p95, otsu], steps: [gate, "gate | felzenszwalb:scale=100"]}
     overlays: 4                                  # example overlay figures
     filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # Guan & Loew 2021
 
@@ -50,6 +52,7 @@ from ..data.recipe import SliceRecipe
 from ..devices import DeviceError, check_device
 from ..masks import RULES, THRESHOLD_GRID, Threshold
 from ..models.zoo import ARCHITECTURES, SEGMENTATION_ARCHITECTURES
+from ..refine import Pipeline, RefinementError
 from ..schema import (
     ConfigError,
     Field,
@@ -89,6 +92,16 @@ class EnsembleSpec:
     @property
     def name(self) -> str:
         return f"{self.rule}({', '.join(f'{m}/{k}' for m, k in self.members)})"
+
+
+@dataclass
+class RefinementSpec:
+    """Refined CAMs of the study: each member map (model name, method) thresholded by each rule, then
+    refined by each pipeline of steps (:mod:`WSSSCamLib.refine`); see :mod:`WSSSCamLib.study.refined`."""
+
+    members: list[tuple[str, str]]  # (model name, method)
+    thresholds: list[Threshold]
+    steps: list[Pipeline]
 
 
 VARIANTS: tuple[str, ...] = ("cam", "cam-mask", "mask", "inverse-mask", "original")
@@ -131,6 +144,7 @@ class StudyConfig:
     batch_size: int = 32
     filtered_retraining: FilteredRetrainingSpec | None = None
     allow_outside_dataset: bool = False
+    refinements: list[RefinementSpec] = field(default_factory=list)
     source: str = ""
 
     def methods_of(self, model: ModelSpec) -> list[str]:
@@ -149,6 +163,14 @@ class StudyConfig:
         for key in ("dataset", "output", "csv", "measures", "folds_file", "split_file", "test_dataset"):
             data[key] = str(data[key]) if data[key] is not None else None
         data["ensembles"] = [{"rule": e.rule, "members": [f"{m}/{k}" for m, k in e.members]} for e in self.ensembles]
+        data["refinements"] = [
+            {
+                "members": [f"{m}/{k}" for m, k in r.members],
+                "thresholds": [t.name for t in r.thresholds],
+                "steps": [p.describe() for p in r.steps],
+            }
+            for r in self.refinements
+        ]
         return data
 
 
@@ -221,6 +243,28 @@ MODEL: dict[str, Field] = {
 ENSEMBLE: dict[str, Field] = {"rule": Field(_anything, required=True), "members": Field(list_of(string()), [])}
 """``ensembles[i]``: a rule over member maps (model/method), checked against the listed models."""
 
+THRESHOLD_NAME = either(string(), number(), expected="a threshold name (t=0.5, p95, mean, median, otsu, grid)")
+"""One item of a ``thresholds`` list (checked as a name here, parsed by :func:`_parse_thresholds`)."""
+
+
+def _pipeline(value: Any, key: str) -> Pipeline:
+    """A refinement pipeline: its name (steps joined by ``|``, or ``none``) or a list of step names."""
+    text = either(string(), list_of(string(), min_length=1), expected="a pipeline name or a list of step names")(
+        value, key
+    )
+    try:
+        return Pipeline.parse(text)
+    except RefinementError as error:
+        raise ConfigError(f"{key}: {error}") from None
+
+
+REFINEMENT: dict[str, Field] = {
+    "members": Field(list_of(string(), min_length=1), required=True),
+    "thresholds": Field(list_of(THRESHOLD_NAME, min_length=1), required=True),
+    "steps": Field(list_of(_pipeline, min_length=1), required=True),
+}
+"""``refinements[i]``: member maps (model/method of listed models) x threshold rules x refinement pipelines."""
+
 TOP_LEVEL: dict[str, Field] = {
     "dataset": Field(string(), required=True),
     "csv": Field(optional(string())),
@@ -235,16 +279,14 @@ TOP_LEVEL: dict[str, Field] = {
     "recipe": Field(section(RECIPE), {}),
     "models": Field(list_of(_anything, min_length=1), required=True),
     "methods": Field(_method_names, required=True),
-    "thresholds": Field(
-        list_of(either(string(), number(), expected="a threshold name (t=0.5, p95, mean, median, otsu, grid)")),
-        ["grid", "p95", "mean", "median", "otsu"],
-    ),
+    "thresholds": Field(list_of(THRESHOLD_NAME), ["grid", "p95", "mean", "median", "otsu"]),
     "empty_when_negative": Field(boolean(), False),
     "ensembles": Field(optional(list_of(_anything)), []),
     "overlays": Field(integer(minimum=0), 4),
     "batch_size": Field(integer(minimum=1), 32),
     "filtered_retraining": Field(_anything),
     "allow_outside_dataset": Field(boolean(), False),
+    "refinements": Field(optional(list_of(_anything)), []),
 }
 """The top level of a study configuration; a new key joins here (and as a field of StudyConfig)."""
 
@@ -316,6 +358,44 @@ def _parse_models(items: list, where: str, base: Path) -> list[ModelSpec]:
     return models
 
 
+def _parse_member(member: str, models: dict[str, ModelSpec], methods: list[str], where: str) -> tuple[str, str]:
+    """A member map ``<model>/<method>`` of a listed model that computes that method, as (model name, method)."""
+    model_name, _, method = member.partition("/")
+    if model_name not in models or not method:
+        raise ConfigError(f"{where}: member '{member}' is not <model>/<method> of a listed model")
+    try:
+        method = resolve_methods(method)[0].name
+    except (KeyError, ValueError) as error:
+        raise ConfigError(f"{where}: member '{member}': {error}") from None
+    if method not in (models[model_name].methods or methods):
+        raise ConfigError(f"{where}: member '{member}': {model_name} does not compute {method}")
+    return model_name, method
+
+
+def _parse_refinements(
+    items: list, models: dict[str, ModelSpec], methods: list[str], source: str
+) -> list[RefinementSpec]:
+    """``refinements``: each entry checked against :data:`REFINEMENT`; a (member, threshold, pipeline) listed
+    twice is refused (it would be counted twice)."""
+    refinements, seen = [], set()
+    for index, item in enumerate(items):
+        where = f"{source}: refinements[{index}]"
+        values = check_section(item, REFINEMENT, where)
+        members = [_parse_member(m, models, methods, f"{where}.members[{i}]") for i, m in enumerate(values["members"])]
+        thresholds = _parse_thresholds(values["thresholds"], where)
+        for member in members:
+            for threshold in thresholds:
+                for pipeline in values["steps"]:
+                    key = (member, threshold.name, pipeline.describe())
+                    if key in seen:
+                        raise ConfigError(
+                            f"{where}: {member[0]}/{member[1]} at {threshold.name} with steps '{key[2]}' is listed twice"
+                        )
+                    seen.add(key)
+        refinements.append(RefinementSpec(members, thresholds, values["steps"]))
+    return refinements
+
+
 def _parse_ensembles(items: list, models: dict[str, ModelSpec], methods: list[str], source: str) -> list[EnsembleSpec]:
     ensembles = []
     for index, item in enumerate(items):
@@ -323,22 +403,9 @@ def _parse_ensembles(items: list, models: dict[str, ModelSpec], methods: list[st
         if rule not in RULES:
             raise ConfigError(f"{source}: ensembles[{index}].rule must be one of {list(RULES)}, got {rule!r}")
         values = check_section(item, ENSEMBLE, f"{source}: ensembles[{index}]")
-        members = []
-        for member in values.get("members") or []:
-            model_name, _, method = member.partition("/")
-            if model_name not in models or not method:
-                raise ConfigError(
-                    f"{source}: ensembles[{index}]: member '{member}' is not <model>/<method> of a listed model"
-                )
-            try:
-                method = resolve_methods(method)[0].name
-            except (KeyError, ValueError) as error:
-                raise ConfigError(f"{source}: ensembles[{index}]: member '{member}': {error}") from None
-            if method not in (models[model_name].methods or methods):
-                raise ConfigError(
-                    f"{source}: ensembles[{index}]: member '{member}': {model_name} does not compute {method}"
-                )
-            members.append((model_name, method))
+        members = [
+            _parse_member(m, models, methods, f"{source}: ensembles[{index}]") for m in values.get("members") or []
+        ]
         if len(members) < 2:
             raise ConfigError(f"{source}: ensembles[{index}] needs at least two members")
         ensembles.append(EnsembleSpec(rule, members))
@@ -372,6 +439,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
     model_names = {m.name: m for m in models}
     ensembles = _parse_ensembles(values["ensembles"] or [], model_names, methods, source)
     retraining = _parse_retraining(values["filtered_retraining"], model_names, methods, source)
+    refinements = _parse_refinements(values["refinements"] or [], model_names, methods, source)
     if values["folds"] < 2:
         raise ConfigError(f"{source}: folds must be at least 2, got {values['folds']}")
     given = [key for key in ("folds_file", "split_file", "test_dataset") if values[key] is not None]
@@ -400,6 +468,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         batch_size=values["batch_size"],
         filtered_retraining=retraining,
         allow_outside_dataset=values["allow_outside_dataset"],
+        refinements=refinements,
         source=source,
     )
 

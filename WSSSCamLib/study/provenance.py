@@ -26,8 +26,8 @@ def config_fingerprint(config: StudyConfig) -> str:
     ignored = ("output", "device", "batch_size", "overlays", "source", "allow_outside_dataset")
     data = {k: v for k, v in config.as_dict().items() if k not in ignored}
     data["filtered_retraining"] = None  # retraining results carry their own fingerprint (retraining.result_fingerprint)
-    for key in ("split_file", "test_dataset"):  # absent keys leave the fingerprints of k-fold studies as they were
-        if data.get(key) is None:
+    for key in ("split_file", "test_dataset", "refinements"):  # absent keys leave earlier fingerprints as they were
+        if not data.get(key):
             data.pop(key, None)
     data["units"] = UNITS_VERSION
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

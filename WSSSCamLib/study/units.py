@@ -7,7 +7,8 @@ measures the agreement across methods and across models per slice. When the case
 (role ``train``) every model x method map is thresholded every configured way and every ensemble
 combined at every threshold combination, with the counts summed over the case's slices: they feed
 the fold's choices made on its training cases (the threshold rule of each single configuration, the
-ensemble grid search, the best configuration).
+ensemble grid search, the best configuration). Both roles also count the study's refined CAMs
+(kind ``refined``, :mod:`WSSSCamLib.study.refined`), only for the listed members, rules and steps.
 
 Maps are compared with the reference at the slice's own (native) resolution: the network sees
 ``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly.
@@ -43,6 +44,7 @@ from ..masks import (
 from ..metrics import confusion_counts, pairwise_iou_agreement_at_thresholds
 from .config import StudyConfig
 from .context import FoldModel
+from .refined import refined_rows
 
 SLICE_COLUMNS = [
     "case",
@@ -65,13 +67,17 @@ AGREEMENT_COLUMNS = ["case", "slice", "fold", "kind", "group", "result", "value"
 
 @dataclass
 class CaseSlices:
-    """A case ready for the models: classifier input slices (N x C x size x size) and the reference
-    masks along the same axis at native resolution (N x H x W bool, or None without a mask)."""
+    """A case ready for the models: classifier input slices (N x C x size x size), the reference masks
+    along the same axis at native resolution (N x H x W bool, or None without a mask) and the slices'
+    normalised images at native resolution (``images``)."""
 
     case_id: str
     inputs: SliceSet
     reference: torch.Tensor | None
     label: int | None
+    images: torch.Tensor | None = None
+    """The normalised intensities at native resolution, N x C x H x W float32 (every channel of the volume
+    after the recipe's percentile clip and z-score; no 2.5D context channels): what refinement steps read."""
 
 
 @dataclass
@@ -105,7 +111,9 @@ def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlic
         reference = torch.from_numpy(
             np.ascontiguousarray(np.moveaxis(loaded.mask.array, SLICE_AXES[recipe.axis], 0)) > 0
         )
-    return CaseSlices(case.case_id, inputs, reference, case.label)
+    channels = image.array if image.array.ndim == 4 else image.array[None]
+    images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(channels, SLICE_AXES[recipe.axis] + 1, 0))).float()
+    return CaseSlices(case.case_id, inputs, reference, case.label, images)
 
 
 class _Rows:
@@ -235,6 +243,8 @@ def held_out_unit(
             combos, counts = ensemble_counts([maps[member] for member in ensemble.members], reference, ensemble.rule)
             for combo, c in zip(combos, counts):
                 rows.add(ensemble.name, "ensemble", "|".join(Threshold("fixed", t).name for t in combo), "ensemble", c)
+    with timings.stage("refine", device):
+        refined_rows(rows.add, case, maps, probabilities, reference, config, summed=False)
     with timings.stage("agreement", device):
         agreement = _agreement(case.case_id, fold, slice_index, maps, fixed or [0.5])
     return rows.frame(), agreement
@@ -295,6 +305,8 @@ def training_unit(
                     c,
                     summed=True,
                 )
+    with timings.stage("refine", device):
+        refined_rows(rows.add, case, maps, probabilities, reference, config, summed=True)
     return rows.frame()
 
 
