@@ -292,7 +292,7 @@ def results_table(test: pd.DataFrame) -> pd.DataFrame:
 
 
 def statistics_table(results: pd.DataFrame, cases: pd.DataFrame, measure: str | None, result: str) -> pd.DataFrame:
-    """The study's tests at one threshold ``result`` (scipy.stats):
+    """The study's tests at one threshold ``result`` (scipy.stats), over the single maps (kind 'threshold'):
 
     * per model x method: Shapiro-Wilk W and p of the per-case CAM areas (is a rank correlation
       warranted?) and, with an external ``measure``, Spearman rho and p of area against it;
@@ -309,7 +309,7 @@ def statistics_table(results: pd.DataFrame, cases: pd.DataFrame, measure: str | 
 
 
 def _statistics_rows(results, cases, measure, result, kruskal_wallis, shapiro_wilk, spearman) -> pd.DataFrame:
-    per_case = results[(results["case"] != "ALL") & (results["result"] == result)]
+    per_case = results[(results["case"] != "ALL") & (results["result"] == result) & (results["kind"] == "threshold")]
     rows = []
     areas = per_case[per_case["metric"] == "area_voxels"]
     for (model, method), group in areas.groupby(["model", "method"], sort=False):

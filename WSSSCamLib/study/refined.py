@@ -153,7 +153,17 @@ def refined_masks(
     appearance-based steps); ``maps``: the member's maps at native resolution, N x H x W float in [0, 1]
     (as :func:`~WSSSCamLib.study.units.compute_maps` gives them for (model, method)); ``probabilities``:
     the member model's positive-class probability per slice (N). ``empty_when_negative``: the study's
-    key of that name (gates the final mask). This is what the study counts for that configuration."""
+    key of that name (gates the final mask). This is what the study counts for that configuration.
+
+    E.g. the refined configuration chosen on fold k's training cases (``training_scores.csv`` row of kind
+    ``refined``: model, method, result = its threshold there)::
+
+        configuration = RefinedConfiguration.from_row(row.model, row.method, row.result)
+        case = read_case_slices(dataset_case, context.recipe)
+        maps, probabilities = compute_maps(case, context.fold_models(k, device), 32, device, Timings())
+        masks = refined_masks(case, maps[(configuration.model, configuration.method)],
+                              probabilities[configuration.model], configuration, config.empty_when_negative)
+    """
     masks = apply_threshold(maps, configuration.threshold)
     images = _images_for(case, [configuration.steps], maps.device)
     masks = _apply_steps(masks, maps, images, probabilities, configuration.steps, {})
