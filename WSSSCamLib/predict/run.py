@@ -79,6 +79,8 @@ class PredictOptions:
     Layer-CAM). ``region_box``: pixel set M of the Seg- methods as an IJK box ``(i0, j0, k0, i1, j1,
     k1)``, half-open, used for cases without a region file. ``cam_format``: ``auto`` writes NIfTI
     for NIfTI input and NRRD otherwise. ``augmentation``: multi-scale / flip fusion of the maps.
+    ``methods`` may be empty when every model is a segmentation network (each model gets the methods
+    that explain it: :meth:`PredictModel.methods`).
     """
 
     methods: tuple[str, ...] = ("grad-cam",)
