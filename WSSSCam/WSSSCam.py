@@ -1215,7 +1215,7 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
         probabilityNode = results.probability_nodes["unet segmentation"]
         self.assertEqual(probabilityNode.GetName(), "WSSSCam Phantom FLAIR unet segmentation probability")
         np.testing.assert_allclose(node_to_volume(probabilityNode).ijk_to_ras, affine, atol=1e-9)
-        self.assertEqual(len(slicer.util.getNodes("WSSSCam Phantom FLAIR unet segmentation probability*")), 1)
+        self.assertEqual(slicer.mrmlScene.GetNodesByName(probabilityNode.GetName()).GetNumberOfItems(), 1)
         segmentation = results.segmentation_node.GetSegmentation()
         names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
         self.assertEqual(names, ["grad-cam t=0.50", "unet segmentation"])

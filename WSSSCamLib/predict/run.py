@@ -9,7 +9,8 @@ Per case, under ``<out>/<case>/``:
   architecture is in :data:`~WSSSCamLib.models.zoo.SEGMENTATION_ARCHITECTURES`): its foreground
   probability 1 - p(background) as float32 on the input's grid (:mod:`WSSSCamLib.inference.segmentation`);
 * ``<case>.seg.nrrd``: every segment (thresholded maps, then the ensemble, then each segmentation
-  network's own segment "<model> segmentation", its argmax) as a 3D Slicer segmentation; ``masks/<segment>.nii.gz`` (or ``.nrrd``): each segment as a 0/1 label map with a
+  network's own segment "<model> segmentation", its argmax) as a 3D Slicer segmentation;
+  ``masks/<segment>.nii.gz`` (or ``.nrrd``): each segment as a 0/1 label map with a
   ``.labels.json`` naming it; for DICOM input also ``<case>.seg.dcm``, a DICOM SEG referring to the
   source images (needs highdicom);
 * ``result.json``: written last, it commits the case: the settings' fingerprint, the files, the
