@@ -33,12 +33,17 @@ from WSSSCamLib.panel import (
     ApplyState,
     apply_blocker,
     channel_order,
+    checkpoint_kind,
     checkpoint_or_none,
     checkpoint_to_remember,
     default_export_directory,
     initial_checkpoint,
+    kinds_note,
+    methods_to_run,
+    panel_controls,
     segment_to_select,
     target_class,
+    target_class_argument,
     threshold_spec,
     threshold_value,
 )
@@ -108,6 +113,9 @@ class WSSSCam(ScriptedLoadableModule):
             "weakly supervised segmentation.</p>"
             "<p><b>Inputs</b>: the volume (further volumes as more channels), a checkpoint written by WSSSCamLib "
             "with its model card (.json) beside it, the CAM method(s), target class and layer(s), the device. "
+            "A segmentation network's checkpoint (e.g. a U-Net trained on pseudo-labels) adds its own segment "
+            "'&lt;model&gt; segmentation' and its probability map beside the CAM results; it needs no CAM "
+            "method. "
             "<b>Outputs</b>, all in the input volume's geometry: one CAM volume per method and model with its "
             "own heat colour table, shown as the slice views' foreground; the thresholded (and ensembled) "
             "results as segments; a table of Dice, IoU and volumes (cc) against a reference segment; a table of "
@@ -238,6 +246,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runDevice = "auto"
         self._results = None
         self._card = None
+        self._methodFlags = None
         self.timer = qt.QTimer()
         self.timer.setInterval(200)  # polls the child process; each tick only reads what arrived
         self.timer.connect("timeout()", self.onRunStep)
@@ -253,6 +262,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name in CAM_METHOD_NAMES:
             item = qt.QListWidgetItem(name)
             item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
+            self._methodFlags = item.flags()  # enabled and checkable; a method that does not apply is only checkable
             item.setCheckState(qt.Qt.Checked if name in DEFAULT_METHODS else qt.Qt.Unchecked)
             self.ui.methodsList.addItem(item)
         self.ui.deviceComboBox.addItems(self.logic.availableDevices())
@@ -368,6 +378,7 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showCheckpoint(p)
             self._showThresholdSpec(p)
             self._showManualFields(p)
+            self._showControls(p)
         finally:
             for widget, was in zip(blocked, previous):
                 widget.blockSignals(was)
@@ -396,7 +407,9 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.targetLayersLineEdit.placeholderText = ", ".join(
                         [self._card.target_layer] + list(self._card.fusion_layers or [])
                     )
-                    self.ui.modelCardLabel.text = self.logic.describeCard(self._card)
+                    self.ui.modelCardLabel.text = " ".join(
+                        t for t in (self.logic.describeCard(self._card), kinds_note([checkpoint_kind(self._card)])) if t
+                    )
             remembered = checkpoint_to_remember(path, self._card is not None)
             if remembered is not None:
                 qt.QSettings().setValue(SETTINGS_CHECKPOINT, remembered)
@@ -429,6 +442,29 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             selector.setCurrentNode(node)
             if node is not None:
                 selector.setCurrentSegmentID(segment_to_select(segmentID, self.logic.segmentIDs(node)))
+
+    def _checkpointKinds(self) -> list:
+        """'classifier' or 'segmentation' for the main checkpoint (once its card is read) and each readable
+        ensemble checkpoint (WSSSCamLib.panel.checkpoint_kind)."""
+        main = [checkpoint_kind(self._card)] if self._card is not None else []
+        return main + [checkpoint_kind(card) for card in self.logic.readableCards(self.ensembleCheckpoints())]
+
+    def _showControls(self, p) -> None:
+        """Enable the methods and CAM settings that apply to the chosen checkpoints (display only; the
+        methods list's signals are blocked by the caller)."""
+        controls = panel_controls(CAM_METHOD_NAMES, [m for m in p.methods.split(",") if m], self._checkpointKinds())
+        for row in range(self.ui.methodsList.count):
+            item = self.ui.methodsList.item(row)
+            item.setFlags(self._methodFlags if controls.methods.get(item.text(), True) else qt.Qt.ItemIsUserCheckable)
+        for widget in (
+            self.ui.targetClassComboBox,
+            self.ui.targetLayersLineEdit,
+            self.ui.thresholdModeComboBox,
+            self.ui.ensembleRuleComboBox,
+            self.ui.suppressNegativesCheckBox,
+        ):
+            widget.enabled = controls.cam_settings
+        self.ui.thresholdValueSlider.enabled = controls.cam_settings and threshold_spec(p.thresholdMode).enabled
 
     def _corrections(self) -> dict:
         """Parameter-node fields whose stored value the rules replace: name -> value."""
@@ -469,12 +505,14 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     threshold_value=p.thresholdValue,
                     ensemble_rule=p.ensembleRule,
                     running=running,
+                    checkpoint_kinds=self._checkpointKinds(),
+                    has_region=bool(p.regionSegmentation and p.regionSegmentID) or bool(p.regionROI),
                 )
             )
         )
         self.ui.applyButton.enabled = not blocker
         self.ui.cancelButton.enabled = running
-        self.ui.applyButton.toolTip = _("Compute the CAMs") if not blocker else blocker
+        self.ui.applyButton.toolTip = _("Compute the CAMs and segmentations") if not blocker else blocker
 
     # --- manual fields: the user changed an unbound widget ---
 
@@ -524,11 +562,13 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for path in paths:
             self.ui.ensembleModelsList.addItem(path)
         qt.QSettings().setValue(SETTINGS_ENSEMBLE, os.pathsep.join(self.ensembleCheckpoints()))
+        self.onParameterNodeModified()  # the methods and settings that apply depend on every checkpoint
 
     def onRemoveModel(self) -> None:
         for item in self.ui.ensembleModelsList.selectedItems():
             self.ui.ensembleModelsList.takeItem(self.ui.ensembleModelsList.row(item))
         qt.QSettings().setValue(SETTINGS_ENSEMBLE, os.pathsep.join(self.ensembleCheckpoints()))
+        self.onParameterNodeModified()
 
     def onExportDirectoryChanged(self, directory) -> None:
         if checkpoint_or_none(directory) is not None:
@@ -561,11 +601,15 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Cannot start the CAM computation."), waitCursor=True):
             volumes = [p.inputVolume] + extra
             order = channel_order([v.GetName() for v in volumes], list(self._card.channel_names))
+            kinds = self._checkpointKinds()
             self._run = self.logic.run(
                 inputVolumes=volumes,
                 checkpoints=checkpoints,
-                methods=self.checkedMethods(),
-                targetClassName=target_class(list(self._card.class_names), p.targetClass),
+                methods=methods_to_run(self.checkedMethods(), kinds),
+                targetClassName=target_class_argument(
+                    target_class(list(self._card.class_names), p.targetClass), kinds, self.checkedMethods()
+                )
+                or "",
                 layers=p.targetLayers,
                 device=device,
                 batchSize=p.batchSize,
@@ -650,11 +694,15 @@ class WSSSCamWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def showResults(self, results) -> None:
-        names = ", ".join(results.cam_nodes)
-        self.ui.statusLabel.text = _("Done: {count} CAM volume(s) ({names}), {segments} segment(s).").format(
-            count=len(results.cam_nodes), names=names, segments=len(results.masks)
+        self.ui.statusLabel.text = _(
+            "Done: {count} CAM volume(s), {networks} segmentation probability volume(s) ({names}), {segments} segment(s)."
+        ).format(
+            count=len(results.cam_nodes),
+            networks=len(results.probability_nodes),
+            names=", ".join(results.map_nodes),
+            segments=len(results.masks),
         )
-        self.ui.shownCamSelector.setCurrentNode(next(iter(results.cam_nodes.values())))
+        self.ui.shownCamSelector.setCurrentNode(next(iter(results.map_nodes.values())))
         for table in (results.metrics_table, results.agreement_table):
             if table is not None:
                 self.logic.showTable(table)
@@ -817,6 +865,16 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
 
         return read_card(card_path(checkpointPath))
 
+    def readableCards(self, checkpointPaths) -> list:
+        """The model cards of those checkpoints whose card can be read (the others are reported by the run)."""
+        cards = []
+        for path in checkpointPaths:
+            try:
+                cards.append(self.readCard(path))
+            except Exception:  # noqa: BLE001 - an unreadable card fails the run with its own message
+                continue
+        return cards
+
     @staticmethod
     def describeCard(card) -> str:
         auc = (card.validation or {}).get("auc")
@@ -949,7 +1007,7 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def setDisplayLevel(results, level: float) -> None:
-        for node in results.cam_nodes.values():
+        for node in results.map_nodes.values():
             display = node.GetDisplayNode()
             if display is not None:
                 display.SetLowerThreshold(level)
@@ -1013,7 +1071,7 @@ class WSSSCamLogic(ScriptedLoadableModuleLogic):
                 )
             ]
         if kind == "cam":
-            camNode = camNode or next(iter(results.cam_nodes.values()))
+            camNode = camNode or next(iter(results.map_nodes.values()))
             return [
                 export_volume(camNode, directory / f"{camNode.GetName()}{suffix}") for suffix in (".nrrd", ".nii.gz")
             ]
@@ -1035,6 +1093,8 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_logic_end_to_end_on_generated_data()
+        self.setUp()
+        self.test_segmentation_checkpoint_beside_the_cams()
 
     def test_logic_end_to_end_on_generated_data(self):
         self.delayDisplay("WSSSCam: CAMs, segments, tables and exports on a generated volume")
@@ -1113,4 +1173,52 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
         self.assertTrue(all(Path(p).is_file() for p in written))
         loaded = slicer.util.loadSegmentation(str(written[0]))
         self.assertEqual(loaded.GetSegmentation().GetNumberOfSegments(), 5)
+        self.delayDisplay("Test passed")
+
+    def test_segmentation_checkpoint_beside_the_cams(self):
+        self.delayDisplay("WSSSCam: a segmentation checkpoint's own segment beside a classifier's CAM segments")
+        try:
+            import torch
+        except ImportError:
+            logging.warning("PyTorch is not installed (install the PyTorch extension); WSSSCam test skipped")
+            return
+        import numpy as np
+
+        from WSSSCamLib.data.synthetic import synthetic_batch
+        from WSSSCamLib.data.volume import affine_from_geometry
+        from WSSSCamLib.models.zoo import build_model
+        from WSSSCamLib.mrml import array_to_volume_node, node_to_volume, segment_to_mask
+        from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
+
+        batch = synthetic_batch(1, shape=(6, 32, 32), positive_fraction=1.0, seed=5)
+        affine = affine_from_geometry([0.9, 0.9, 3.0], [-14.0, -14.0, 0.0], np.eye(3))
+        volumeNode = array_to_volume_node(slicer.mrmlScene, batch.images[0, 0], affine, "Phantom FLAIR")
+        folder = Path(slicer.util.tempDirectory("WSSSCamTest"))
+        torch.manual_seed(0)
+        recipe = {"size": 32, "axis": "K"}
+        classifier = ModelCard("small-cnn", 1, 2, ["normal", "lesion"], ["FLAIR"], input_size=[32, 32], recipe=recipe)
+        unetCard = ModelCard(
+            "monai-unet", 1, 2, ["background", "abnormal"], ["FLAIR"], input_size=[32, 32], recipe=recipe
+        )
+        checkpoints = [
+            str(save_checkpoint(build_model("small-cnn", 1, 2), classifier, folder / "cnn.pt")),
+            str(save_checkpoint(build_model("monai-unet", 1, 2), unetCard, folder / "unet.pt")),
+        ]
+        logic = WSSSCamLogic()
+        arguments = dict(
+            inputVolumes=[volumeNode], checkpoints=checkpoints, methods=["grad-cam"], device="cpu", batchSize=4
+        )
+        for _rerun in range(2):  # a rerun refills the same nodes
+            results = logic.process(**arguments)
+        self.assertEqual(list(results.cam_nodes), ["grad-cam"])  # one model with CAMs: no model name
+        self.assertEqual(list(results.probability_nodes), ["unet segmentation"])
+        probabilityNode = results.probability_nodes["unet segmentation"]
+        self.assertEqual(probabilityNode.GetName(), "WSSSCam Phantom FLAIR unet segmentation probability")
+        np.testing.assert_allclose(node_to_volume(probabilityNode).ijk_to_ras, affine, atol=1e-9)
+        self.assertEqual(slicer.mrmlScene.GetNodesByName(probabilityNode.GetName()).GetNumberOfItems(), 1)
+        segmentation = results.segmentation_node.GetSegmentation()
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        self.assertEqual(names, ["grad-cam t=0.50", "unet segmentation"])
+        mask = segment_to_mask(slicer.mrmlScene, results.segmentation_node, "unet segmentation", volumeNode)
+        np.testing.assert_array_equal(mask, results.masks["unet segmentation"].numpy())
         self.delayDisplay("Test passed")

@@ -334,11 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         action="append",
         required=True,
-        help="model checkpoint (.pt with its model card .json beside it); NAME=PATH names it; repeat for several models",
+        help="model checkpoint (.pt with its model card .json beside it); NAME=PATH names it; repeat for several "
+        "models; a segmentation network (monai-unet card) adds its own segment '<name> segmentation'",
     )
     predict.add_argument("--out", required=True, help="output folder (resumes: committed cases are not redone)")
     predict.add_argument(
-        "--methods", default="grad-cam", help="comma-separated CAM methods (default: %(default)s; see: wssscam methods)"
+        "--methods",
+        default="grad-cam",
+        help="comma-separated CAM methods (default: %(default)s; see: wssscam methods): classifier methods explain "
+        "the classifiers, Seg- methods the segmentation networks ('' for none: segmentation networks only)",
     )
     predict.add_argument(
         "--threshold", default="t=0.50", help="t=0.5 | p95 | mean | median | otsu | adaptive15 (default: %(default)s)"

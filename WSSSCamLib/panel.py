@@ -11,7 +11,12 @@ what to store; it never decides anything itself. Conventions:
   carried over from the fixed mode); adaptive block size
   an odd integer in [3, 99], step 2 (default 15); mean/median/Otsu take no value;
 * result node names carry the input volume's name, so each volume keeps its own results;
-* extra channels are ordered by the model card's ``channel_names``, matched to volume names.
+* extra channels are ordered by the model card's ``channel_names``, matched to volume names;
+* a checkpoint is a "classifier" or a "segmentation" network (its card's ``is_segmentation``); the
+  classifier CAM methods explain classifiers, the Seg- methods segmentation networks; a segmentation
+  network needs no CAM method (``wssscam predict`` always writes its own segment), so for it the
+  classifier methods are disabled and the CAM settings (target class, layers, threshold, ensemble,
+  negative slices) are disabled until a Seg- method is checked.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 UNSET_PATHS = ("", ".")
+CLASSIFIER = "classifier"
+SEGMENTATION = "segmentation"
 
 
 @dataclass(frozen=True)
@@ -167,9 +174,78 @@ def channel_order(volume_names: Sequence[str], channel_names: Sequence[str]) -> 
     return [int(v) for v in order if v is not None]
 
 
+def checkpoint_kind(card) -> str:
+    """:data:`SEGMENTATION` for the card of a segmentation network (``card.is_segmentation``), else
+    :data:`CLASSIFIER`."""
+    return SEGMENTATION if getattr(card, "is_segmentation", False) else CLASSIFIER
+
+
+def is_seg_method(method: str) -> bool:
+    """Whether a CAM method explains segmentation networks (the Seg- methods)."""
+    return method.startswith("seg-")
+
+
+def offered_methods(methods: Sequence[str], kinds: Sequence[str]) -> dict[str, bool]:
+    """Which of ``methods`` the methods list enables for the chosen checkpoints' ``kinds`` (the main
+    checkpoint's first, then the ensemble's): the classifier methods when a classifier is among them,
+    the Seg- methods when a segmentation network is; every method while no card is read (``kinds`` empty)."""
+    if not kinds:
+        return {m: True for m in methods}
+    return {m: (SEGMENTATION if is_seg_method(m) else CLASSIFIER) in kinds for m in methods}
+
+
+def methods_to_run(checked: Sequence[str], kinds: Sequence[str]) -> list[str]:
+    """The checked methods that explain one of the checkpoints (what the run passes as ``--methods``;
+    empty for segmentation networks alone: their own segments need no CAM)."""
+    offered = offered_methods(checked, kinds)
+    return [m for m in checked if offered[m]]
+
+
+def target_class_argument(name: str, kinds: Sequence[str], methods: Sequence[str]) -> str | None:
+    """The target class the run passes (``--target-class``), named from the main checkpoint's card: None
+    when no CAM is computed, or when the main checkpoint is a segmentation network and no Seg- method
+    runs (the classifiers then use their own last class; a segmentation network's own segment needs none)."""
+    runnable = methods_to_run(methods, kinds)
+    if not name or not runnable:
+        return None
+    if kinds and kinds[0] == SEGMENTATION and not any(is_seg_method(m) for m in runnable):
+        return None
+    return name
+
+
+@dataclass(frozen=True)
+class PanelControls:
+    """What the panel enables for the chosen checkpoints: ``methods`` (method -> enabled in the list),
+    ``cam_settings`` (target class, layers, threshold, ensemble, negative slices: they act on CAMs only)
+    and a ``note`` under the model card."""
+
+    methods: dict[str, bool] = field(default_factory=dict)
+    cam_settings: bool = True
+    note: str = ""
+
+
+def panel_controls(methods: Sequence[str], checked: Sequence[str], kinds: Sequence[str]) -> PanelControls:
+    """The controls for ``kinds`` (see :func:`offered_methods`) with the ``checked`` methods: the CAM
+    settings are enabled when a CAM will be computed (a classifier is chosen, or a Seg- method checked)."""
+    cams = not kinds or CLASSIFIER in kinds or bool(methods_to_run(checked, kinds))
+    return PanelControls(offered_methods(methods, kinds), cams, kinds_note(kinds))
+
+
+def kinds_note(kinds: Sequence[str]) -> str:
+    """What the panel says when a segmentation network is among the checkpoints ("" otherwise)."""
+    if SEGMENTATION not in kinds:
+        return ""
+    return (
+        "Segmentation network: its own segment ('<model> segmentation', the argmax) and its probability map are "
+        "added beside the CAM results; CAM methods are optional (the Seg- methods explain it within a region)."
+    )
+
+
 @dataclass(frozen=True)
 class ApplyState:
-    """What decides whether Apply is enabled."""
+    """What decides whether Apply is enabled. ``checkpoint_kinds``: the kind of each checkpoint whose
+    card was read (the main one first; empty while none is read); ``has_region``: a region segment or
+    ROI is chosen (the Seg- methods need one)."""
 
     has_input_volume: bool
     checkpoint: str | None
@@ -179,6 +255,8 @@ class ApplyState:
     threshold_value: float
     ensemble_rule: str
     running: bool
+    checkpoint_kinds: Sequence[str] = ()
+    has_region: bool = False
 
 
 def apply_blocker(state: ApplyState) -> str:
@@ -191,8 +269,19 @@ def apply_blocker(state: ApplyState) -> str:
         return "select a model checkpoint"
     if state.card_error:
         return f"the checkpoint cannot be used: {state.card_error}"
-    if not state.methods:
+    kinds = tuple(state.checkpoint_kinds)
+    runnable = methods_to_run(state.methods, kinds)
+    if not runnable and (not kinds or CLASSIFIER in kinds):
         return "check at least one CAM method"
+    if CLASSIFIER in kinds and all(is_seg_method(m) for m in runnable):
+        return (
+            "check at least one CAM method for the classifier (grad-cam, ...); "
+            "the Seg- methods explain segmentation networks"
+        )
+    if any(is_seg_method(m) for m in runnable) and not state.has_region:
+        return "the Seg- methods need a region: choose a region segment or ROI"
+    if not runnable:
+        return ""  # segmentation networks alone: no CAM, so no threshold to check
     if not threshold_spec(state.threshold_mode).valid(state.threshold_value):
         return f"the threshold value {state.threshold_value:g} is not valid in {state.threshold_mode} mode"
     if state.ensemble_rule == "mean" and state.threshold_mode != "fixed":

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..cams import CamEngine, Region, resolve_methods
 from ..data.recipe import SliceRecipe
-from ..data.slices import SLICE_AXES, extract_slices
+from ..data.slices import SLICE_AXES, SliceSet, extract_slices
 from ..data.volume import Volume
 from ..devices import resolve_device
 from ..models.card import ModelCard
@@ -65,8 +65,9 @@ def slice_cams(
     region: torch.Tensor | None = None,
     augmentation: TestTimeAugmentation | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Maps (method -> N x H x W at ``size``, on the images' device) and target-class probabilities (N)
-    of one batch of classifier input ``images`` (N x C x h x w). ``region``: N x h x w pixel set M
+    """Maps (method -> N x H x W at ``size``, on the images' device) and target-class probabilities (N;
+    for a segmentation network the highest over the slice's pixels) of one batch of network input
+    ``images`` (N x C x h x w). ``region``: N x h x w pixel set M
     for the Seg- methods. ``augmentation``: multi-scale / flip fusion (:mod:`.augmentation`)."""
     if augmentation is not None and not augmentation.is_identity:
         if region is not None:
@@ -74,7 +75,38 @@ def slice_cams(
         return augmented_cams(engine, images, methods, target_class, size, augmentation)
     result = engine(images, target_class, methods, Region.from_mask(region) if region is not None else None)
     probabilities = torch.softmax(result.logits.float(), dim=1)[:, target_class]
+    if probabilities.ndim > 1:  # a segmentation network: the slice's highest pixel probability
+        probabilities = probabilities.flatten(1).amax(dim=1)
     return {name: resize_maps(m, size) for name, m in result.maps.items()}, probabilities
+
+
+@dataclass
+class CardSlices:
+    """A volume cut the way a model card's recipe cuts it: ``slices`` (N x C x size x size network input,
+    on the CPU), the ``recipe``, the slicing ``axis`` as an index into K x J x I, and ``native`` (H, W),
+    each slice's own size on the volume's grid."""
+
+    slices: SliceSet
+    recipe: SliceRecipe
+    axis: int
+    native: list[int]
+
+
+def card_slices(volume: Volume, card: ModelCard) -> CardSlices:
+    """Normalise and slice ``volume`` (C x K x J x I, the card's channels in order) by the card's recipe;
+    ``ValueError`` naming the volume when its channel count does not fit the network."""
+    recipe = SliceRecipe.from_card(card)
+    if volume.channels + (2 if recipe.context_channel is not None else 0) != card.in_channels:
+        raise ValueError(
+            f"{volume.source or 'volume'}: {volume.channels} channel(s), but the model "
+            f"{card.architecture} was trained on {card.channel_names}"
+        )
+    image, _ = recipe.preprocess()(volume, None)
+    slices = extract_slices(
+        volume.source or "volume", image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel
+    )
+    axis = SLICE_AXES[recipe.axis]
+    return CardSlices(slices, recipe, axis, [n for i, n in enumerate(volume.shape_kji) if i != axis])
 
 
 def iter_volume_cams(
@@ -97,24 +129,14 @@ def iter_volume_cams(
     K x J x I boolean pixel set M (Seg- methods), resized per slice like the images.
     ``augmentation``: multi-scale / flip fusion of each slice's maps (:mod:`.augmentation`).
     """
-    recipe = SliceRecipe.from_card(card)
-    if volume.channels + (2 if recipe.context_channel is not None else 0) != card.in_channels:
-        raise ValueError(
-            f"{volume.source or 'volume'}: {volume.channels} channel(s), but the model "
-            f"{card.architecture} was trained on {card.channel_names}"
-        )
+    cut = card_slices(volume, card)
+    recipe, slices, axis, native = cut.recipe, cut.slices, cut.axis, cut.native
     target_class = card.num_classes - 1 if target_class is None else int(target_class)
     if not 0 <= target_class < card.num_classes:
         raise ValueError(f"target class {target_class} is outside the model's classes {card.class_names}")
     methods = [m.name for m in resolve_methods(methods)]
     device = resolve_device(device)
     model = model.to(device).eval()
-    image, _ = recipe.preprocess()(volume, None)
-    slices = extract_slices(
-        volume.source or "volume", image, None, recipe.axis, 0, (recipe.size, recipe.size), recipe.context_channel
-    )
-    axis = SLICE_AXES[recipe.axis]
-    native = [n for i, n in enumerate(volume.shape_kji) if i != axis]
     regions = None
     if region is not None:
         regions = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(region, dtype=bool), axis, 0)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .zoo import CAM_LAYERS
+from .zoo import CAM_LAYERS, SEGMENTATION_ARCHITECTURES
 
 
 @dataclass
@@ -39,3 +39,8 @@ class ModelCard:
         if layers and not self.target_layer:
             self.target_layer = layers.target
             self.fusion_layers = list(layers.fusion)
+
+    @property
+    def is_segmentation(self) -> bool:
+        """Whether the network is a segmentation network (a spatial output, e.g. ``monai-unet``), not a classifier."""
+        return self.architecture in SEGMENTATION_ARCHITECTURES

@@ -14,7 +14,7 @@ import json
 import shutil
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -199,13 +199,15 @@ class PanelRun:
 @dataclass
 class PredictFiles:
     """A case folder of ``wssscam predict`` read into memory: the record (``result.json``), the CAMs
-    (model -> VolumeCams), the segments and the metrics and agreement rows."""
+    (model -> VolumeCams), the segments, the metrics and agreement rows, and the segmentation
+    networks' foreground probabilities (model -> K x J x I)."""
 
     record: dict
     cams: dict
     segments: Segments
     metrics: list[dict]
     agreement: list[dict]
+    probabilities: dict = field(default_factory=dict)
 
 
 def read_predict_files(case_folder: str | Path) -> PredictFiles:
@@ -226,7 +228,11 @@ def read_predict_files(case_folder: str | Path) -> PredictFiles:
     without_case = [
         [{k: v for k, v in row.items() if k != "case"} for row in record[key]] for key in ("metrics", "agreement")
     ]
-    return PredictFiles(record, cams, Segments(ordered, members), *without_case)
+    probabilities = {
+        model: torch.from_numpy(read_volume(folder / entry["probability"]).array)
+        for model, entry in record.get("segmentations", {}).items()
+    }
+    return PredictFiles(record, cams, Segments(ordered, members), *without_case, probabilities)
 
 
 def load_predict_results(
@@ -242,8 +248,9 @@ def load_predict_results(
 ) -> PublishedResults:
     """Publish one case of ``wssscam predict`` (its folder, or :func:`read_predict_files` of it) into
     nodes of ``volume_node``'s own (:func:`~WSSSCamLib.mrml.results.publish_for_volume`): CAM volumes,
-    the segments of its ``.seg.nrrd`` (in order), per-slice probabilities, metrics and agreement -
-    nothing is recomputed."""
+    segmentation networks' probability volumes, the segments of its ``.seg.nrrd`` (in order, the
+    networks' own segments after the CAM segments, in the one results segmentation node), per-slice
+    probabilities, metrics and agreement - nothing is recomputed."""
     files = files if isinstance(files, PredictFiles) else read_predict_files(files)
     return publish_for_volume(
         scene,
@@ -257,4 +264,5 @@ def load_predict_results(
         display_level=display_level,
         segments=files.segments,
         measured=(files.metrics, files.agreement),
+        probabilities=files.probabilities,
     )

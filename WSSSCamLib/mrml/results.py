@@ -19,7 +19,7 @@ from ..data.segmentation_files import CAM_SEGMENT_TERMINOLOGY
 from ..data.volume import Volume
 from ..masks import Threshold
 from ..metrics.volume_measures import agreement_rows, measure_masks
-from ..predict.segments import SegmentationRule, Segments, member_key, segment_volumes
+from ..predict.segments import SegmentationRule, Segments, member_key, network_segment_name, segment_volumes
 from .colour import heat_colour_table, setup_cam_display
 from .display import show_as_foreground
 from .segmentations import masks_to_segmentation, segment_to_mask
@@ -31,15 +31,23 @@ METRIC_UNITS = {"volume_cc": "cc", "reference_cc": "cc", "voxels": "voxels", "re
 
 @dataclass
 class PublishedResults:
-    """The nodes :func:`publish_results` made or refilled, and the masks behind the segments."""
+    """The nodes :func:`publish_results` made or refilled, and the masks behind the segments.
+    ``cam_nodes``: CAM volumes by key ('grad-cam', 'resnet18 grad-cam'); ``probability_nodes``:
+    segmentation networks' probability volumes by their segment's name ('unet segmentation')."""
 
     cam_nodes: dict[str, object] = field(default_factory=dict)
+    probability_nodes: dict[str, object] = field(default_factory=dict)
     segmentation_node: object = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics_table: object = None
     agreement_table: object = None
     metrics: list[dict] = field(default_factory=list)
     agreement: list[dict] = field(default_factory=list)
+
+    @property
+    def map_nodes(self) -> dict[str, object]:
+        """Every volume shown like a CAM: the CAMs, then the segmentation networks' probabilities."""
+        return {**self.cam_nodes, **self.probability_nodes}
 
 
 def iter_cam_run(
@@ -92,6 +100,7 @@ def publish_results(
     prefix: str = "WSSSCam",
     segments: Segments | None = None,
     measured: tuple[list[dict], list[dict]] | None = None,
+    probabilities: Mapping[str, torch.Tensor] | None = None,
 ) -> PublishedResults:
     """Put the CAMs (model name -> ``VolumeCams`` on ``volume_node``'s grid) into ``scene``.
 
@@ -108,35 +117,38 @@ def publish_results(
       then ``threshold``, ``ensemble`` and ``suppress_negative_slices`` only name them;
       ``measured``: their (metrics rows, agreement rows), likewise already computed;
     * ``reference = (segmentation node, segment)``: table "<prefix> metrics" of Dice, IoU, volumes (cc);
-    * two or more methods or models: table "<prefix> agreement" of mean pairwise IoU.
+    * two or more methods or models: table "<prefix> agreement" of mean pairwise IoU;
+    * ``probabilities``: segmentation network name -> its K x J x I foreground probability (from
+      ``wssscam predict``): each becomes a volume node "<prefix> <model> segmentation probability"
+      shown like a CAM (the first is the foreground when there is no CAM); the network's own segment
+      "<model> segmentation" comes with ``segments``, beside the CAM segments in the one results node.
     """
-    if not cams:
-        raise ValueError("publish_results: no CAMs to publish")
+    probabilities = dict(probabilities or {})
+    if not cams and not probabilities:
+        raise ValueError("publish_results: no CAMs or segmentation probabilities to publish")
     if ensemble == "mean" and threshold.mode != "fixed":
         raise ValueError(f"the 'mean' ensemble thresholds the mean map with a fixed t; got threshold {threshold.name}")
     several = len(cams) > 1
     affine = world_ijk_to_ras(volume_node)
     out = PublishedResults()
     if segments is None:
-        segments = segment_volumes(cams, SegmentationRule(threshold, ensemble, None, suppress_negative_slices))
+        rule = SegmentationRule(threshold, ensemble, None, suppress_negative_slices)
+        segments = segment_volumes(cams, rule) if cams else Segments({}, {})
     for model, result in cams.items():
         for method, maps in result.maps.items():
             key = result_key(model, method, several)
-            name = f"{prefix} {key} CAM"
-            existing = scene.GetFirstNodeByName(name)
-            node = existing if existing is not None and existing.IsA("vtkMRMLScalarVolumeNode") else None
-            node = array_to_volume_node(scene, maps.float(), affine, name, node=node)
-            table_name = f"{name} heat"
-            table = scene.GetFirstNodeByName(table_name)
-            table = heat_colour_table(
-                scene, table_name, node=table if table is not None and table.IsA("vtkMRMLColorTableNode") else None
-            )
-            setup_cam_display(scene, node, level=display_level, colour_node=table)
+            node = _map_node(scene, maps, affine, f"{prefix} {key} CAM", display_level)
             node.SetAttribute("WSSSCam.method", method)
             node.SetAttribute("WSSSCam.model", model)
             out.cam_nodes[key] = node
+    for model, probability in probabilities.items():
+        key = network_segment_name(model)
+        node = _map_node(scene, probability, affine, f"{prefix} {key} probability", display_level)
+        node.SetAttribute("WSSSCam.method", "segmentation")
+        node.SetAttribute("WSSSCam.model", model)
+        out.probability_nodes[key] = node
     out.masks = segments.masks
-    first = next(iter(out.cam_nodes.values()))
+    first = next(iter(out.map_nodes.values()))
     show_as_foreground(scene, first, opacity=opacity, background_node=volume_node)
     out.segmentation_node = masks_to_segmentation(
         scene, out.masks, volume_node, name=f"{prefix} results", node=segmentation_node
@@ -153,6 +165,21 @@ def publish_results(
     if out.agreement:
         out.agreement_table = _table(scene, out.agreement, f"{prefix} agreement", {})
     return out
+
+
+def _map_node(scene, maps: torch.Tensor, affine: np.ndarray, name: str, display_level: float):
+    """The scalar volume node ``name`` (refilled when it exists) holding ``maps`` (K x J x I in [0, 1]),
+    with its own heat table "<name> heat", window/level 0..1 and voxels below ``display_level`` transparent."""
+    existing = scene.GetFirstNodeByName(name)
+    node = existing if existing is not None and existing.IsA("vtkMRMLScalarVolumeNode") else None
+    node = array_to_volume_node(scene, maps.float(), affine, name, node=node)
+    table_name = f"{name} heat"
+    table = scene.GetFirstNodeByName(table_name)
+    table = heat_colour_table(
+        scene, table_name, node=table if table is not None and table.IsA("vtkMRMLColorTableNode") else None
+    )
+    setup_cam_display(scene, node, level=display_level, colour_node=table)
+    return node
 
 
 def _table(scene, rows: list[dict], name: str, units: Mapping[str, str]):
@@ -205,7 +232,7 @@ def publish_for_volume(
     out = publish_results(
         scene, volume_node, cams, threshold, segmentation_node=segmentation_node, prefix=prefix, **options
     )
-    made = [*out.cam_nodes.values(), out.segmentation_node, out.metrics_table, out.agreement_table]
+    made = [*out.map_nodes.values(), out.segmentation_node, out.metrics_table, out.agreement_table]
     _remove_earlier_results(scene, volume_id, prefix, {node.GetID() for node in made if node is not None})
     for node in made:
         if node is not None:

@@ -5,13 +5,22 @@ Per case, under ``<out>/<case>/``:
 
 * ``cams/<model>__<method>.nii.gz`` (or ``.nrrd``): each CAM as a float32 volume in [0, 1] on the
   input's voxel grid (same shape, spacing, origin and direction);
-* ``<case>.seg.nrrd``: every segment (thresholded maps, then the ensemble) as a 3D Slicer
-  segmentation; ``masks/<segment>.nii.gz`` (or ``.nrrd``): each segment as a 0/1 label map with a
+* ``cams/<model>__probability.nii.gz`` (or ``.nrrd``), for a segmentation network (a card whose
+  architecture is in :data:`~WSSSCamLib.models.zoo.SEGMENTATION_ARCHITECTURES`): its foreground
+  probability 1 - p(background) as float32 on the input's grid (:mod:`WSSSCamLib.inference.segmentation`);
+* ``<case>.seg.nrrd``: every segment (thresholded maps, then the ensemble, then each segmentation
+  network's own segment "<model> segmentation", its argmax) as a 3D Slicer segmentation;
+  ``masks/<segment>.nii.gz`` (or ``.nrrd``): each segment as a 0/1 label map with a
   ``.labels.json`` naming it; for DICOM input also ``<case>.seg.dcm``, a DICOM SEG referring to the
   source images (needs highdicom);
 * ``result.json``: written last, it commits the case: the settings' fingerprint, the files, the
   per-slice target-class probabilities of each model, volume metrics (with a reference) and
   agreement rows, timings. A case whose ``result.json`` holds the same fingerprint is not redone.
+
+CAM methods go to the networks they explain: the classifier methods (grad-cam, ...) to the
+classifiers, the Seg- methods to the segmentation networks; a segmentation network needs none (its
+own segment is always written), a classifier needs at least one. The threshold, ensemble,
+negative-slice, refinement and test-time augmentation settings act on the CAMs only.
 
 After the cases: ``metrics.csv`` (case x segment: Dice, IoU, volumes against the reference),
 ``agreement.csv`` and ``summary.json`` gather every committed case of the run.
@@ -42,19 +51,22 @@ from ..data.recipe import SliceRecipe
 from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, write_label_map, write_seg_nrrd
 from ..data.volume import Volume
 from ..devices import resolve_device
-from ..inference import TestTimeAugmentation, iter_volume_cams
+from ..inference import TestTimeAugmentation, iter_volume_cams, iter_volume_segmentation
+from ..inference.segmentation import check_segmentation_card
 from ..metrics.volume_measures import agreement_rows, measure_masks
 from ..models.card import ModelCard
-from ..models.zoo import SEGMENTATION_ARCHITECTURES
 from ..paths import output_path
-from ..training.checkpoint import card_path, file_sha256, load_checkpoint
+from ..training.checkpoint import CheckpointError, card_path, file_sha256, load_checkpoint
 from .inputs import LoadedInput, PredictCase, PredictInputError, load_input
 from .progress import Progress
-from .segments import SegmentationRule, Segments, member_key, segment_volumes
+from .segments import SegmentationRule, Segments, member_key, network_segment_name, segment_volumes
 
 RESULT_FILE = "result.json"
 RESULT_FORMAT = 1
 """Version of the case outputs' layout; part of the fingerprint, so outputs of another layout are redone."""
+SEGMENTATION_FORMAT = 1
+"""Version of the segmentation networks' own outputs; in the fingerprint only of runs with such a network
+(cases of classifiers alone keep their fingerprint)."""
 CAM_FORMATS = ("auto", "nii.gz", "nrrd")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
@@ -68,6 +80,8 @@ class PredictOptions:
     Layer-CAM). ``region_box``: pixel set M of the Seg- methods as an IJK box ``(i0, j0, k0, i1, j1,
     k1)``, half-open, used for cases without a region file. ``cam_format``: ``auto`` writes NIfTI
     for NIfTI input and NRRD otherwise. ``augmentation``: multi-scale / flip fusion of the maps.
+    ``methods`` may be empty when every model is a segmentation network (each model gets the methods
+    that explain it: :meth:`PredictModel.methods`).
     """
 
     methods: tuple[str, ...] = ("grad-cam",)
@@ -81,7 +95,8 @@ class PredictOptions:
     augmentation: TestTimeAugmentation = field(default_factory=TestTimeAugmentation)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "methods", tuple(m.name for m in resolve_methods(list(self.methods))))
+        methods = tuple(m.name for m in resolve_methods(list(self.methods))) if self.methods else ()
+        object.__setattr__(self, "methods", methods)
         if self.cam_format not in CAM_FORMATS:
             raise ValueError(f"cam_format: {self.cam_format!r} is not one of {', '.join(CAM_FORMATS)}")
         if self.batch_size < 1:
@@ -123,6 +138,16 @@ class PredictModel:
     card: ModelCard
     sha256: str
     card_sha256: str = ""
+
+    @property
+    def is_segmentation(self) -> bool:
+        """A segmentation network: its own segment is written, and only the Seg- methods explain it."""
+        return self.card.is_segmentation
+
+    def methods(self, methods: Sequence[str]) -> tuple[str, ...]:
+        """The CAM methods of ``methods`` that explain this network: the Seg- methods for a segmentation
+        network, the others for a classifier."""
+        return tuple(m for m in methods if m.startswith("seg-") == self.is_segmentation)
 
     def target_index(self, target: int | str | None) -> int:
         """The class index of ``target`` (index, class name, or None = the last class) for this model."""
@@ -193,6 +218,11 @@ def load_models(
     for spec in checkpoints:
         name, path = _split_spec(spec)
         network, card = load_checkpoint(path, device=str(device))
+        if card.is_segmentation:
+            try:
+                check_segmentation_card(card, str(card_path(path)))
+            except ValueError as error:
+                raise CheckpointError(str(error)) from None
         if name is None:
             taken = {m.name for m in models}
             name, number = card.architecture, 2
@@ -215,6 +245,8 @@ def case_fingerprint(case: PredictCase, models: Sequence[PredictModel], options:
         "options": options.describe(),
         "format": RESULT_FORMAT,
     }
+    if any(m.is_segmentation for m in models):
+        payload["segmentation_format"] = SEGMENTATION_FORMAT
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -279,35 +311,48 @@ def in_card_order(image: Volume, case: PredictCase, model: PredictModel, progres
     return image
 
 
-def _compute_cams(
+def _passes(models: Sequence[PredictModel], options: PredictOptions) -> list[tuple[PredictModel, str]]:
+    """The passes over a case, in order: (model, "cams") for every model with CAM methods, then
+    (model, "segmentation") for every segmentation network."""
+    cam_passes = [(m, "cams") for m in models if m.methods(options.methods)]
+    return cam_passes + [(m, "segmentation") for m in models if m.is_segmentation]
+
+
+def _compute_maps(
     case: PredictCase,
     loaded: LoadedInput,
     models: Sequence[PredictModel],
     options: PredictOptions,
     progress: Progress,
     span: tuple[float, float],
-) -> dict:
-    """Every model's CAMs of one case (model name -> VolumeCams), reporting a ``batch`` event per batch."""
+) -> tuple[dict, dict]:
+    """Every model's CAMs of one case (model name -> VolumeCams) and every segmentation network's own
+    segmentation (model name -> VolumeSegmentation), reporting a ``batch`` event per batch."""
     region = _region(case, loaded, options)
-    cams = {}
-    for number, model in enumerate(models):
-        target = model.target_index(options.target_class)
+    cams, segmentations = {}, {}
+    passes = _passes(models, options)
+    for number, (model, kind) in enumerate(passes):
         image = in_card_order(loaded.image, case, model, progress)
-        results = iter_volume_cams(
-            image,
-            model.network,
-            model.card,
-            list(options.methods),
-            target,
-            list(options.layers) if options.layers else None,
-            region,
-            options.batch_size,
-            options.device,
-            options.augmentation,
-        )
+        if kind == "segmentation":
+            results = iter_volume_segmentation(image, model.network, model.card, options.batch_size, options.device)
+            found = segmentations
+        else:
+            results = iter_volume_cams(
+                image,
+                model.network,
+                model.card,
+                list(model.methods(options.methods)),
+                model.target_index(options.target_class),
+                list(options.layers) if options.layers else None,
+                region if model.is_segmentation else None,  # the pixel set M of the Seg- methods
+                options.batch_size,
+                options.device,
+                options.augmentation,
+            )
+            found = cams
         for done, total, result in results:
             if result is None:
-                share = (number + done / total) / len(models)
+                share = (number + done / total) / len(passes)
                 progress.event(
                     "batch",
                     case=case.case_id,
@@ -317,14 +362,15 @@ def _compute_cams(
                     fraction=span[0] + share * (span[1] - span[0]),
                 )
             else:
-                cams[model.name] = result
-    return cams
+                found[model.name] = result
+    return cams, segmentations
 
 
 def _write_outputs(
     case: PredictCase,
     loaded: LoadedInput,
     cams: dict,
+    segmentations: dict,
     segments: Segments,
     folder: Path,
     options: PredictOptions,
@@ -336,13 +382,23 @@ def _write_outputs(
     affine = loaded.image.ijk_to_ras
     suffix = _cam_suffix(case, options)
     several = len(cams) > 1
-    files: dict = {"cams": {}, "masks": {}, "segmentation": f"{case.case_id}.seg.nrrd", "dicom_seg": None}
+    files: dict = {
+        "cams": {},
+        "probabilities": {},
+        "masks": {},
+        "segmentation": f"{case.case_id}.seg.nrrd",
+        "dicom_seg": None,
+    }
     jobs = []
     for model, result in cams.items():
         for method, maps in result.maps.items():
             relative = f"cams/{safe_file_name(model)}__{safe_file_name(method)}{suffix}"
             jobs.append(partial(write_volume, maps.numpy(), affine, folder / relative))
             files["cams"][member_key(model, method, several)] = relative
+    for model, result in segmentations.items():
+        relative = f"cams/{safe_file_name(model)}__probability{suffix}"
+        jobs.append(partial(write_volume, result.probability.numpy(), affine, folder / relative))
+        files["probabilities"][model] = relative
     masks = {name: mask.cpu().numpy() for name, mask in segments.masks.items()}
     used: set[str] = set()
     for name, mask in masks.items():
@@ -368,7 +424,7 @@ def _write_outputs(
 
 def _listed(files: dict) -> set[str]:
     """Every file (relative to the case folder) a result record lists, label-name sidecars included."""
-    out = {v for group in ("cams", "masks") for v in files.get(group, {}).values()}
+    out = {v for group in ("cams", "probabilities", "masks") for v in files.get(group, {}).values()}
     out |= {files.get(k) for k in ("segmentation", "dicom_seg") if files.get(k)}
     out |= {
         p[: -len(".nii.gz")] + ".labels.json" if p.endswith(".nii.gz") else p.rsplit(".", 1)[0] + ".labels.json"
@@ -429,10 +485,14 @@ def predict_case(
     loaded = load_input(case)
     watch.add("read", started)
     started = time.perf_counter()
-    cams = _compute_cams(case, loaded, models, options, progress, span)
+    cams, segmentations = _compute_maps(case, loaded, models, options, progress, span)
     watch.add("cams", started)
     started = time.perf_counter()
-    segments = segment_volumes(cams, options.rule, _refinement_images(loaded, models, options))
+    segments = (
+        segment_volumes(cams, options.rule, _refinement_images(loaded, models, options)) if cams else Segments({}, {})
+    )
+    for model, result in segmentations.items():
+        segments.masks[network_segment_name(model)] = result.mask
     metrics = (
         measure_masks(segments.masks, loaded.reference, loaded.image.ijk_to_ras) if loaded.reference is not None else []
     )
@@ -441,8 +501,9 @@ def predict_case(
     started = time.perf_counter()
     old = read_result(folder)
     (folder / RESULT_FILE).unlink(missing_ok=True)  # uncommitted while its files are rewritten
-    files = _write_outputs(case, loaded, cams, segments, folder, options, progress)
+    files = _write_outputs(case, loaded, cams, segmentations, segments, folder, options, progress)
     watch.add("write", started)
+    by_name = {m.name: m for m in models}
     record = {
         "case": case.case_id,
         "fingerprint": case_fingerprint(case, models, options),
@@ -455,14 +516,26 @@ def predict_case(
         "members": {name: list(member) for name, member in zip(segments.masks, segments.members)},
         "models": {
             name: {
-                "checkpoint": str(m.path),
+                "checkpoint": str(by_name[name].path),
                 "target_class": result.target_class,
                 "cams": {method: files["cams"][member_key(name, method, len(cams) > 1)] for method in result.maps},
-                "class_name": m.card.class_names[result.target_class],
+                "class_name": by_name[name].card.class_names[result.target_class],
                 "axis": result.axis,
                 "probabilities": [round(float(p), 6) for p in result.probabilities],
             }
-            for (name, result), m in zip(cams.items(), models)
+            for name, result in cams.items()
+        },
+        "segmentations": {
+            name: {
+                "checkpoint": str(by_name[name].path),
+                "segment": network_segment_name(name),
+                "probability": files["probabilities"][name],
+                "class_names": list(by_name[name].card.class_names),
+                "axis": result.axis,
+                "rule": "softmax resized bilinearly to each slice's grid; segment: argmax is not class 0 (background); "
+                "probability: 1 - p(background)",
+            }
+            for name, result in segmentations.items()
         },
         "metrics": [{"case": case.case_id, **row} for row in metrics],
         "agreement": [{"case": case.case_id, **row} for row in agreement],
@@ -478,6 +551,26 @@ def _write_table(rows: list[dict], path: Path) -> pd.DataFrame:
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False)
     return frame
+
+
+def _check_methods(models: Sequence[PredictModel], options: PredictOptions) -> None:
+    """Refuse, before any work, a classifier without a classifier CAM method, Seg- methods without a
+    segmentation network to explain, and a target class a model with CAMs does not have."""
+    seg_methods = [m for m in options.methods if m.startswith("seg-")]
+    for model in models:
+        if model.methods(options.methods):
+            model.target_index(options.target_class)
+        if model.is_segmentation:
+            continue
+        if seg_methods and (not model.methods(options.methods) or not any(m.is_segmentation for m in models)):
+            raise PredictInputError(
+                f"{model.path}: {', '.join(seg_methods)} explain segmentation networks; {model.card.architecture} "
+                "is a classifier (use grad-cam, layer-cam, ... for classifiers)"
+            )
+        if not model.methods(options.methods):
+            raise PredictInputError(
+                f"{model.path}: {model.card.architecture} is a classifier and needs a CAM method (--methods grad-cam, ...)"
+            )
 
 
 def _check_ensemble(options: PredictOptions, members: int) -> None:
@@ -518,16 +611,8 @@ def predict(
         raise PredictInputError(
             f"{missing.images[0]}: the Seg- methods need a region (a region mask per case or --box)"
         )
-    for model in models:
-        model.target_index(options.target_class)
-    seg_methods = [m for m in options.methods if m.startswith("seg-")]
-    for model in models:
-        if seg_methods and model.card.architecture not in SEGMENTATION_ARCHITECTURES:
-            raise PredictInputError(
-                f"{model.path}: {', '.join(seg_methods)} explain segmentation networks; {model.card.architecture} "
-                "is a classifier (use grad-cam, layer-cam, ... for classifiers)"
-            )
-    _check_ensemble(options, len(models) * len(options.methods))
+    _check_methods(models, options)
+    _check_ensemble(options, sum(len(m.methods(options.methods)) for m in models))
     mine = [case for number, case in enumerate(cases) if number % shard[1] == shard[0]]
     progress.event(
         "start",
@@ -579,7 +664,13 @@ def gather(
     summary = {
         "options": options.describe(),
         "models": [
-            {"name": m.name, "checkpoint": str(m.path), "sha256": m.sha256, "architecture": m.card.architecture}
+            {
+                "name": m.name,
+                "checkpoint": str(m.path),
+                "sha256": m.sha256,
+                "architecture": m.card.architecture,
+                "segmentation_network": m.is_segmentation,
+            }
             for m in models
         ],
         "cases": {r["case"]: str(out / r["case"] / RESULT_FILE) for r in records},

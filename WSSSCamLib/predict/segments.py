@@ -90,10 +90,17 @@ def member_key(model: str, method: str, several_models: bool) -> str:
     return f"{model} {method}" if several_models else method
 
 
+def network_segment_name(model: str) -> str:
+    """Name of a segmentation network's own segment (its argmax, not a CAM): '<model> segmentation',
+    always with the model's name."""
+    return f"{model} segmentation"
+
+
 @dataclass
 class Segments:
-    """``masks``: segment name -> K x J x I bool (singles first, then the ensemble); ``members``:
-    (model, method) -> the single mask behind each single segment (for agreement tables)."""
+    """``masks``: segment name -> K x J x I bool (CAM singles first, then the ensemble, then segmentation
+    networks' own segments); ``members``: (model, method) -> the single CAM mask behind each single
+    segment (for agreement tables)."""
 
     masks: dict[str, torch.Tensor]
     members: dict[tuple[str, str], torch.Tensor]

@@ -1,0 +1,57 @@
+"""A segmentation network's own segmentation (WSSSCamLib.inference.segmentation) with hand-set weights:
+softmax, bilinear resizing of the probabilities, argmax not background, 1 - p(background)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from WSSSCamLib.data.volume import Volume
+from WSSSCamLib.inference.segmentation import check_segmentation_card, slice_segmentation, volume_segmentation
+from WSSSCamLib.models.card import ModelCard
+
+
+def one_by_one(weights: list[float], biases: list[float]) -> nn.Module:
+    """A 1 x 1 convolution from one channel to len(weights) classes: logit_c = w_c x + b_c."""
+    network = nn.Conv2d(1, len(weights), 1)
+    with torch.no_grad():
+        network.weight.copy_(torch.tensor(weights, dtype=torch.float32).view(-1, 1, 1, 1))
+        network.bias.copy_(torch.tensor(biases, dtype=torch.float32))
+    return network.eval()
+
+
+def test_two_classes_the_segment_is_p_abnormal_above_half_and_a_tie_stays_background():
+    network = one_by_one([0.0, 1.0], [0.0, 0.0])  # p(abnormal) = sigmoid(x)
+    x = torch.tensor([[[[-2.0, 0.0], [0.5, 3.0]]]])
+    probability, mask = slice_segmentation(network, x, (2, 2), 2)
+    np.testing.assert_allclose(probability.numpy(), torch.sigmoid(x)[:, 0].numpy(), atol=1e-6)
+    assert mask.tolist() == [[[False, False], [True, True]]]  # x = 0: p = 0.5, a tie: background
+
+
+def test_three_classes_the_segment_is_every_non_background_argmax_and_probabilities_are_resized_first():
+    network = one_by_one([-1.0, 1.0, 0.0], [0.0, 0.0, 0.5])
+    x = torch.tensor([[[[-3.0, 3.0], [0.0, 0.2]]]])
+    probability, mask = slice_segmentation(network, x, (4, 4), 3)
+    by_hand = F.interpolate(torch.softmax(network(x), 1), size=(4, 4), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(probability.detach().numpy(), 1 - by_hand[:, 0].detach().numpy(), atol=1e-6)
+    np.testing.assert_array_equal(mask.numpy(), (by_hand.argmax(1) != 0).numpy())
+    assert mask.any() and not mask.all()
+
+
+def test_a_volume_is_segmented_on_its_own_grid_along_the_recipes_axis():
+    card = ModelCard("monai-unet", 1, 2, ["background", "abnormal"], ["x"], recipe={"size": 4, "axis": "J"})
+    image = np.zeros((3, 5, 4), np.float32)
+    image[:, 2:, :] = np.linspace(1, 2, 4, dtype=np.float32)  # non-zero voxels: the recipe's z-score acts on them
+    result = volume_segmentation(Volume(image, np.eye(4)), one_by_one([0.0, 10.0], [0.0, 0.0]), card, 2, "cpu")
+    assert result.axis == "J" and tuple(result.mask.shape) == (3, 5, 4) and result.probability.dtype == torch.float32
+    assert result.mask.any() and not result.mask.all()
+
+
+def test_cards_that_cannot_give_a_segment_are_refused_by_name():
+    with pytest.raises(ValueError, match="m.json: a segmentation network needs at least two output classes"):
+        check_segmentation_card(ModelCard("monai-unet", 1, 1, ["lesion"], ["x"]), "m.json")
+    with pytest.raises(ValueError, match="m.json: a 3D segmentation network"):
+        check_segmentation_card(ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3), "m.json")
+    with pytest.raises(ValueError, match=r"expected N x 2 x H x W"):
+        slice_segmentation(nn.Sequential(nn.Flatten(), nn.LazyLinear(2)), torch.ones(1, 1, 2, 2), (2, 2), 2)

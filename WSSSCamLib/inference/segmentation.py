@@ -1,0 +1,111 @@
+"""A segmentation network's own segmentation of a whole volume, on the volume's own voxel grid.
+
+The volume is normalised and cut into slices by the recipe its model card records (the path the
+classifiers' CAMs take: :func:`~WSSSCamLib.inference.volume_cams.card_slices`), the slices go through
+the network in batches on the run's device, and each slice's softmax probabilities (N x C x h x w at
+the network's input size) are resized bilinearly (half-pixel centres, ``align_corners=False``) to
+the slice's own size. Bilinear weights sum to one, so the resized values are still probabilities.
+
+Conventions: class 0 is the background (the ``[background, abnormal]`` cards of the pseudo-label
+U-Nets, MONAI's and nnU-Net's convention). The segment is every voxel whose argmax over the resized
+probabilities is not the background (for two classes: p(abnormal) > 0.5, a tie stays background);
+the probability volume is 1 - p(background) (for two classes: p(abnormal)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.volume import Volume
+from ..devices import resolve_device
+from ..models.card import ModelCard
+from .volume_cams import card_slices
+
+BACKGROUND_CLASS = 0
+"""Index of the background class of a segmentation network's output."""
+
+
+@dataclass
+class VolumeSegmentation:
+    """``probability``: K x J x I float32 in [0, 1], 1 - p(background) on the input volume's voxel grid;
+    ``mask``: K x J x I bool, argmax over the classes is not the background; both on the CPU.
+    ``axis``: the recipe's slicing axis ('K', 'J' or 'I')."""
+
+    probability: torch.Tensor
+    mask: torch.Tensor
+    axis: str
+
+
+def check_segmentation_card(card: ModelCard, where: str) -> None:
+    """``ValueError`` naming ``where`` when the card cannot describe a segmentation network whose own
+    segment predict writes: fewer than two output classes (no softmax over background and abnormal),
+    or a 3D network (slices are 2D)."""
+    if card.num_classes < 2:
+        raise ValueError(
+            f"{where}: a segmentation network needs at least two output classes (background first, then "
+            f"abnormal), the card says num_classes {card.num_classes}"
+        )
+    if card.spatial_dims != 2:
+        raise ValueError(
+            f"{where}: a {card.spatial_dims}D segmentation network; predict runs 2D networks slice by slice only"
+        )
+
+
+def slice_segmentation(
+    model: nn.Module, images: torch.Tensor, size: Sequence[int], num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(foreground probability N x H x W, mask N x H x W bool) at ``size`` (H, W) of one batch of network
+    input ``images`` (N x C x h x w), on the images' device (see the module docstring)."""
+    with torch.inference_mode():
+        logits = model(images)
+    if logits.ndim != 4 or logits.shape[:2] != (images.shape[0], num_classes):
+        raise ValueError(
+            f"the segmentation network gave output of shape {tuple(logits.shape)}; expected N x {num_classes} x H x W"
+        )
+    probabilities = torch.softmax(logits.float(), dim=1)
+    if tuple(probabilities.shape[-2:]) != tuple(size):
+        probabilities = F.interpolate(probabilities, size=tuple(size), mode="bilinear", align_corners=False)
+    mask = probabilities.argmax(dim=1) != BACKGROUND_CLASS
+    return (1.0 - probabilities[:, BACKGROUND_CLASS]).clamp_(0.0, 1.0), mask
+
+
+def iter_volume_segmentation(
+    volume: Volume, model: nn.Module, card: ModelCard, batch_size: int = 32, device: str | torch.device = "auto"
+) -> Iterator[tuple[int, int, VolumeSegmentation | None]]:
+    """The network's segmentation of every slice of ``volume`` (C x K x J x I or K x J x I, the card's
+    channels in order); yields ``(done, total, None)`` after each batch and finally
+    ``(total, total, VolumeSegmentation)``."""
+    check_segmentation_card(card, volume.source or "volume")
+    cut = card_slices(volume, card)
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    total = len(cut.slices)
+    probabilities, masks = [], []
+    for start in range(0, total, batch_size):
+        batch = cut.slices.images[start : start + batch_size].to(device)
+        probability, mask = slice_segmentation(model, batch, cut.native, card.num_classes)
+        probabilities.append(probability.cpu())
+        masks.append(mask.cpu())
+        yield min(start + batch_size, total), total, None
+    yield (
+        total,
+        total,
+        VolumeSegmentation(
+            torch.movedim(torch.cat(probabilities), 0, cut.axis).contiguous(),
+            torch.movedim(torch.cat(masks), 0, cut.axis).contiguous(),
+            cut.recipe.axis,
+        ),
+    )
+
+
+def volume_segmentation(
+    volume: Volume, model: nn.Module, card: ModelCard, batch_size: int = 32, device: str | torch.device = "auto"
+) -> VolumeSegmentation:
+    """:func:`iter_volume_segmentation` run to the end."""
+    *_, (_, _, result) = iter_volume_segmentation(volume, model, card, batch_size, device)
+    return result
