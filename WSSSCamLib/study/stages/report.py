@@ -16,6 +16,7 @@ from ...errors import NotReadyError
 from .. import aggregate
 from ..context import Shard, StudyContext
 from ..example_overlays import example_overlays
+from ..faithfulness_rows import faithfulness_section
 from ..layout import figures_folder
 from ..provenance import provenance
 from ..unit_store import gather_units, write_parquet
@@ -116,6 +117,8 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     statistics = aggregate.statistics_table(results, cases, measure, shown)
     write_text(output / "statistics.csv", statistics.to_csv(index=False))
     tables = {f"Statistical tests at {shown}": statistics}
+    if config.faithfulness is not None:
+        tables.update(faithfulness_section(output, markers, config.faithfulness))
     if config.filtered_retraining is not None:
         per_fold, summary = retraining_tables(context)
         write_text(output / "retraining.csv", per_fold.to_csv(index=False))
