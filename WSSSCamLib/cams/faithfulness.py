@@ -205,10 +205,13 @@ def faithfulness_scores(
     steps: int = 50,
     baseline: str = "zero",
     chunk: int = 64,
+    explanation_baseline: str = "zero",
 ) -> dict[str, torch.Tensor]:
     """Per image: ``confidence`` (target-class softmax probability of the unchanged image),
-    ``deletion_auc``, ``insertion_auc``, ``drop`` (fraction), ``increase`` (0/1) as float N tensors."""
-    change = confidence_change(model, images, maps, targets, baseline, chunk)
+    ``deletion_auc``, ``insertion_auc``, ``drop`` (fraction), ``increase`` (0/1) as float N tensors.
+    ``baseline``: the deletion's removed pixels; ``explanation_baseline``: that of the average drop /
+    increase's explanation (``zero``: the paper's x * L)."""
+    change = confidence_change(model, images, maps, targets, explanation_baseline, chunk)
     deletion = perturbation_curves(model, images, maps, targets, "deletion", steps, baseline, chunk=chunk)
     insertion = perturbation_curves(model, images, maps, targets, "insertion", steps, baseline, chunk=chunk)
     return {

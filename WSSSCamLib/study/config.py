@@ -23,11 +23,11 @@ Example (YAML)::
       - {rule: and, members: [small-cnn/grad-cam, resnet18/grad-cam]}
     overlays: 4                                  # example overlay figures
     filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # Guan & Loew 2021
-    faithfulness: {steps: 20, baseline: zero, slices: abnormal, per_case: 8, seed: 0, methods: null}   # off when absent
+    faithfulness: {steps: 20, baseline: minimum, slices: abnormal, per_case: 8, seed: 0, methods: null}   # off when absent
 
 ``faithfulness`` (held-out cases only; :mod:`WSSSCamLib.study.faithfulness_rows`): deletion/insertion AUC
-(Petsiuk et al. 2018) with ``steps`` steps, removed pixels set to ``baseline`` (zero | minimum | blur),
-average drop / increase in confidence (Chattopadhay et al. 2018), and against the reference the pointing
+(Petsiuk et al. 2018) with ``steps`` steps, removed pixels set to ``baseline`` (minimum | zero | blur),
+average drop / increase in confidence (Chattopadhay et al. 2018, explanation x * L), and against the reference the pointing
 game (hit within ``tolerance`` pixels) and the energy share inside ``energy_region`` (box | mask), on up to
 ``per_case`` slices per case (null: all) drawn with ``seed`` among the ``slices``: ``abnormal`` (reference
 not empty), ``positive`` (the model's probability > 0.5) or ``all``; ``methods``: a subset (null: every
@@ -126,7 +126,7 @@ class FaithfulnessSpec:
     docstring and :mod:`WSSSCamLib.study.faithfulness_rows`). ``tolerance`` in pixels of the native slice."""
 
     steps: int = 20
-    baseline: str = "zero"
+    baseline: str = "minimum"
     slices: str = "abnormal"
     per_case: int | None = 8
     seed: int = 0
@@ -254,7 +254,7 @@ FAITHFULNESS: dict[str, Field] = dataclass_schema(
     FaithfulnessSpec,
     {
         "steps": integer(minimum=1),
-        "baseline": string(["zero", "minimum", "blur"]),
+        "baseline": string(["minimum", "zero", "blur"]),
         "slices": string(list(SLICE_POOLS)),
         "per_case": optional(integer(minimum=1)),
         "seed": integer(minimum=0),

@@ -5,9 +5,10 @@ For each model of the unit's fold, up to ``per_case`` slices of the case are dra
 the model's target-class probability > 0.5 (:func:`~WSSSCamLib.masks.classifier_positive`; the draw
 then differs between models), ``all``. Each model x method map of those slices is measured, per slice:
 
-- ``deletion_auc``, ``insertion_auc`` (Petsiuk et al. 2018), ``drop`` and ``increase`` (the per-image
-  terms of Chattopadhay et al. 2018's average drop / increase in confidence) and ``confidence`` (the
-  target-class probability of the unchanged slice): :func:`~WSSSCamLib.cams.faithfulness.faithfulness_scores`
+- ``deletion_auc``, ``insertion_auc`` (Petsiuk et al. 2018; deletion sets the removed pixels to
+  ``baseline``, insertion starts from the blurred slice), ``drop`` and ``increase`` (the per-image terms
+  of Chattopadhay et al. 2018's average drop / increase in confidence, explanation x * L as in the paper)
+  and ``confidence`` (the target-class probability of the unchanged slice): :func:`~WSSSCamLib.cams.faithfulness.faithfulness_scores`
   on the network's input grid (``recipe.size``), with the map exactly as the CAM engine gives it there;
 - ``pointing`` (Zhang et al. 2016, hit within ``tolerance`` pixels) and ``energy`` (Wang et al. 2020, share
   inside ``energy_region``) against the reference at the slice's native resolution, with the map resized
@@ -242,7 +243,7 @@ def faithfulness_section(output: Path, markers: list[dict], spec: FaithfulnessSp
     caption = (
         f"Faithfulness and pointing on the held-out cases: {drawn} {spec.slices} slices per case (seed {spec.seed}); "
         f"deletion/insertion {spec.steps} steps, removed pixels -> {spec.baseline}, insertion from the blurred slice "
-        f"(sigma 5 px); pointing tolerance {spec.tolerance:g} px, energy inside the reference {spec.energy_region}; "
+        f"(sigma 5 px); average drop / increase of x * L; pointing tolerance {spec.tolerance:g} px, energy inside the reference {spec.energy_region}; "
         "mean of case means [case-level bootstrap 95 % CI]; deletion AUC and average drop: lower is better"
     )
     return {caption: report.faithfulness_display(table)}

@@ -142,6 +142,12 @@ def test_scores_and_errors():
     assert set(scores) == {"confidence", "deletion_auc", "insertion_auc", "drop", "increase"} and all(
         v.shape == (1,) for v in scores.values()
     )
+    minimum = faithfulness_scores(SumNet(), IMAGE, MAP, 1, steps=4, baseline="minimum")
+    change = confidence_change(SumNet(), IMAGE, MAP, 1)  # the explanation stays the paper's x * L
+    assert float(minimum["drop"][0]) == pytest.approx(float(change.drop[0]))
+    deleted = perturbation_curves(SumNet(), IMAGE, MAP, 1, "deletion", steps=4, baseline="minimum")
+    assert float(minimum["deletion_auc"][0]) == pytest.approx(float(deleted.auc[0]))
+    assert float(minimum["deletion_auc"][0]) != pytest.approx(float(scores["deletion_auc"][0]))
     with pytest.raises(ValueError, match="baseline: 'mean' is not one of zero, minimum, blur"):
         confidence_change(SumNet(), IMAGE, MAP, 1, baseline="mean")
     with pytest.raises(ValueError, match="mode: 'removal'"):

@@ -103,7 +103,7 @@ def test_case_rows_equal_the_library_functions_on_the_sampled_slices():
     assert rows["slice"].tolist() == (positions + 10).tolist() and set(rows["method"]) == {"hires-cam"}
     assert rows[["case", "fold", "model"]].drop_duplicates().values.tolist() == [["c", 3, "m"]]
     maps = engine(images[positions], 1, ["hires-cam"]).maps["hires-cam"]
-    scores = faithfulness_scores(model, images[positions], maps, 1, steps=4)
+    scores = faithfulness_scores(model, images[positions], maps, 1, steps=4, baseline="minimum")
     for name, values in scores.items():
         np.testing.assert_allclose(rows[name], values.double().numpy(), atol=1e-6)
     native = F.interpolate(maps[:, None], size=(12, 12), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
