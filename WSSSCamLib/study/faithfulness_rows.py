@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..cams.faithfulness import confidences, faithfulness_scores
 from ..errors import NotReadyError
-from ..inference.volume_cams import resize_maps, slice_cams
+from ..inference.volume_cams import resize_maps
 from ..masks import classifier_positive
 from ..metrics import energy_pointing_game, pointing_game
 from .config import FaithfulnessSpec
@@ -129,6 +130,16 @@ def measure_maps(
     }
 
 
+def on_grid(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Maps N x *spatial resized to ``size``: 2D as the study's Dice rows (:func:`resize_maps`), 3D
+    trilinearly the same way (half-pixel centres, clamped to [0, 1])."""
+    if len(size) == 2:
+        return resize_maps(maps, size)
+    if tuple(maps.shape[1:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None].float(), size=size, mode="trilinear", align_corners=False)[:, 0].clamp_(0, 1)
+
+
 def _probabilities(fold_model: FoldModel, case: CaseSlices, target: int, batch_size: int, device: torch.device):
     """The model's target-class probability on every slice of the case (N, on ``device``)."""
     out = [
@@ -155,7 +166,6 @@ def case_faithfulness(
     """The faithfulness rows of held-out case ``case`` under ``fold``'s models (see the module docstring)."""
     order = draw_order(case.case_id, len(case.inputs), spec.seed)
     native = tuple(case.reference.shape[1:])
-    size = tuple(case.inputs.images.shape[2:])
     blocks = []
     with timings.stage("faithfulness", device):
         for fold_model in models:
@@ -172,11 +182,11 @@ def case_faithfulness(
             images = case.inputs.images[torch.from_numpy(positions)].to(device)
             parts: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
             for start in range(0, len(positions), batch_size):
-                batch_maps, _ = slice_cams(fold_model.engine, images[start : start + batch_size], methods, target, size)
+                batch_maps = fold_model.engine(images[start : start + batch_size], target, methods).maps
                 for m in methods:
                     parts[m].append(batch_maps[m].detach())
             maps = {m: torch.cat(v) for m, v in parts.items()}
-            on_native = {m: resize_maps(v, native) for m, v in maps.items()}
+            on_native = {m: on_grid(v, native) for m, v in maps.items()}
             reference = case.reference[torch.from_numpy(positions)].to(device)
             columns = measure_maps(fold_model.model, images, maps, target, spec, batch_size, reference, on_native)
             block = pd.DataFrame(columns)
@@ -227,14 +237,13 @@ def gather_faithfulness(output: Path, markers: list[dict], spec: FaithfulnessSpe
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in FAITHFULNESS_COLUMNS})
 
 
-def faithfulness_section(output: Path, markers: list[dict], spec: FaithfulnessSpec) -> dict[str, pd.DataFrame]:
+def faithfulness_section(output: Path, rows: pd.DataFrame, spec: FaithfulnessSpec) -> dict[str, pd.DataFrame]:
     """Write ``faithfulness.csv`` and ``faithfulness.parquet`` (per model x method, case-level bootstrap
     intervals: :func:`~WSSSCamLib.report.faithfulness_table`) and ``faithfulness_slices.parquet`` (the
-    rows); returns the report's titled table, its caption stating the settings."""
+    ``rows`` of :func:`gather_faithfulness`); returns the report's titled table, its caption stating the settings."""
     from .. import report
     from ..atomic import write_text
 
-    rows = gather_faithfulness(output, markers, spec)
     table = report.faithfulness_table(rows)
     write_parquet(rows, output / "faithfulness_slices.parquet")
     write_parquet(table, output / "faithfulness.parquet")

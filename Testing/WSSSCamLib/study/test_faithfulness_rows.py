@@ -112,6 +112,32 @@ def test_case_rows_equal_the_library_functions_on_the_sampled_slices():
     assert rows.attrs["faithfulness"]["settings"]["steps"] == 4
 
 
+def test_case_rows_of_a_three_dimensional_unit():
+    """A 3D study's unit: 5 volumes of 2 x 3 x 6 x 6 under a 3D network, references on a 3 x 8 x 8 grid."""
+    model = tiny_net(3)
+    engine = CamEngine(model, target_layer="0")
+    fold_model = FoldModel("m", model, SimpleNamespace(num_classes=2), engine, ["grad-cam"])
+    torch.manual_seed(2)
+    images = torch.randn(5, 2, 3, 6, 6)
+    reference = torch.zeros(5, 3, 8, 8, dtype=torch.bool)
+    reference[[0, 3], 1, 2:5, 2:6] = True
+    inputs = SliceSet(images, torch.zeros(5, dtype=torch.long), None, ["v"] * 5, torch.arange(5))
+    spec = FaithfulnessSpec(steps=3, slices="all", per_case=3, baseline="blur")
+    rows = case_faithfulness(
+        CaseSlices("v", inputs, reference, 1), 0, [fold_model], spec, 2, torch.device("cpu"), Timings()
+    )
+    positions = sample_positions(np.ones(5, dtype=bool), draw_order("v", 5, 0), 3)
+    assert rows["slice"].tolist() == positions.tolist()
+    maps = engine(images[positions], 1, ["grad-cam"]).maps["grad-cam"]
+    scores = faithfulness_scores(model, images[positions], maps, 1, steps=3, baseline="blur")
+    for name, values in scores.items():
+        np.testing.assert_allclose(rows[name], values.double().numpy(), atol=1e-6)
+    native = F.interpolate(maps[:, None], size=(3, 8, 8), mode="trilinear", align_corners=False)[:, 0].clamp(0, 1)
+    expected = energy_pointing_game(native, reference[positions]).numpy()
+    np.testing.assert_allclose(rows["energy"], expected, atol=1e-6)  # float32 maps, batched differently
+    assert np.isnan(expected).sum() == np.isin(positions, [1, 2, 4]).sum()
+
+
 TRAIN = {"epochs": 1, "patience": 0, "batch_size": 16, "augment": False, "seed": 1}
 
 
