@@ -19,8 +19,8 @@ again for these rows (a CAM pass over at most ``per_case`` slices per model), so
 the key was set gets its table without recomputing its Dice rows. Everything runs batched on the model's
 device; :func:`measure_maps` takes N x C x *spatial inputs, 2D slices or 3D volumes alike.
 
-The table ``units/<case>/fold<k>.faithfulness.parquet`` carries its settings and their fingerprint in
-the Parquet metadata (``attrs["faithfulness"]``): the config fingerprint of the units ignores the key, and
+The table ``units/<case>/fold<k>.faithfulness.parquet`` carries its settings, their fingerprint and its
+seconds in the Parquet metadata (``attrs["faithfulness"]``): the config fingerprint of the units ignores the key, and
 a table of other settings (or none) is recomputed by the ``cams`` stage, the Dice units kept.
 """
 
@@ -196,7 +196,11 @@ def case_faithfulness(
     frame = pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame({c: [] for c in FAITHFULNESS_COLUMNS})
     frame["case"], frame["fold"] = case.case_id, fold
     frame = frame.astype({"slice": np.int64, "fold": np.int64})[FAITHFULNESS_COLUMNS]
-    frame.attrs["faithfulness"] = {"settings": asdict(spec), "fingerprint": settings_fingerprint(spec)}
+    frame.attrs["faithfulness"] = {
+        "settings": asdict(spec),
+        "fingerprint": settings_fingerprint(spec),
+        "seconds": round(timings.seconds["faithfulness"], 3),  # also in the unit's marker when computed with it
+    }
     return frame
 
 
