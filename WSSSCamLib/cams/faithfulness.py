@@ -9,8 +9,10 @@ class. Everything runs on the images' device, in inference mode, in batches of a
 perturbed inputs, so N images x S steps cost about N x (S + 1) forward passes.
 
 A pixel (voxel) is perturbed in all channels at once. ``baseline`` is what a removed pixel becomes:
-``"zero"`` (0, the mean of a z-scored image, and what pytorch-grad-cam multiplies towards) or
-``"minimum"`` (each image channel's minimum, the darkest value, as the filtered retraining uses).
+``"zero"`` (0, the mean of a z-scored image, and what pytorch-grad-cam multiplies towards),
+``"minimum"`` (each image channel's minimum, the darkest value, as the filtered retraining uses) or
+``"blur"`` (the same pixel of the image blurred as insertion starts from: Gaussian, sigma 5 pixels,
+kernel 11; removes detail but keeps the intensity level).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BASELINES = ("zero", "minimum")
+BASELINES = ("zero", "minimum", "blur")
+BLUR_SIGMA, BLUR_SIZE = 5.0, 11
+"""RISE's blur (Petsiuk et al. 2018): Gaussian sigma in pixels and kernel size, for insertion and the ``blur`` baseline."""
 
 
 def _check(images: torch.Tensor, maps: torch.Tensor, targets, who: str) -> torch.Tensor:
@@ -46,9 +50,12 @@ def _check(images: torch.Tensor, maps: torch.Tensor, targets, who: str) -> torch
 
 
 def _baseline(images: torch.Tensor, baseline: str) -> torch.Tensor:
-    """N x C x 1... tensor of the removed pixels' value per image and channel."""
+    """The removed pixels' values: N x C x 1... per image and channel (``zero``, ``minimum``), or the
+    blurred image N x C x *spatial (``blur``); broadcasts against ``images``."""
     if baseline not in BASELINES:
         raise ValueError(f"baseline: {baseline!r} is not one of {', '.join(BASELINES)}")
+    if baseline == "blur":
+        return _gaussian_blur(images, BLUR_SIGMA, BLUR_SIZE)
     if baseline == "zero":
         return torch.zeros((*images.shape[:2], *([1] * (images.ndim - 2))), dtype=images.dtype, device=images.device)
     return images.flatten(2).min(dim=2).values.view(*images.shape[:2], *([1] * (images.ndim - 2)))
@@ -153,8 +160,8 @@ def perturbation_curves(
     mode: str = "deletion",
     steps: int = 50,
     baseline: str = "zero",
-    blur_sigma: float = 5.0,
-    blur_size: int = 11,
+    blur_sigma: float = BLUR_SIGMA,
+    blur_size: int = BLUR_SIZE,
     chunk: int = 64,
 ) -> PerturbationCurves:
     """Deletion or insertion curves (Petsiuk et al. 2018).
@@ -173,26 +180,21 @@ def perturbation_curves(
     n, pixels = images.shape[0], maps[0].numel()
     ranks = _ranks(maps).view(n, 1, *images.shape[2:])
     counts = torch.tensor([math.ceil(k * pixels / steps) for k in range(steps + 1)], device=images.device)
-    start = (
-        _baseline(images, baseline).expand_as(images)
-        if mode == "deletion"
-        else _gaussian_blur(images, blur_sigma, blur_size)
-    )
-    pairs = [(i, k) for i in range(n) for k in range(steps + 1)]
-    scores = torch.empty(n, steps + 1, device=images.device)
+    start = _baseline(images, baseline) if mode == "deletion" else _gaussian_blur(images, blur_sigma, blur_size)
+    # perturbed input j (image j // (S + 1), step j % (S + 1)), built chunk by chunk on the device
+    total = n * (steps + 1)
+    scores = torch.empty(total, device=images.device)
     per_chunk = max(1, chunk)
-    for first in range(0, len(pairs), per_chunk):
-        block = pairs[first : first + per_chunk]
-        index = torch.tensor([i for i, _ in block], device=images.device)
-        changed = ranks[index] < counts[[k for _, k in block]].view(-1, *([1] * (images.ndim - 1)))
+    for first in range(0, total, per_chunk):
+        flat = torch.arange(first, min(first + per_chunk, total), device=images.device)
+        index, step = flat // (steps + 1), flat % (steps + 1)
+        changed = ranks[index] < counts[step].view(-1, *([1] * (images.ndim - 1)))
         if mode == "deletion":
-            batch = torch.where(changed, start[index], images[index])
+            batch = torch.where(changed, start.expand_as(images)[index], images[index])
         else:
             batch = torch.where(changed, images[index], start[index])
-        values = confidences(model, batch, targets[index], chunk=per_chunk)
-        for (i, k), value in zip(block, values):
-            scores[i, k] = value
-    return PerturbationCurves(scores, counts.double() / pixels)
+        scores[first : first + len(flat)] = confidences(model, batch, targets[index], chunk=per_chunk)
+    return PerturbationCurves(scores.view(n, steps + 1), counts.double() / pixels)
 
 
 def faithfulness_scores(
@@ -203,12 +205,17 @@ def faithfulness_scores(
     steps: int = 50,
     baseline: str = "zero",
     chunk: int = 64,
+    explanation_baseline: str = "zero",
 ) -> dict[str, torch.Tensor]:
-    """Per image: ``deletion_auc``, ``insertion_auc``, ``drop`` (fraction), ``increase`` (0/1) as float N tensors."""
-    change = confidence_change(model, images, maps, targets, baseline, chunk)
+    """Per image: ``confidence`` (target-class softmax probability of the unchanged image),
+    ``deletion_auc``, ``insertion_auc``, ``drop`` (fraction), ``increase`` (0/1) as float N tensors.
+    ``baseline``: the deletion's removed pixels; ``explanation_baseline``: that of the average drop /
+    increase's explanation (``zero``: the paper's x * L)."""
+    change = confidence_change(model, images, maps, targets, explanation_baseline, chunk)
     deletion = perturbation_curves(model, images, maps, targets, "deletion", steps, baseline, chunk=chunk)
     insertion = perturbation_curves(model, images, maps, targets, "insertion", steps, baseline, chunk=chunk)
     return {
+        "confidence": change.full.float(),
         "deletion_auc": deletion.auc.float(),
         "insertion_auc": insertion.auc.float(),
         "drop": change.drop.float(),
@@ -218,6 +225,8 @@ def faithfulness_scores(
 
 __all__: Sequence[str] = (
     "BASELINES",
+    "BLUR_SIGMA",
+    "BLUR_SIZE",
     "ConfidenceChange",
     "PerturbationCurves",
     "confidence_change",

@@ -26,16 +26,19 @@ def _check(maps: torch.Tensor, reference: torch.Tensor, who: str) -> None:
 def pointing_game(maps: torch.Tensor, reference: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
     """Per sample: 1.0 when the map's maximum (the first one, in index order) lies in the reference or
     within ``tolerance`` pixels (Euclidean distance to its nearest reference pixel; Zhang et al. used
-    15 pixels on natural images), 0.0 otherwise, NaN for an empty reference. Float64 N."""
+    15 pixels on natural images), 0.0 otherwise, NaN for an empty reference. A constant map (e.g. all
+    zero) has no maximum to point with and scores 0.0. Float64 N."""
     from scipy.ndimage import distance_transform_edt
 
     _check(maps, reference, "pointing_game")
     if not tolerance >= 0:
         raise ValueError(f"pointing_game: tolerance must be >= 0 pixels, got {tolerance}")
-    peak = maps.flatten(1).argmax(dim=1)
-    hit = reference.bool().flatten(1).gather(1, peak[:, None])[:, 0].double()
+    flat = maps.flatten(1)
+    peak = flat.argmax(dim=1)
+    pointing = flat.amax(dim=1) > flat.amin(dim=1)
+    hit = (reference.bool().flatten(1).gather(1, peak[:, None])[:, 0] & pointing).double()
     if tolerance > 0:
-        for index in (~hit.bool()).nonzero()[:, 0].tolist():
+        for index in (~hit.bool() & pointing).nonzero()[:, 0].tolist():
             sample = reference[index].bool().cpu().numpy()
             if sample.any():
                 distance = distance_transform_edt(~sample).reshape(-1)[int(peak[index])]

@@ -2,6 +2,7 @@
 and a self-contained HTML report, all built from the study tables (slices, results, agreement,
 threshold_grid, cases, provenance)."""
 
+from .faithfulness import faithfulness_display, faithfulness_table
 from .figures import (
     agreement_boxplots,
     correlation_heatmap,
@@ -37,6 +38,8 @@ __all__ = [
     "correlation_table",
     "display_table",
     "external_measure",
+    "faithfulness_display",
+    "faithfulness_table",
     "figure_result",
     "main_table",
     "markdown_table",

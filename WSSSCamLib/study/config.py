@@ -25,6 +25,15 @@ Example (YAML)::
       - {members: [small-cnn/grad-cam], thresholds: [p95, otsu], steps: [gate, "gate | felzenszwalb:scale=100"]}
     overlays: 4                                  # example overlay figures
     filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # Guan & Loew 2021
+    faithfulness: {steps: 20, baseline: minimum, slices: abnormal, per_case: 8, seed: 0, methods: null}   # off when absent
+
+``faithfulness`` (held-out cases only; :mod:`WSSSCamLib.study.faithfulness_rows`): deletion/insertion AUC
+(Petsiuk et al. 2018) with ``steps`` steps, removed pixels set to ``baseline`` (minimum | zero | blur),
+average drop / increase in confidence (Chattopadhay et al. 2018, explanation x * L), and against the reference the pointing
+game (hit within ``tolerance`` pixels) and the energy share inside ``energy_region`` (box | mask), on up to
+``per_case`` slices per case (null: all) drawn with ``seed`` among the ``slices``: ``abnormal`` (reference
+not empty), ``positive`` (the model's probability > 0.5) or ``all``; ``methods``: a subset (null: every
+method of each model).
 
 A fixed split (``split_file``, or ``test_dataset``) is one fold: models train on its training cases
 (inner validation: the split's ``validation`` list, else drawn from the training cases when
@@ -120,6 +129,25 @@ class FilteredRetrainingSpec:
     epochs: int = 10
 
 
+SLICE_POOLS: tuple[str, ...] = ("abnormal", "positive", "all")
+"""Which slices of a held-out case the faithfulness metrics may sample (see :class:`FaithfulnessSpec`)."""
+
+
+@dataclass
+class FaithfulnessSpec:
+    """CAM faithfulness and pointing metrics of the held-out cases (the ``faithfulness`` key; see the module
+    docstring and :mod:`WSSSCamLib.study.faithfulness_rows`). ``tolerance`` in pixels of the native slice."""
+
+    steps: int = 20
+    baseline: str = "minimum"
+    slices: str = "abnormal"
+    per_case: int | None = 8
+    seed: int = 0
+    methods: list[str] | None = None
+    tolerance: float = 0.0
+    energy_region: str = "box"
+
+
 @dataclass
 class StudyConfig:
     """A validated study configuration (see the module docstring for every key); built by :func:`parse_config`."""
@@ -146,6 +174,7 @@ class StudyConfig:
     allow_outside_dataset: bool = False
     refinements: list[RefinementSpec] = field(default_factory=list)
     source: str = ""
+    faithfulness: FaithfulnessSpec | None = None
 
     def methods_of(self, model: ModelSpec) -> list[str]:
         return model.methods or self.methods
@@ -264,6 +293,20 @@ REFINEMENT: dict[str, Field] = {
     "steps": Field(list_of(_pipeline, min_length=1), required=True),
 }
 """``refinements[i]``: member maps (model/method of listed models) x threshold rules x refinement pipelines."""
+FAITHFULNESS: dict[str, Field] = dataclass_schema(
+    FaithfulnessSpec,
+    {
+        "steps": integer(minimum=1),
+        "baseline": string(["minimum", "zero", "blur"]),
+        "slices": string(list(SLICE_POOLS)),
+        "per_case": optional(integer(minimum=1)),
+        "seed": integer(minimum=0),
+        "methods": optional(_method_names),
+        "tolerance": number(minimum=0),
+        "energy_region": string(["box", "mask"]),
+    },
+)
+"""``faithfulness``: the settings of the faithfulness and pointing metrics (the fields of FaithfulnessSpec)."""
 
 TOP_LEVEL: dict[str, Field] = {
     "dataset": Field(string(), required=True),
@@ -287,6 +330,7 @@ TOP_LEVEL: dict[str, Field] = {
     "filtered_retraining": Field(_anything),
     "allow_outside_dataset": Field(boolean(), False),
     "refinements": Field(optional(list_of(_anything)), []),
+    "faithfulness": Field(optional(section(FAITHFULNESS))),
 }
 """The top level of a study configuration; a new key joins here (and as a field of StudyConfig)."""
 
@@ -440,6 +484,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
     ensembles = _parse_ensembles(values["ensembles"] or [], model_names, methods, source)
     retraining = _parse_retraining(values["filtered_retraining"], model_names, methods, source)
     refinements = _parse_refinements(values["refinements"] or [], model_names, methods, source)
+    faithfulness = _parse_faithfulness(values["faithfulness"], models, methods, source)
     if values["folds"] < 2:
         raise ConfigError(f"{source}: folds must be at least 2, got {values['folds']}")
     given = [key for key in ("folds_file", "split_file", "test_dataset") if values[key] is not None]
@@ -470,7 +515,24 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         allow_outside_dataset=values["allow_outside_dataset"],
         refinements=refinements,
         source=source,
+        faithfulness=faithfulness,
     )
+
+
+def _parse_faithfulness(
+    data: dict[str, Any] | None, models: list[ModelSpec], methods: list[str], source: str
+) -> FaithfulnessSpec | None:
+    """The checked ``faithfulness`` section as a spec (None when absent); its methods must be computed by some model."""
+    if data is None:
+        return None
+    spec = FaithfulnessSpec(**data)
+    computed = {m for model in models for m in (model.methods or methods)}
+    missing = [m for m in spec.methods or [] if m not in computed]
+    if missing:
+        raise ConfigError(
+            f"{source}: faithfulness.methods: {missing} computed by no model (methods: {sorted(computed)})"
+        )
+    return spec
 
 
 def _parse_retraining(

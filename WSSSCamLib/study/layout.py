@@ -3,8 +3,8 @@
 ``output/``
   ``folds.json`` (the case folds), ``config.json`` (configuration and fingerprint),
   ``models/<model>/fold<k>/model.pt`` (+ its model card ``model.json`` and ``result.json``, written
-  by the train stage), ``units/<case>/fold<k>.slices.parquet`` (+ ``fold<k>.agreement.parquet``;
-  the marker ``fold<k>.json`` is written last), ``retraining/<variant>/fold<k>.json``, ``figures/``,
+  by the train stage), ``units/<case>/fold<k>.slices.parquet`` (+ ``fold<k>.agreement.parquet`` and,
+  with the ``faithfulness`` key, ``fold<k>.faithfulness.parquet``; the marker ``fold<k>.json`` is written last), ``retraining/<variant>/fold<k>.json``, ``figures/``,
   and the study tables (``slices.parquet``, ``results.parquet``, ...) written by the report stage.
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 from ..paths import check_case_id, output_path
 from .config import ModelSpec
 
-UNIT_PARTS: tuple[str, ...] = ("slices", "agreement")
-"""The Parquet tables of a unit, besides its marker (``agreement`` only for held-out units)."""
+UNIT_PARTS: tuple[str, ...] = ("slices", "agreement", "faithfulness")
+"""The Parquet tables of a unit, besides its marker (``agreement`` only for held-out units, ``faithfulness``
+only for held-out units of a study with that key: :mod:`WSSSCamLib.study.faithfulness_rows`)."""
 
 
 def folds_file(output: Path) -> Path:

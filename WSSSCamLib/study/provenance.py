@@ -26,6 +26,7 @@ def config_fingerprint(config: StudyConfig) -> str:
     ignored = ("output", "device", "batch_size", "overlays", "source", "allow_outside_dataset")
     data = {k: v for k, v in config.as_dict().items() if k not in ignored}
     data["filtered_retraining"] = None  # retraining results carry their own fingerprint (retraining.result_fingerprint)
+    data.pop("faithfulness", None)  # faithfulness tables carry their own (faithfulness_rows.settings_fingerprint)
     for key in ("split_file", "test_dataset", "refinements"):  # absent keys leave earlier fingerprints as they were
         if not data.get(key):
             data.pop(key, None)

@@ -43,6 +43,20 @@ def test_deletion_by_hand():
     np.testing.assert_allclose(minimum.curves[0].numpy(), [sigmoid(0.3 * s) for s in (10, 9, 7, 4, 4)], atol=1e-6)
 
 
+def test_deletion_and_explanation_towards_the_blurred_image_by_hand():
+    blurred = gaussian_filter(IMAGE[0, 0].numpy(), sigma=5.0, mode="nearest", truncate=1.0)
+    current = IMAGE[0, 0].numpy().copy()
+    expected = [sigmoid(0.3 * current.sum())]
+    for i, j in [(0, 1), (1, 0), (1, 1), (0, 0)]:  # decreasing map value
+        current[i, j] = blurred[i, j]
+        expected.append(sigmoid(0.3 * current.sum()))
+    result = perturbation_curves(SumNet(), IMAGE, MAP, 1, "deletion", steps=4, baseline="blur")
+    np.testing.assert_allclose(result.curves[0].numpy(), expected, atol=1e-6)
+    explained = blurred + MAP[0].numpy() * (IMAGE[0, 0].numpy() - blurred)
+    change = confidence_change(SumNet(), IMAGE, MAP, 1, baseline="blur")
+    assert float(change.explained[0]) == pytest.approx(sigmoid(0.3 * explained.sum()))
+
+
 def test_insertion_by_hand_from_a_blurred_image():
     blurred = gaussian_filter(IMAGE[0, 0].numpy(), sigma=5.0, mode="nearest", truncate=1.0)  # kernel 11 = 2 * 5 + 1
     order = [(0, 1), (1, 0), (1, 1), (0, 0)]
@@ -125,10 +139,16 @@ def test_confidence_change_equals_pytorch_grad_cam():
 
 def test_scores_and_errors():
     scores = faithfulness_scores(SumNet(), IMAGE, MAP, 1, steps=4)
-    assert set(scores) == {"deletion_auc", "insertion_auc", "drop", "increase"} and all(
+    assert set(scores) == {"confidence", "deletion_auc", "insertion_auc", "drop", "increase"} and all(
         v.shape == (1,) for v in scores.values()
     )
-    with pytest.raises(ValueError, match="baseline: 'mean' is not one of zero, minimum"):
+    minimum = faithfulness_scores(SumNet(), IMAGE, MAP, 1, steps=4, baseline="minimum")
+    change = confidence_change(SumNet(), IMAGE, MAP, 1)  # the explanation stays the paper's x * L
+    assert float(minimum["drop"][0]) == pytest.approx(float(change.drop[0]))
+    deleted = perturbation_curves(SumNet(), IMAGE, MAP, 1, "deletion", steps=4, baseline="minimum")
+    assert float(minimum["deletion_auc"][0]) == pytest.approx(float(deleted.auc[0]))
+    assert float(minimum["deletion_auc"][0]) != pytest.approx(float(scores["deletion_auc"][0]))
+    with pytest.raises(ValueError, match="baseline: 'mean' is not one of zero, minimum, blur"):
         confidence_change(SumNet(), IMAGE, MAP, 1, baseline="mean")
     with pytest.raises(ValueError, match="mode: 'removal'"):
         perturbation_curves(SumNet(), IMAGE, MAP, 1, "removal")
@@ -140,3 +160,50 @@ def test_scores_and_errors():
         confidence_change(SumNet(), IMAGE, MAP[:, :1], 1)
     with pytest.raises(ValueError, match="must be finite"):
         confidence_change(SumNet(), IMAGE * float("nan"), MAP, 1)
+
+
+def test_curves_equal_pytorch_grad_cam_perturbations():
+    """Each step of our deletion (zero baseline) and insertion curves equals pytorch-grad-cam's
+    ``PerturbationConfidenceMetric`` with ``RemoveMostRelevantFirst`` / ``RemoveLeastRelevantFirst`` at the
+    percentile that removes (keeps) exactly our ceil(k P / S) most salient pixels (distinct map values, no
+    ties), tolerance 1e-6; the insertion imputer blends towards our blurred image (the blur itself is
+    checked against scipy above). Their metric has no AUC; ours is the trapezoid over the same steps."""
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        PerturbationConfidenceMetric,
+        RemoveLeastRelevantFirst,
+        RemoveMostRelevantFirst,
+    )
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    from WSSSCamLib.cams.faithfulness import _gaussian_blur
+
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(2, 5, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 2)
+    ).eval()
+    images = torch.randn(3, 2, 6, 6)
+    maps = torch.randperm(3 * 36).view(3, 6, 6).float() / 107  # distinct values in [0, 1]
+    targets = [1, 0, 1]
+    steps, pixels = 4, 36
+    references = [ClassifierOutputSoftmaxTarget(t) for t in targets]
+    blurred = _gaussian_blur(images, 5.0, 11)
+    ours = {mode: perturbation_curves(model, images, maps, targets, mode, steps) for mode in ("deletion", "insertion")}
+    for k in range(1, steps + 1):
+        changed = math.ceil(k * pixels / steps)
+        percentile = 100 * (pixels - changed) / (pixels - 1)  # np.percentile's threshold = the changed-th largest value
+        deleted = PerturbationConfidenceMetric(RemoveMostRelevantFirst(percentile, lambda x, keep: x * keep))(
+            images, maps.numpy(), references, model, return_diff=False
+        )
+        np.testing.assert_allclose(ours["deletion"].curves[:, k].numpy(), np.asarray(deleted).reshape(-1), atol=1e-6)
+        if changed == pixels:  # all inserted: the image itself (no percentile keeps every pixel)
+            with torch.no_grad():
+                full = torch.softmax(model(images), 1)[torch.arange(3), targets]
+            np.testing.assert_allclose(ours["insertion"].curves[:, k].numpy(), full.numpy(), atol=1e-6)
+            continue
+        kept = 100 * changed / (pixels - 1)  # on 1 - map: the `changed` most salient pixels lie below it
+        for n in range(3):  # insertion: keep the `changed` most salient pixels of image n, the rest blurred
+            inserted = PerturbationConfidenceMetric(
+                RemoveLeastRelevantFirst(kept, lambda x, keep, n=n: keep * x + (1 - keep) * blurred[n])
+            )(images[n : n + 1], maps[n : n + 1].numpy(), references[n : n + 1], model, return_diff=False)
+            theirs = float(np.asarray(inserted).reshape(-1)[0])
+            assert float(ours["insertion"].curves[n, k]) == pytest.approx(theirs, abs=1e-6)

@@ -20,6 +20,10 @@ def test_pointing_game_hits_misses_tolerance_and_empty_references():
     assert pointing_game(maps, reference, tolerance=1)[1] == 0.0  # (0, 5) is sqrt(1 + 4) from (1, 3)
     assert pointing_game(maps, reference, tolerance=2)[1] == 0.0  # Euclidean, not a square
     assert pointing_game(maps, reference, tolerance=5**0.5)[1] == 1.0
+    constant = torch.zeros(1, 6, 6)  # no maximum: a miss, even though the first pixel lies in the object
+    corner = torch.zeros(1, 6, 6, dtype=torch.bool)
+    corner[0, :2, :2] = True
+    assert pointing_game(constant, corner).tolist() == [0.0] == pointing_game(constant, corner, tolerance=3).tolist()
     with pytest.raises(ValueError, match="tolerance must be >= 0"):
         pointing_game(maps, reference, tolerance=-1)
 

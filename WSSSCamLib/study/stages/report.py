@@ -16,6 +16,7 @@ from ...errors import NotReadyError
 from .. import aggregate
 from ..context import Shard, StudyContext
 from ..example_overlays import example_overlays
+from ..faithfulness_rows import faithfulness_section, gather_faithfulness
 from ..layout import figures_folder
 from ..provenance import provenance
 from ..unit_store import gather_units, write_parquet
@@ -81,6 +82,8 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     if not agreement.empty:
         agreement = agreement[agreement["fold"].isin(wanted)]
     markers = [m for m in markers if m["fold"] in wanted]
+    spec = config.faithfulness  # read before anything is written: missing or stale tables stop the report here
+    faithfulness = gather_faithfulness(output, markers, spec) if spec is not None else None
     # every choice below reads training rows only (role 'train'); held-out rows are only measured
     grid = aggregate.grid_search_table(slices)
     thresholds = aggregate.training_threshold_table(slices)
@@ -116,6 +119,8 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     statistics = aggregate.statistics_table(results, cases, measure, shown)
     write_text(output / "statistics.csv", statistics.to_csv(index=False))
     tables = {f"Statistical tests at {shown}": statistics}
+    if spec is not None:
+        tables.update(faithfulness_section(output, faithfulness, spec))
     if config.filtered_retraining is not None:
         per_fold, summary = retraining_tables(context)
         write_text(output / "retraining.csv", per_fold.to_csv(index=False))
