@@ -41,12 +41,12 @@ class VolumeCams:
 
 
 def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of N x h x w maps to N x ``size`` (H, W), clamped back into [0, 1]."""
-    if tuple(maps.shape[-2:]) == tuple(size):
+    """Resize of N x h x w maps to N x ``size`` (H, W), bilinear, or of N x d x h x w maps to N x ``size``
+    (D, H, W), trilinear (half-pixel centres), clamped back into [0, 1]."""
+    if tuple(maps.shape[1:]) == tuple(size):
         return maps
-    return F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0].clamp_(
-        0.0, 1.0
-    )
+    mode = "trilinear" if len(size) == 3 else "bilinear"
+    return F.interpolate(maps[:, None].float(), size=tuple(size), mode=mode, align_corners=False)[:, 0].clamp_(0.0, 1.0)
 
 
 def cam_engine_for(model: nn.Module, card: ModelCard, layers: Sequence[str] | None = None) -> CamEngine:
@@ -66,7 +66,7 @@ def slice_cams(
     augmentation: TestTimeAugmentation | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Maps (method -> N x H x W at ``size``, on the images' device) and target-class probabilities (N)
-    of one batch of classifier input ``images`` (N x C x h x w). ``region``: N x h x w pixel set M
+    of one batch of classifier input ``images`` (N x C x h x w; 3D: N x C x d x h x w, maps N x D x H x W). ``region``: N x h x w pixel set M
     for the Seg- methods. ``augmentation``: multi-scale / flip fusion (:mod:`.augmentation`)."""
     if augmentation is not None and not augmentation.is_identity:
         if region is not None:

@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 
 from ..data.datasets import Case, LoadedCase, load_case
-from ..data.recipe import SliceRecipe
-from ..data.slices import SLICE_AXES, SliceSet, extract_slices
+from ..data.recipe import Recipe
+from ..data.slices import SliceSet
 from ..errors import InvalidInputError
 from ..inference.volume_cams import slice_cams
 from ..masks import (
@@ -66,7 +66,8 @@ AGREEMENT_COLUMNS = ["case", "slice", "fold", "kind", "group", "result", "value"
 @dataclass
 class CaseSlices:
     """A case ready for the models: classifier input slices (N x C x size x size) and the reference
-    masks along the same axis at native resolution (N x H x W bool, or None without a mask)."""
+    masks along the same axis at native resolution (N x H x W bool, or None without a mask); with a volume
+    recipe the items are slabs: N x C x D x H x W input, N x d x h x w reference."""
 
     case_id: str
     inputs: SliceSet
@@ -89,22 +90,17 @@ class Timings:
         self.seconds[name] += time.perf_counter() - started
 
 
-def read_case_slices(case: Case, recipe: SliceRecipe) -> CaseSlices:
+def read_case_slices(case: Case, recipe: Recipe) -> CaseSlices:
     """Read, normalise and slice one case; the reference stays at native resolution."""
     return case_slices(case, load_case(case), recipe)
 
 
-def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlices:
-    """Normalise and slice an already loaded case; the reference stays at native resolution."""
+def case_slices(case: Case, loaded: LoadedCase, recipe: Recipe) -> CaseSlices:
+    """Normalise and cut an already loaded case into the recipe's items (slices, or 3D slabs: then maps and
+    reference are N x d x h x w); the reference stays at native resolution."""
     image, _ = recipe.preprocess()(loaded.image, None)
-    inputs = extract_slices(
-        case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel
-    )
-    reference = None
-    if loaded.mask is not None:
-        reference = torch.from_numpy(
-            np.ascontiguousarray(np.moveaxis(loaded.mask.array, SLICE_AXES[recipe.axis], 0)) > 0
-        )
+    inputs = recipe.items(case.case_id, image, loaded.mask, case.label)
+    reference = recipe.native_reference(loaded.mask) if loaded.mask is not None else None
     return CaseSlices(case.case_id, inputs, reference, case.label)
 
 
