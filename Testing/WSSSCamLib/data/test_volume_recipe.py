@@ -75,9 +75,7 @@ def test_volume_cards_give_their_recipe_and_slice_tools_refuse_them_in_one_line(
         SliceRecipe.from_card(card)
 
 
-@pytest.mark.parametrize(
-    "values", [{"size": (8, 32)}, {"stride": 2}, {"slab": 0}, {"axis": "X"}, {"kind": "slice"}]
-)
+@pytest.mark.parametrize("values", [{"size": (8, 32)}, {"stride": 2}, {"slab": 0}, {"axis": "X"}, {"kind": "slice"}])
 def test_bad_volume_recipes_are_refused(values):
     with pytest.raises(ValueError):
         VolumeRecipe(**values)

@@ -64,6 +64,8 @@ def test_the_same_tables_figures_and_report_as_a_slice_study(study):
         assert (out / name).is_file(), name
     assert list((out / "figures").glob("*.png"))
     assert list(out.rglob("overlay_*.png"))  # the example overlay: a slice of the best 3D map's slab
+    html = (out / "report.html").read_text()
+    assert "Volume recipe: the items measured" in html and "slabs of 4 slices" in html
     results = pd.read_parquet(out / "results.parquet")
     assert {"pooled_dsc_miou", "dice_mean_abnormal_slices", "dice_volume"} <= set(results["metric"])
     assert set(results.loc[results["kind"] == "ensemble", "result"]) == {"train-grid"}

@@ -18,6 +18,7 @@ from ..context import Shard, StudyContext
 from ..example_overlays import example_overlays
 from ..layout import figures_folder
 from ..provenance import provenance
+from ..slabs import slab_table
 from ..unit_store import gather_units, write_parquet
 from .retrain import retraining_tables, stale_results
 
@@ -116,6 +117,9 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     statistics = aggregate.statistics_table(results, cases, measure, shown)
     write_text(output / "statistics.csv", statistics.to_csv(index=False))
     tables = {f"Statistical tests at {shown}": statistics}
+    slabs = slab_table(context.recipe, test)
+    if slabs is not None:
+        tables["Volume recipe: the items measured"] = slabs
     if config.filtered_retraining is not None:
         per_fold, summary = retraining_tables(context)
         write_text(output / "retraining.csv", per_fold.to_csv(index=False))
