@@ -66,7 +66,7 @@ class SliceRecipe:
         if card.recipe and card.recipe.get("kind") == "volume":
             raise InvalidInputError(
                 f"model card of {card.architecture}: trained on 3D slabs/volumes (recipe kind 'volume'); "
-                "wssscam predict and the Slicer panel take slice models only (run a study for volume models)"
+                "read it with recipe_from_card"
             )
         if card.recipe:
             values = dict(card.recipe)
