@@ -10,7 +10,9 @@ the fold's choices made on its training cases (the threshold rule of each single
 ensemble grid search, the best configuration).
 
 Maps are compared with the reference at the slice's own (native) resolution: the network sees
-``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly.
+``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly. With a volume recipe
+(:class:`~WSSSCamLib.data.volume_recipe.VolumeRecipe`) every "slice" is a slab: its 3D map is resized back
+trilinearly to the slab's native voxels and counted there.
 
 Writing and reading units: :mod:`WSSSCamLib.study.unit_store`.
 """
