@@ -1,12 +1,13 @@
 """A 3D volume-level (slab) study end to end on generated phantoms: train, cams, report."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from WSSSCamLib.data.synthetic import write_synthetic_dataset
-from WSSSCamLib.study import ConfigError, parse_config, run_study
+from WSSSCamLib.study import ConfigError, load_config, parse_config, run_study
 from WSSSCamLib.training import load_checkpoint
 
 GRID = [4, 16, 16]
@@ -99,3 +100,10 @@ def test_volume_recipe_config_errors_name_the_key(tmp_path, recipe, message):
     values["recipe"] = recipe
     with pytest.raises(ConfigError, match=message):
         parse_config(values, "test")
+
+
+def test_the_readme_lgg_slab_study_configuration_is_valid():
+    root = Path(__file__).resolve().parents[3]
+    config = load_config(root / "Resources" / "Studies" / "lgg_slabs.yaml")
+    assert config.recipe == {"kind": "volume", "size": [8, 64, 64], "slab": 8, "axis": "K"}
+    assert config.split_file.name == "lgg_fixed_split.json"
