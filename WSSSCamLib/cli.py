@@ -30,6 +30,7 @@ def _train(args: argparse.Namespace) -> int:
     from .data.datasets import read_csv_dataset, read_decathlon
     from .data.recipe import SliceRecipe
     from .data.splits import fixed_split, load_folds
+    from .data.volume_recipe import VolumeRecipe
     from .lock import folder_lock
     from .training.crossval import cross_validate
     from .training.trainer import TrainConfig
@@ -42,7 +43,17 @@ def _train(args: argparse.Namespace) -> int:
         context = None if args.context_channel is None else dataset.channel_index(args.context_channel)
     except KeyError as error:
         raise SystemExit(f"wssscam: {error.args[0]}") from None
-    recipe = SliceRecipe(size=args.size, axis=args.axis, context_channel=context)
+    if args.recipe_kind == "volume":
+        if context is not None:
+            raise SystemExit("wssscam train: --context-channel is for slice recipes (a slab holds its neighbours)")
+        if args.stride is not None and args.slab is None:
+            raise SystemExit("wssscam train: --stride needs --slab")
+        depth = args.depth or args.slab or 32
+        recipe = VolumeRecipe(size=(depth, args.size, args.size), axis=args.axis, slab=args.slab, stride=args.stride)
+    elif args.slab is not None or args.stride is not None or args.depth is not None:
+        raise SystemExit("wssscam train: --slab, --stride and --depth need --recipe-kind volume")
+    else:
+        recipe = SliceRecipe(size=args.size, axis=args.axis, context_channel=context)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -286,6 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--context-channel", default=None, help="2.5D: add this channel's previous and next slices (name or index)"
+    )
+    train.add_argument(
+        "--recipe-kind",
+        default="slice",
+        choices=["slice", "volume"],
+        help="slice: 2D slices; volume: 3D slabs (--slab) or whole volumes on a --depth x --size x --size grid",
+    )
+    train.add_argument(
+        "--slab", type=_at_least(1), default=None, help="volume: slices per slab (default: whole volume)"
+    )
+    train.add_argument(
+        "--stride", type=_at_least(1), default=None, help="volume: slices between slab starts (default: --slab)"
+    )
+    train.add_argument(
+        "--depth", type=_at_least(1), default=None, help="volume: grid depth along the axis (default: --slab, else 32)"
     )
     train.add_argument("--epochs", type=_at_least(1), default=30)
     train.add_argument("--batch-size", type=_at_least(1), default=32)

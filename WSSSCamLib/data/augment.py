@@ -131,6 +131,28 @@ class Augment:
         return x
 
 
+@dataclass
+class RandomFlip:
+    """Mirror a sample along its last axis (left-right) with probability ``p``; any number of spatial dims."""
+
+    p: float = 0.5
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        chosen = _chosen(x.shape[0], self.p, generator, x.device).reshape(-1, *([1] * (x.ndim - 1)))
+        return torch.where(chosen, x.flip(-1), x)
+
+
+def volume_augmentation() -> Augment:
+    """Augmentation of 3D batches (N x C x D x H x W): left-right flips, contrast stretching and histogram
+    equalisation as in :func:`syed2023_augmentation` (its rotations, shifts and CLAHE are 2D only)."""
+    return Augment([RandomFlip(0.5), ContrastStretch(p=0.3), HistogramEqualize(p=0.1)])
+
+
+def default_augmentation(spatial_dims: int) -> Augment:
+    """:func:`syed2023_augmentation` for 2D batches, :func:`volume_augmentation` for 3D."""
+    return volume_augmentation() if spatial_dims == 3 else syed2023_augmentation()
+
+
 def syed2023_augmentation() -> Augment:
     """The augmentation of Syed et al. 2023: rotation <= 45 degrees, flips, shifts <= 20 %, contrast
     stretching, histogram equalisation and CLAHE (the last three each on a share of the samples)."""

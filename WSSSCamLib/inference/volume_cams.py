@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cams import CamEngine, Region, resolve_methods
-from ..data.recipe import SliceRecipe
+from ..data.recipe import SliceRecipe, recipe_from_card
 from ..data.slices import SLICE_AXES, SliceSet, extract_slices
 from ..data.volume import Volume
+from ..data.volume_recipe import VolumeRecipe
 from ..devices import resolve_device
 from ..models.card import ModelCard
 from .augmentation import TestTimeAugmentation, augmented_cams
@@ -41,12 +42,12 @@ class VolumeCams:
 
 
 def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of N x h x w maps to N x ``size`` (H, W), clamped back into [0, 1]."""
-    if tuple(maps.shape[-2:]) == tuple(size):
+    """Resize of N x h x w maps to N x ``size`` (H, W), bilinear, or of N x d x h x w maps to N x ``size``
+    (D, H, W), trilinear (half-pixel centres), clamped back into [0, 1]."""
+    if tuple(maps.shape[1:]) == tuple(size):
         return maps
-    return F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear", align_corners=False)[:, 0].clamp_(
-        0.0, 1.0
-    )
+    mode = "trilinear" if len(size) == 3 else "bilinear"
+    return F.interpolate(maps[:, None].float(), size=tuple(size), mode=mode, align_corners=False)[:, 0].clamp_(0.0, 1.0)
 
 
 def cam_engine_for(model: nn.Module, card: ModelCard, layers: Sequence[str] | None = None) -> CamEngine:
@@ -67,7 +68,7 @@ def slice_cams(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Maps (method -> N x H x W at ``size``, on the images' device) and target-class probabilities (N;
     for a segmentation network the highest over the slice's pixels) of one batch of network input
-    ``images`` (N x C x h x w). ``region``: N x h x w pixel set M
+    ``images`` (N x C x h x w; 3D: N x C x d x h x w, maps N x D x H x W). ``region``: N x h x w pixel set M
     for the Seg- methods. ``augmentation``: multi-scale / flip fusion (:mod:`.augmentation`)."""
     if augmentation is not None and not augmentation.is_identity:
         if region is not None:
@@ -128,7 +129,13 @@ def iter_volume_cams(
     default the card's last class (the "abnormal" class of a binary classifier). ``region``: a
     K x J x I boolean pixel set M (Seg- methods), resized per slice like the images.
     ``augmentation``: multi-scale / flip fusion of each slice's maps (:mod:`.augmentation`).
+    A model trained on 3D slabs or volumes (a volume recipe) is run by :func:`iter_slab_cams`.
     """
+    if isinstance(recipe_from_card(card), VolumeRecipe):
+        if region is not None or (augmentation is not None and not augmentation.is_identity):
+            raise ValueError("a volume (3D slab) model takes neither a Seg- region nor test-time augmentation")
+        yield from iter_slab_cams(volume, model, card, methods, target_class, layers, batch_size, device)
+        return
     cut = card_slices(volume, card)
     recipe, slices, axis, native = cut.recipe, cut.slices, cut.axis, cut.native
     target_class = card.num_classes - 1 if target_class is None else int(target_class)
@@ -155,6 +162,57 @@ def iter_volume_cams(
         yield min(start + batch_size, total), total, None
     stacked = {name: torch.movedim(torch.cat(parts[name]), 0, axis).contiguous() for name in methods}
     yield total, total, VolumeCams(stacked, torch.cat(probabilities), target_class, recipe.axis)
+
+
+def iter_slab_cams(
+    volume: Volume,
+    model: nn.Module,
+    card: ModelCard,
+    methods: Sequence[str],
+    target_class: int | None = None,
+    layers: Sequence[str] | None = None,
+    batch_size: int = 8,
+    device: str | torch.device = "auto",
+) -> Iterator[tuple[int, int, VolumeCams | None]]:
+    """:func:`iter_volume_cams` for a model card with a volume recipe: the volume is cut into the recipe's
+    slabs (or kept whole), each slab's 3D maps are resized trilinearly back to the slab's native voxels and
+    laid into the volume; where slabs overlap a voxel gets the mean of their maps, and each slice the mean
+    target-class probability of the slabs holding it (slices no slab holds, with a stride above the slab:
+    map 0, probability 0)."""
+    recipe = recipe_from_card(card)
+    if volume.channels != card.in_channels:
+        raise ValueError(
+            f"{volume.source or 'volume'}: {volume.channels} channel(s), but the model "
+            f"{card.architecture} was trained on {card.channel_names}"
+        )
+    target_class = card.num_classes - 1 if target_class is None else int(target_class)
+    if not 0 <= target_class < card.num_classes:
+        raise ValueError(f"target class {target_class} is outside the model's classes {card.class_names}")
+    methods = [m.name for m in resolve_methods(methods)]
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    image, _ = recipe.preprocess()(volume, None)
+    items = recipe.items(volume.source or "volume", image, None, 0)
+    axis = SLICE_AXES[recipe.axis]
+    native = [volume.shape_kji[axis]] + [n for i, n in enumerate(volume.shape_kji) if i != axis]
+    starts, length = recipe.starts(native[0]), recipe.length(native[0])
+    sums = {m: torch.zeros(native) for m in methods}
+    probability_sum, covered = torch.zeros(native[0]), torch.zeros(native[0])
+    engine = cam_engine_for(model, card, layers)
+    total = len(items)
+    for begin in range(0, total, batch_size):
+        batch = items.images[begin : begin + batch_size].to(device)
+        maps, p = slice_cams(engine, batch, methods, target_class, [length, *native[1:]])
+        for offset, start in enumerate(starts[begin : begin + batch_size]):
+            window = slice(start, start + length)
+            for name in methods:
+                sums[name][window] += maps[name][offset].float().cpu()
+            probability_sum[window] += float(p[offset])
+            covered[window] += 1
+        yield min(begin + batch_size, total), total, None
+    count = covered.clamp(min=1)
+    stacked = {name: torch.movedim(sums[name] / count[:, None, None], 0, axis).contiguous() for name in methods}
+    yield total, total, VolumeCams(stacked, probability_sum / count, target_class, recipe.axis)
 
 
 def volume_cams(

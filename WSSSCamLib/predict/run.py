@@ -47,7 +47,7 @@ from torch import nn
 from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..cams import resolve_methods
 from ..data.readers import write_volume
-from ..data.recipe import SliceRecipe
+from ..data.recipe import recipe_from_card
 from ..data.segmentation_files import SegmentationFileError, write_dicom_seg, write_label_map, write_seg_nrrd
 from ..data.volume import Volume
 from ..devices import resolve_device
@@ -466,7 +466,7 @@ def _refinement_images(
     refinement step looks at the image; else None."""
     if not any(getattr(step, "needs_images", False) for step in options.rule.refinement.steps):
         return None
-    image, _ = SliceRecipe.from_card(models[0].card).preprocess()(loaded.image, None)
+    image, _ = recipe_from_card(models[0].card).preprocess()(loaded.image, None)
     return torch.from_numpy(image.array if image.array.ndim == 4 else image.array[None])
 
 

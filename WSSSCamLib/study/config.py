@@ -11,7 +11,7 @@ Example (YAML)::
     test_dataset: null                           # optional fixed test set: a second Decathlon folder (train on all of `dataset`)
     seed: 0
     device: auto
-    recipe: {size: 96, axis: K, context_channel: FLAIR}
+    recipe: {size: 96, axis: K, context_channel: FLAIR}   # or 3D: {kind: volume, size: [8, 96, 96], slab: 8, axis: K}
     models:
       - {name: small-cnn, architecture: small-cnn, train: {epochs: 20, patience: 0}}
       - {name: resnet18, architecture: resnet18, train: {epochs: 12, patience: 0}}
@@ -58,6 +58,7 @@ from typing import Any
 
 from ..cams import METHODS, resolve_methods
 from ..data.recipe import SliceRecipe
+from ..data.volume_recipe import VolumeRecipe
 from ..devices import DeviceError, check_device
 from ..masks import RULES, THRESHOLD_GRID, Threshold
 from ..models.zoo import ARCHITECTURES, SEGMENTATION_ARCHITECTURES
@@ -230,6 +231,39 @@ RECIPE: dict[str, Field] = dataclass_schema(
 )
 """``recipe``: how volumes become classifier input (the fields of SliceRecipe)."""
 
+
+def _grid(value: Any, key: str) -> list[int]:
+    """A 3D grid ``[D, H, W]`` of positive integers."""
+    grid = list_of(integer(minimum=1))(value, key)
+    if len(grid) != 3:
+        raise ConfigError(f"{key}: expected three sizes [D, H, W] in voxels, got {value!r}")
+    return grid
+
+
+VOLUME_RECIPE: dict[str, Field] = dataclass_schema(
+    VolumeRecipe,
+    {
+        "kind": string(["volume"]),
+        "size": _grid,
+        "axis": string(["K", "J", "I"]),
+        "slab": optional(integer(minimum=1)),
+        "stride": optional(integer(minimum=1)),
+        "clip_percentiles": _percentile_pair,
+    },
+)
+"""``recipe`` with ``kind: volume``: 3D slabs or whole volumes on a fixed grid (the fields of VolumeRecipe)."""
+
+
+def _recipe(value: Any, key: str) -> dict[str, Any]:
+    """A slice recipe (``RECIPE``), or with ``kind: volume`` a volume recipe (``VOLUME_RECIPE``)."""
+    if isinstance(value, dict) and "kind" in value:
+        values = check_section(value, VOLUME_RECIPE, key)
+        if values.get("stride") is not None and values.get("slab") is None:
+            raise ConfigError(f"{key}.stride: needs a slab (slices per slab)")
+        return values
+    return check_section(value, RECIPE, key)
+
+
 TRAIN: dict[str, Field] = dataclass_schema(
     TrainConfig,
     {
@@ -319,7 +353,7 @@ TOP_LEVEL: dict[str, Field] = {
     "test_dataset": Field(optional(string())),
     "seed": Field(integer(minimum=0), 0),
     "device": Field(device_string, "auto"),
-    "recipe": Field(section(RECIPE), {}),
+    "recipe": Field(_recipe, {}),
     "models": Field(list_of(_anything, min_length=1), required=True),
     "methods": Field(_method_names, required=True),
     "thresholds": Field(list_of(THRESHOLD_NAME), ["grid", "p95", "mean", "median", "otsu"]),
@@ -485,6 +519,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
     retraining = _parse_retraining(values["filtered_retraining"], model_names, methods, source)
     refinements = _parse_refinements(values["refinements"] or [], model_names, methods, source)
     faithfulness = _parse_faithfulness(values["faithfulness"], models, methods, source)
+    if retraining is not None and (values["recipe"] or {}).get("kind") == "volume":
+        raise ConfigError(f"{source}: filtered_retraining is for slice recipes; a volume recipe cannot use it")
+    if refinements and (values["recipe"] or {}).get("kind") == "volume":
+        raise ConfigError(f"{source}: refinements are for slice recipes; a volume recipe cannot use them")
     if values["folds"] < 2:
         raise ConfigError(f"{source}: folds must be at least 2, got {values['folds']}")
     given = [key for key in ("folds_file", "split_file", "test_dataset") if values[key] is not None]

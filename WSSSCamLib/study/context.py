@@ -17,7 +17,7 @@ from torch import nn
 
 from ..cams import CamEngine
 from ..data.datasets import Dataset
-from ..data.recipe import SliceRecipe, dataset_slices
+from ..data.recipe import Recipe, dataset_slices, recipe_from_card
 from ..data.slices import SliceSet
 from ..data.splits import Folds
 from ..errors import InvalidInputError, MissingFileError
@@ -73,7 +73,7 @@ class StudyContext:
     config: StudyConfig
     dataset: Dataset
     folds: Folds
-    recipe: SliceRecipe
+    recipe: Recipe
     started: float = field(default_factory=time.perf_counter)
     """When the run began (``time.perf_counter()``)."""
     selected_folds: list[int] | None = None
@@ -146,9 +146,9 @@ class StudyContext:
                     f"{path}: this checkpoint held out other cases than fold {fold} of the study; its training cases "
                     "would leak into the evaluation (use the folds it was trained with: folds_file)"
                 )
-            if card.recipe and SliceRecipe.from_card(card) != self.recipe:
+            if card.recipe and recipe_from_card(card) != self.recipe:
                 raise InvalidInputError(
-                    f"{path}: trained on slices made another way ({SliceRecipe.from_card(card)}) "
+                    f"{path}: trained on slices made another way ({recipe_from_card(card)}) "
                     f"than the study's recipe ({self.recipe})"
                 )
             self._checkpoints[key] = FoldCheckpoint(spec, fold, path, card)

@@ -3,7 +3,9 @@ reference area, shown as four labelled panels (image, CAM as a heat overlay, the
 the reference mask) under a title naming the model, method, rule, case, slice and fold (one PNG per
 case). The configuration shown is the best single configuration chosen on the training cases
 (:func:`~WSSSCamLib.report.honest.best_configurations`; the first listed when several tie), at each
-fold's threshold rule chosen on that fold's training cases: no test result chooses what is shown."""
+fold's threshold rule chosen on that fold's training cases: no test result chooses what is shown.
+With a volume recipe the item is the slab with the largest reference volume, shown at its slice with the
+largest reference area (the mask is the 3D map thresholded on the slab)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.datasets import load_case
-from ..data.recipe import SliceRecipe
+from ..data.recipe import Recipe
 from ..data.slices import SLICE_AXES
 from ..devices import resolve_device
 from ..figures.overlays import grey_rgb, overlay_rgb
@@ -67,15 +69,20 @@ def example_overlays(
             )
             cam = maps[method]
             mask = apply_threshold(cam, threshold)[0].cpu().numpy()
-            raw = _native_slice(loaded.image.array, recipe, index)
             reference = case.reference[index].numpy()
+            offset = 0
+            if reference.ndim == 3:  # a 3D slab: show its slice with the largest reference area
+                offset = int(reference.reshape(reference.shape[0], -1).sum(1).argmax())
+                cam, mask, reference = cam[:, offset], mask[offset], reference[offset]
+            depth = loaded.image.shape_kji[SLICE_AXES[recipe.axis]]
+            slice_number = recipe.native_slice_index(index, offset, depth)
+            raw = _native_slice(loaded.image.array, recipe, slice_number)
             panels = [
                 ("image", grey_rgb(raw)),
                 ("CAM (reference outlined)", overlay_rgb(raw, cam[0].float().cpu().numpy(), outline=reference)),
                 (f"mask at {threshold.name}", overlay_rgb(raw, mask.astype(np.float32), opacity=0.5)),
                 ("reference mask", overlay_rgb(raw, reference.astype(np.float32), opacity=0.5)),
             ]
-            slice_number = int(case.inputs.slice_index[index])
             title = (
                 f"{model_name} / {method}, rule {threshold.name} (chosen on fold {fold}'s training cases); "
                 f"case {case_id}, slice {slice_number} (axis {recipe.axis}), p(abnormal) {float(probability[0]):.2f}"
@@ -85,7 +92,7 @@ def example_overlays(
     return paths
 
 
-def _native_slice(image: np.ndarray, recipe: SliceRecipe, index: int) -> np.ndarray:
+def _native_slice(image: np.ndarray, recipe: Recipe, index: int) -> np.ndarray:
     """The displayed channel (the context channel, else the first) of slice ``index`` of a
     (C x) K x J x I image, at native resolution."""
     image = image if image.ndim == 4 else image[None]

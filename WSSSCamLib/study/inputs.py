@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ..data.datasets import Dataset, read_csv_dataset, read_decathlon
-from ..data.recipe import SliceRecipe
+from ..data.recipe import Recipe, SliceRecipe
 from ..data.splits import Folds, dataset_folds, fixed_split, load_folds, read_split_file
+from ..data.volume_recipe import VolumeRecipe
 from ..errors import InvalidInputError, MissingFileError
 from .config import StudyConfig
 from .layout import folds_file
@@ -55,9 +56,12 @@ def read_dataset(config: StudyConfig) -> Dataset:
     return dataset
 
 
-def recipe_of(config: StudyConfig, dataset: Dataset) -> SliceRecipe:
-    """The study's :class:`SliceRecipe` from ``config.recipe`` (a context channel named by the dataset's channel name)."""
+def recipe_of(config: StudyConfig, dataset: Dataset) -> Recipe:
+    """The study's :class:`SliceRecipe` from ``config.recipe`` (a context channel named by the dataset's channel
+    name), or its :class:`VolumeRecipe` for ``kind: volume``."""
     values = dict(config.recipe)
+    if values.get("kind") == "volume":
+        return VolumeRecipe.from_values(values)
     if values.get("context_channel") is not None:
         try:
             values["context_channel"] = dataset.channel_index(values["context_channel"])

@@ -11,7 +11,9 @@ ensemble grid search, the best configuration). Both roles also count the study's
 (kind ``refined``, :mod:`WSSSCamLib.study.refined`), only for the listed members, rules and steps.
 
 Maps are compared with the reference at the slice's own (native) resolution: the network sees
-``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly.
+``recipe.size`` x ``recipe.size`` slices, its maps are resized back bilinearly. With a volume recipe
+(:class:`~WSSSCamLib.data.volume_recipe.VolumeRecipe`) every "slice" is a slab: its 3D map is resized back
+trilinearly to the slab's native voxels and counted there.
 
 Writing and reading units: :mod:`WSSSCamLib.study.unit_store`.
 """
@@ -29,8 +31,8 @@ import pandas as pd
 import torch
 
 from ..data.datasets import Case, LoadedCase, load_case
-from ..data.recipe import SliceRecipe
-from ..data.slices import SLICE_AXES, SliceSet, extract_slices
+from ..data.recipe import Recipe, SliceRecipe
+from ..data.slices import SLICE_AXES, SliceSet
 from ..errors import InvalidInputError
 from ..inference.volume_cams import slice_cams
 from ..masks import (
@@ -69,7 +71,8 @@ AGREEMENT_COLUMNS = ["case", "slice", "fold", "kind", "group", "result", "value"
 class CaseSlices:
     """A case ready for the models: classifier input slices (N x C x size x size), the reference masks
     along the same axis at native resolution (N x H x W bool, or None without a mask) and the slices'
-    normalised images at native resolution (``images``)."""
+    normalised images at native resolution (``images``); with a volume recipe the items are slabs:
+    N x C x D x H x W input, N x d x h x w reference, no ``images``."""
 
     case_id: str
     inputs: SliceSet
@@ -95,24 +98,21 @@ class Timings:
         self.seconds[name] += time.perf_counter() - started
 
 
-def read_case_slices(case: Case, recipe: SliceRecipe) -> CaseSlices:
+def read_case_slices(case: Case, recipe: Recipe) -> CaseSlices:
     """Read, normalise and slice one case; the reference stays at native resolution."""
     return case_slices(case, load_case(case), recipe)
 
 
-def case_slices(case: Case, loaded: LoadedCase, recipe: SliceRecipe) -> CaseSlices:
-    """Normalise and slice an already loaded case; the reference stays at native resolution."""
+def case_slices(case: Case, loaded: LoadedCase, recipe: Recipe) -> CaseSlices:
+    """Normalise and cut an already loaded case into the recipe's items (slices, or 3D slabs: then maps and
+    reference are N x d x h x w); the reference stays at native resolution."""
     image, _ = recipe.preprocess()(loaded.image, None)
-    inputs = extract_slices(
-        case.case_id, image, loaded.mask, recipe.axis, case.label, (recipe.size, recipe.size), recipe.context_channel
-    )
-    reference = None
-    if loaded.mask is not None:
-        reference = torch.from_numpy(
-            np.ascontiguousarray(np.moveaxis(loaded.mask.array, SLICE_AXES[recipe.axis], 0)) > 0
-        )
-    channels = image.array if image.array.ndim == 4 else image.array[None]
-    images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(channels, SLICE_AXES[recipe.axis] + 1, 0))).float()
+    inputs = recipe.items(case.case_id, image, loaded.mask, case.label)
+    reference = recipe.native_reference(loaded.mask) if loaded.mask is not None else None
+    images = None
+    if isinstance(recipe, SliceRecipe):
+        channels = image.array if image.array.ndim == 4 else image.array[None]
+        images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(channels, SLICE_AXES[recipe.axis] + 1, 0))).float()
     return CaseSlices(case.case_id, inputs, reference, case.label, images)
 
 

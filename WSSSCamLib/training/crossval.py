@@ -21,7 +21,7 @@ import torch
 
 from ..atomic import write_text
 from ..data.datasets import Dataset
-from ..data.recipe import SliceRecipe, dataset_slices
+from ..data.recipe import Recipe, SliceRecipe, dataset_slices
 from ..data.slices import SliceSet
 from ..data.splits import Folds, case_folds, dataset_folds
 from ..devices import resolve_device
@@ -109,7 +109,7 @@ def cross_validate(
     dataset: Dataset,
     out_dir: str | Path,
     architecture: str = "small-cnn",
-    recipe: SliceRecipe | None = None,
+    recipe: Recipe | None = None,
     config: TrainConfig | None = None,
     k: int = 5,
     seed: int = 0,
@@ -169,7 +169,7 @@ def cross_validate(
             slices.of_cases(held_out),
         )
         torch.manual_seed(seed + fold)
-        model = build_model(architecture, slices.images.shape[1], max(2, len(dataset.class_names)))
+        model = build_model(architecture, slices.images.shape[1], max(2, len(dataset.class_names)), recipe.spatial_dims)
         fold_config = TrainConfig(**{**asdict(config), "seed": config.seed + fold})
         trained = train_classifier(model, train, validation, fold_config, log_path=fold_dir / "train_log.csv")
         if len(test):
@@ -192,7 +192,8 @@ def cross_validate(
             max(2, len(dataset.class_names)),
             list(dataset.class_names),
             channel_names,
-            input_size=[recipe.size, recipe.size],
+            spatial_dims=recipe.spatial_dims,
+            input_size=recipe.input_size,
             slice_axis=recipe.axis,
             normalisation=recipe.normalisation(),
             recipe=asdict(recipe),

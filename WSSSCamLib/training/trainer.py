@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
-from ..data.augment import Augment, syed2023_augmentation
+from ..data.augment import Augment, default_augmentation
 from ..data.slices import SliceSet
 from ..devices import resolve_device
 from ..errors import InvalidInputError
@@ -161,7 +161,7 @@ def train_classifier(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    augmentation = augmentation or (syed2023_augmentation() if config.augment else None)
+    augmentation = augmentation or (default_augmentation(train.images.ndim - 2) if config.augment else None)
     classes = int(max(int(train.labels.max()) + 1, 2))
     model.to(device)
     weights = _class_weights(train.labels, classes).to(device) if config.balance == "loss" else None

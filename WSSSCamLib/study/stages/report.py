@@ -19,6 +19,7 @@ from ..example_overlays import example_overlays
 from ..faithfulness_rows import faithfulness_section, gather_faithfulness
 from ..layout import figures_folder
 from ..provenance import provenance
+from ..slabs import slab_table
 from ..unit_store import gather_units, write_parquet
 from .retrain import retraining_tables, stale_results
 
@@ -121,6 +122,9 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     tables = {f"Statistical tests at {shown}": statistics}
     if spec is not None:
         tables.update(faithfulness_section(output, faithfulness, spec))
+    slabs = slab_table(context.recipe, test)
+    if slabs is not None:
+        tables["Volume recipe: the items measured"] = slabs
     if config.filtered_retraining is not None:
         per_fold, summary = retraining_tables(context)
         write_text(output / "retraining.csv", per_fold.to_csv(index=False))
