@@ -16,8 +16,15 @@ def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
     assert (study / "report.html").is_file() and summary["report"] == str(study / "report.html")
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     results = pd.read_parquet(study / "results.parquet")
-    assert set(results.loc[results["model"] == "small-cnn", "method"]) == set(CLASSIFIER_METHODS)
-    assert set(results.loc[results["model"] == "plain-cnn", "method"]) == set(CLASSIFIER_METHODS)
+    single = results[results["kind"] == "threshold"]
+    assert set(single.loc[single["model"] == "small-cnn", "method"]) == set(CLASSIFIER_METHODS)
+    assert set(single.loc[single["model"] == "plain-cnn", "method"]) == set(CLASSIFIER_METHODS)
+    refined = results[results["kind"] == "refined"]
+    assert set(refined["method"].str.split(" + ", regex=False).str[0]) == {"layer-cam-fused"}
+    assert refined["method"].nunique() == 2 and summary["best_refined"]
+    assert all(b["dsc_low"] <= b["dsc"] <= b["dsc_high"] for b in summary["best_refined"])
+    faithfulness = pd.read_csv(study / "faithfulness.csv")
+    assert set(faithfulness["method"]) == {"grad-cam", "layer-cam-fused"}
     assert results.loc[results["kind"] == "ensemble", "model"].nunique() == 4
     assert summary["empty"] > 0 and summary["best"] and all(0 <= b["dsc"] <= 1 for b in summary["best"])
     assert all(b["dsc_low"] <= b["dsc"] <= b["dsc_high"] for b in summary["best"])
@@ -30,7 +37,12 @@ def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
         assert (study / "figures" / figure).is_file(), figure
     print_summary(summary)
     out = capsys.readouterr().out
-    assert "Empty baseline" in out and "report.html" in out and "a priori, no masks (t=0.50 for all" in out
+    assert (
+        "best refined CAM" in out
+        and "Empty baseline" in out
+        and "report.html" in out
+        and "a priori, no masks (t=0.50 for all" in out
+    )
 
 
 def test_methods_command_lists_every_method(capsys):
