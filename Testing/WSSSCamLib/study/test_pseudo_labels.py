@@ -134,7 +134,12 @@ def test_source_is_chosen_on_the_folds_training_rows_only():
     ]
     clean = pd.DataFrame(rows)
     choice = choose_source(study, clean, 0)
-    assert (choice.kind, choice.model, choice.method, choice.thresholds[0].name) == ("threshold", "a", "grad-cam", "t=0.50")
+    assert (choice.kind, choice.model, choice.method, choice.thresholds[0].name) == (
+        "threshold",
+        "a",
+        "grad-cam",
+        "t=0.50",
+    )
     # held-out rows of fold 0 and training rows of fold 1 (which hold fold 0's held-out cases) favouring b: no change
     noise = [
         _rows(0, "test", "b", "grad-cam", "threshold", "t=0.30", 50, 0, 0),
