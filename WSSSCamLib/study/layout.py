@@ -87,6 +87,11 @@ def segment_paths(output: Path, network: str, fold: int) -> dict[str, Path]:
     return dict(zip(SEGMENT_FILES, (folder / n for n in names)))
 
 
+def segment_result_paths(output: Path) -> list[Path]:
+    """Every segment network x fold result present (``segment/<network>/fold<k>/result.json``), sorted."""
+    return sorted((output / "segment").glob("*/fold*/result.json"))
+
+
 def figures_folder(output: Path) -> Path:
     """The report's PNG figures and overlays."""
     return output / "figures"

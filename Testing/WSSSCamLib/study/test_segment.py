@@ -207,3 +207,15 @@ def test_the_checkpoint_runs_through_predict(study, tmp_path):
     assert metrics["dice"][0] == pytest.approx(expected)
     assert int(metrics["voxels"][0]) == int(counts["tp"] + counts["fp"])
     assert np.isfinite(metrics["dice"][0])
+
+
+def test_merge_carries_the_segment_results(study, tmp_path):
+    from WSSSCamLib.study.merge import merge_outputs
+
+    out = study / "out"
+    merge_outputs(tmp_path / "merged", [out])
+    for network in NETWORKS:
+        for fold in (0, 1):
+            for name, path in segment_paths(out, network, fold).items():
+                copied = segment_paths(tmp_path / "merged", network, fold)[name]
+                assert copied.read_bytes() == path.read_bytes(), (network, fold, name)
