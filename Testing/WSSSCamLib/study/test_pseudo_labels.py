@@ -169,3 +169,24 @@ def test_bad_sources_are_refused_in_one_line_naming_the_key():
         config({}, recipe={"kind": "volume", "size": [4, 16, 16]})
     ensemble = choose_source(config({"source": "and(a/grad-cam, b/grad-cam)@t=0.3|t=0.6"}), None, 0)
     assert [t.value for t in ensemble.thresholds] == [0.3, 0.6] and ensemble.rule == "and"
+
+
+def test_ensemble_and_refined_sources_dispatch_to_the_study_rules():
+    from WSSSCamLib.refine import Pipeline
+
+    other = MAP.flip(-1)
+    maps = {("a", "grad-cam"): MAP, ("b", "grad-cam"): other}
+    probabilities = {"a": torch.tensor([0.9, 0.2]), "b": torch.tensor([0.7, 0.4])}
+    cuts = (Threshold.parse("t=0.4"), Threshold.parse("t=0.6"))
+    ensemble = SourceChoice("ensemble", "and(a/grad-cam, b/grad-cam)", "ensemble", tuple(maps), cuts, "and")
+    made = source_masks(ensemble, None, maps, probabilities, False)
+    assert torch.equal(made.masks, (MAP > 0.4) & (other > 0.6))
+    assert torch.allclose(made.probability, torch.tensor([0.8, 0.3]))  # mean over the ensemble's models
+    band = uncertain_pixels(made.values, made.cuts, 0.05)
+    assert torch.equal(band, ((MAP - 0.4).abs() <= 0.05) | ((other - 0.6).abs() <= 0.05))
+    refined = SourceChoice(
+        "refined", "a", "grad-cam + gate", (("a", "grad-cam"),), (cuts[0],), steps=Pipeline.parse("gate")
+    )
+    made = source_masks(refined, None, maps, probabilities, False)
+    gated = (MAP > 0.4) & torch.tensor([True, False]).view(2, 1, 1)  # the gate empties slice 1 (p = 0.2)
+    assert torch.equal(made.masks, gated)
