@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument(
         "--stages",
-        help="comma-separated subset of train,cams,retrain,report (default: all; with --shard: cams,retrain)",
+        help="comma-separated subset of train,cams,retrain,segment,report (default: all; with --shard: cams,retrain; segment after every shard's cams, sharded by fold)",
     )
     study.add_argument(
         "--folds",

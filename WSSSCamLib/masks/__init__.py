@@ -1,7 +1,15 @@
 """From CAM maps to masks: thresholds (fixed, percentile, mean, median, Otsu, adaptive), Guan & Loew 2021's
 mean Dice over thresholds, negative suppression, and Ostrowski et al. 2023's ensembles with threshold grid search."""
 
-from .ensembles import RULES, combine_masks, ensemble_combinations, ensemble_counts, grid_search, mean_map_mask
+from .ensembles import (
+    RULES,
+    combine_masks,
+    ensemble_combinations,
+    ensemble_counts,
+    ensemble_mask,
+    grid_search,
+    mean_map_mask,
+)
 from .thresholds import (
     MODES,
     THRESHOLD_GRID,
@@ -24,6 +32,7 @@ __all__ = [
     "combine_masks",
     "ensemble_combinations",
     "ensemble_counts",
+    "ensemble_mask",
     "fixed_threshold_counts",
     "grid_search",
     "mean_dice_over_thresholds",

@@ -85,6 +85,23 @@ def mean_map_mask(maps: Sequence[torch.Tensor], threshold: float) -> torch.Tenso
     return mean > torch.tensor(float(threshold), dtype=mean.dtype, device=mean.device)
 
 
+def ensemble_mask(maps: Sequence[torch.Tensor], rule: str, thresholds: Sequence[float]) -> torch.Tensor:
+    """The ensemble's mask at one threshold combination: bool N x *spatial from member maps (each float
+    N x *spatial in [0, 1]) - ``combine_masks([map_i > t_i], rule)``, or for 'mean' ``mean_map_mask(maps, t)``
+    with ``thresholds`` = (t,). Exactly what :func:`ensemble_counts` counts for that combination."""
+    _check_rule(rule, "ensemble_mask")
+    members = list(maps)
+    values = [float(t) for t in thresholds]
+    if rule == "mean":
+        if len(values) != 1:
+            raise ValueError(f"ensemble_mask: rule 'mean' takes one threshold, got {len(values)}")
+        return mean_map_mask(members, values[0])
+    if len(values) != len(members):
+        raise ValueError(f"ensemble_mask: {len(values)} thresholds for {len(members)} members")
+    _check_members(members, "ensemble_mask")
+    return combine_masks([m > torch.tensor(t, dtype=m.dtype, device=m.device) for m, t in zip(members, values)], rule)
+
+
 def ensemble_combinations(members: int, rule: str, grid: Sequence[float] = THRESHOLD_GRID) -> list[tuple[float, ...]]:
     """All per-member threshold tuples searched for ``rule``, in itertools.product order.
 

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from ..metrics import pooled_score_columns
-from .tables import MAIN_METRIC, POOLED_ROW, config_label, pooled_wide, require_columns
+from .tables import MAIN_METRIC, POOLED_ROW, SEGMENTATION, config_label, pooled_wide, require_columns
 
 A_PRIORI = ("t=0.50", "p95")
 """The mask-free rule, fixed before seeing data: the first of these the study computed."""
@@ -40,7 +40,13 @@ TIE = 1e-9
 RESAMPLES = 2000
 SEED = 0
 COUNTS = ["tp", "fp", "fn", "tn"]
-CHOSEN = {"empty": "empty", "threshold": "train-threshold", "ensemble": "train-grid", "refined": "train-threshold"}
+CHOSEN = {
+    "empty": "empty",
+    "threshold": "train-threshold",
+    "ensemble": "train-grid",
+    "refined": "train-threshold",
+    "segmentation": "argmax",
+}
 """The result that holds each kind's test rows under the rule chosen on the training cases."""
 METRICS = ("dsc", "fg_dice", "dice_abnormal", "dice_case")
 """Headline metrics: pooled DSC (Ostrowski et al. 2023), pooled foreground Dice, mean Dice over the
@@ -87,6 +93,9 @@ def mean_training_scores(training_scores: pd.DataFrame) -> pd.DataFrame:
 
 REFINED = "refined"
 """The kind of refined CAMs (:mod:`WSSSCamLib.study.refined`)."""
+SEGMENTATION_RULE = "U-Net trained on the fold's training cases, argmax"
+"""What the 'rule chosen' cell of a segmentation network says (its pseudo-labels' source is chosen per fold on the
+fold's training cases; the supervised U-Net uses their reference masks)."""
 
 
 def best_configurations(training_scores: pd.DataFrame, tie: float = TIE, refined: bool = False) -> pd.DataFrame:
@@ -236,7 +245,7 @@ def headline_table(
     empty_rows = _rows_of(case_counts, "", "empty", "empty", "empty")
     a_priori = a_priori_result(case_counts[case_counts["kind"] == "threshold"])
     configs = list(dict.fromkeys(zip(case_counts["model"], case_counts["method"], case_counts["kind"])))
-    order = {"empty": 0, "threshold": 1, "ensemble": 2, REFINED: 3}
+    order = {"empty": 0, "threshold": 1, "ensemble": 2, REFINED: 3, SEGMENTATION: 4}
     configs.sort(key=lambda c: order.get(c[2], 3))
     rows = []
     for model, method, kind in configs:
@@ -251,7 +260,9 @@ def headline_table(
             "method": method,
             "kind": kind,
             "result": chosen,
-            "rule_chosen": means.loc[key, "rules"] if key in means.index else ("-" if kind == "empty" else ""),
+            "rule_chosen": means.loc[key, "rules"]
+            if key in means.index
+            else ("-" if kind == "empty" else (SEGMENTATION_RULE if kind == SEGMENTATION else "")),
             "training_dsc": float(means.loc[key, "training_score"]) if key in means.index else math.nan,
             "best": key in best,
             "best_refined": key in best_refined,
@@ -346,6 +357,7 @@ def headline_sentence(headline: pd.DataFrame, training_masks: int | None = None,
         scope = f" in each of {folds} folds" if folds and folds > 1 else ""
         text += f" The choices used the reference masks of {training_masks} training cases{scope}; no test case chose anything."
     text += _refined_sentence(headline, empty)
+    text += _segmentation_sentence(headline)
     a_priori = headline.attrs.get("a_priori")
     if a_priori and "a_priori_dsc" in headline.columns:
         single = headline[headline["kind"] == "threshold"]
@@ -373,6 +385,17 @@ def _refined_sentence(headline: pd.DataFrame, empty: pd.DataFrame) -> str:
     if not empty.empty:
         text += f" (difference to Empty {_interval(first, 'delta_dsc', True)})"
     return text + "."
+
+
+def _segmentation_sentence(headline: pd.DataFrame) -> str:
+    """The segmentation networks' held-out pooled DSC [95 % CI] (the segment stage), or '' without any."""
+    rows = headline[headline["kind"] == SEGMENTATION]
+    if rows.empty:
+        return ""
+    parts = [f"{r['configuration']} {_interval(r, 'dsc')}" for _, r in rows.iterrows()]
+    return (
+        " Segmentation networks trained on each fold's training cases, held-out pooled DSC: " + "; ".join(parts) + "."
+    )
 
 
 def training_masks(training_scores: pd.DataFrame) -> int | None:

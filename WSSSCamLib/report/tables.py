@@ -27,7 +27,11 @@ ALL_METRICS = (
     "iou_mean_abnormal_slices",
     "dice_mean_all_slices",
 )
-KIND_ORDER = ("empty", "threshold", "ensemble", "refined")
+KIND_ORDER = ("empty", "threshold", "ensemble", "refined", "segmentation")
+SEGMENTATION = "segmentation"
+"""The kind of segmentation networks' rows (the study's ``segment`` stage): model = the network's name."""
+SEGMENTATION_LABELS = {"supervised U-Net": "supervised U-Net (fully supervised upper bound)"}
+"""Display names of segmentation networks whose table name needs saying more."""
 _NAMED_RESULTS = ("mean", "median", "otsu", "adaptive")
 _FIXED = re.compile(r"^t=([0-9]*\.?[0-9]+)$")
 _PERCENTILE = re.compile(r"^p([0-9]*\.?[0-9]+)$")
@@ -75,11 +79,14 @@ def sorted_results(results: Iterable[str]) -> list[str]:
 
 
 def config_label(model: str, method: str, kind: str) -> str:
-    """Display name of a configuration: 'Empty', 'model / method', or the ensemble's name."""
+    """Display name of a configuration: 'Empty', 'model / method', the ensemble's name, or a segmentation
+    network's name (the supervised U-Net labelled as the fully supervised upper bound)."""
     if kind == "empty":
         return "Empty"
     if kind == "ensemble" or method == "ensemble":
         return str(model)
+    if kind == SEGMENTATION:
+        return SEGMENTATION_LABELS.get(str(model), str(model))
     return f"{model} / {method}"
 
 

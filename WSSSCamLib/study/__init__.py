@@ -1,5 +1,5 @@
 """Full-dataset CAM studies (``wssscam study``): configuration, the context the stages share, the stages
-(train, cams, retrain, report), units of work, aggregation, merging of shards."""
+(train, cams, retrain, segment, report), units of work, aggregation, merging of shards."""
 
 from .config import (
     ConfigError,

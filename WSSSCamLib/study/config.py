@@ -26,6 +26,22 @@ Example (YAML)::
     overlays: 4                                  # example overlay figures
     filtered_retraining: {model: small-cnn, method: grad-cam, variants: [cam, mask], epochs: 10}   # Guan & Loew 2021
     faithfulness: {steps: 20, baseline: minimum, slices: abnormal, per_case: 8, seed: 0, methods: null}   # off when absent
+    segmentation: {size: 128, epochs: 20, batch_size: 16, lr: 0.001, source: best, ignore_band: 0.0,   # off when absent
+                   filter: {min_probability: 0.0, min_area: 0.0, max_area: 1.0}, self_training: false,
+                   supervised: true, augment: true, seed: 0}
+
+``segmentation`` (the ``segment`` stage, :mod:`WSSSCamLib.study.stages.segment`; slice recipes only): per fold a
+MONAI 2D U-Net trained on pseudo-labels of the fold's training cases (:mod:`WSSSCamLib.study.pseudo_labels`),
+optionally one round of self-training, and with ``supervised`` the same network trained on the reference masks of
+the same cases (the fully supervised upper bound). ``size``: the U-Net's input side in pixels; ``lr``: Adam's
+learning rate; ``source``: the configuration whose masks are the pseudo-labels, chosen on each fold's training
+cases: ``best`` (the report's best CAM), ``best-refined`` (its best refined CAM), ``<model>/<method>`` (threshold
+rule chosen on the training cases), ``<model>/<method>@<rule>`` (a named rule: ``p95``, ``otsu``, ``t=0.40``),
+an ensemble by its name (``and(a/grad-cam, b/grad-cam)``, member thresholds from the training-case grid search)
+or a refined configuration ``<model>/<method> + <steps>`` (optionally ``@<rule>``); ``ignore_band``: pixels
+whose map value lies within +-band of the cut are ignored in the loss (label 255); ``filter``: positive slices
+whose classifier probability is below ``min_probability`` or whose pseudo-mask covers a fraction of the slice
+outside [``min_area``, ``max_area``] are dropped; ``augment``: random flips.
 
 ``faithfulness`` (held-out cases only; :mod:`WSSSCamLib.study.faithfulness_rows`): deletion/insertion AUC
 (Petsiuk et al. 2018) with ``steps`` steps, removed pixels set to ``baseline`` (minimum | zero | blur),
@@ -150,6 +166,53 @@ class FaithfulnessSpec:
 
 
 @dataclass
+class SegmentationFilterSpec:
+    """Which pseudo-masks of positive slices are dropped: classifier probability < ``min_probability``, or a
+    foreground fraction of the slice's pixels outside [``min_area``, ``max_area``] (both in [0, 1])."""
+
+    min_probability: float = 0.0
+    min_area: float = 0.0
+    max_area: float = 1.0
+
+
+SOURCE_BEST: tuple[str, ...] = ("best", "best-refined")
+"""``segmentation.source`` values that name the report's best CAM / best refined CAM of each fold."""
+
+
+@dataclass
+class SegmentationSpec:
+    """The ``segmentation`` key (see the module docstring): U-Net input ``size`` (pixels), ``epochs``,
+    ``batch_size``, Adam ``lr``, pseudo-label ``source``, ``ignore_band`` (map units, [0, 0.5)), ``filter``,
+    ``self_training``, ``supervised``, ``augment`` (random flips), ``seed``."""
+
+    size: int = 128
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    source: str = "best"
+    ignore_band: float = 0.0
+    filter: SegmentationFilterSpec = field(default_factory=SegmentationFilterSpec)
+    self_training: bool = False
+    supervised: bool = True
+    augment: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed ``segmentation.source``: ``kind`` best | best-refined | threshold | ensemble | refined;
+    ``member`` (model, method) of a threshold or refined source; ``ensemble`` its name; ``steps`` the refined
+    pipeline's canonical name; ``rule`` the named threshold (one per ensemble member, joined by ``|``), or None:
+    chosen on each fold's training cases."""
+
+    kind: str
+    member: tuple[str, str] | None = None
+    ensemble: str | None = None
+    steps: str | None = None
+    rule: str | None = None
+
+
+@dataclass
 class StudyConfig:
     """A validated study configuration (see the module docstring for every key); built by :func:`parse_config`."""
 
@@ -176,6 +239,7 @@ class StudyConfig:
     refinements: list[RefinementSpec] = field(default_factory=list)
     source: str = ""
     faithfulness: FaithfulnessSpec | None = None
+    segmentation: SegmentationSpec | None = None
 
     def methods_of(self, model: ModelSpec) -> list[str]:
         return model.methods or self.methods
@@ -342,6 +406,30 @@ FAITHFULNESS: dict[str, Field] = dataclass_schema(
 )
 """``faithfulness``: the settings of the faithfulness and pointing metrics (the fields of FaithfulnessSpec)."""
 
+SEGMENTATION_FILTER: dict[str, Field] = dataclass_schema(
+    SegmentationFilterSpec,
+    {"min_probability": number(0, 1), "min_area": number(0, 1), "max_area": number(0, 1)},
+)
+"""``segmentation.filter``: which pseudo-masks of positive slices are dropped (the fields of SegmentationFilterSpec)."""
+
+SEGMENTATION: dict[str, Field] = dataclass_schema(
+    SegmentationSpec,
+    {
+        "size": integer(minimum=8),
+        "epochs": integer(minimum=1),
+        "batch_size": integer(minimum=1),
+        "lr": number(positive=True),
+        "source": string(),
+        "ignore_band": number(0, 0.499),
+        "filter": section(SEGMENTATION_FILTER),
+        "self_training": boolean(),
+        "supervised": boolean(),
+        "augment": boolean(),
+        "seed": integer(minimum=0),
+    },
+)
+"""``segmentation``: the segment stage's settings (the fields of SegmentationSpec)."""
+
 TOP_LEVEL: dict[str, Field] = {
     "dataset": Field(string(), required=True),
     "csv": Field(optional(string())),
@@ -365,6 +453,7 @@ TOP_LEVEL: dict[str, Field] = {
     "allow_outside_dataset": Field(boolean(), False),
     "refinements": Field(optional(list_of(_anything)), []),
     "faithfulness": Field(optional(section(FAITHFULNESS))),
+    "segmentation": Field(optional(section(SEGMENTATION))),
 }
 """The top level of a study configuration; a new key joins here (and as a field of StudyConfig)."""
 
@@ -523,6 +612,11 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         raise ConfigError(f"{source}: filtered_retraining is for slice recipes; a volume recipe cannot use it")
     if refinements and (values["recipe"] or {}).get("kind") == "volume":
         raise ConfigError(f"{source}: refinements are for slice recipes; a volume recipe cannot use them")
+    segmentation = _parse_segmentation(values["segmentation"], model_names, methods, ensembles, refinements, source)
+    if segmentation is not None and (values["recipe"] or {}).get("kind") == "volume":
+        raise ConfigError(
+            f"{source}: segmentation: the segment stage trains 2D U-Nets on slices; a volume recipe cannot use it yet"
+        )
     if values["folds"] < 2:
         raise ConfigError(f"{source}: folds must be at least 2, got {values['folds']}")
     given = [key for key in ("folds_file", "split_file", "test_dataset") if values[key] is not None]
@@ -554,6 +648,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         refinements=refinements,
         source=source,
         faithfulness=faithfulness,
+        segmentation=segmentation,
     )
 
 
@@ -571,6 +666,82 @@ def _parse_faithfulness(
             f"{source}: faithfulness.methods: {missing} computed by no model (methods: {sorted(computed)})"
         )
     return spec
+
+
+def _parse_segmentation(
+    data: dict[str, Any] | None,
+    models: dict[str, ModelSpec],
+    methods: list[str],
+    ensembles: list[EnsembleSpec],
+    refinements: list[RefinementSpec],
+    source: str,
+) -> SegmentationSpec | None:
+    """The checked ``segmentation`` section as a spec (None when absent); its ``source`` must name something the
+    study computes, and ``min_area`` <= ``max_area``."""
+    if data is None:
+        return None
+    values = dict(data)
+    values["filter"] = SegmentationFilterSpec(**(values.get("filter") or {}))
+    spec = SegmentationSpec(**values)
+    if spec.filter.min_area > spec.filter.max_area:
+        raise ConfigError(
+            f"{source}: segmentation.filter: min_area {spec.filter.min_area} is above max_area {spec.filter.max_area}"
+        )
+    parse_source(spec.source, models, methods, ensembles, refinements, f"{source}: segmentation.source")
+    return spec
+
+
+def _parse_rule(text: str, where: str, members: int) -> str:
+    """A named threshold rule (``p95``, ``otsu``, ``t=0.40``; for ``members`` > 1 ensemble members one fixed
+    threshold each, joined by ``|``), canonicalised."""
+    parts = text.split("|")
+    if len(parts) != members:
+        raise ConfigError(f"{where}: rule '{text}' gives {len(parts)} threshold(s) for {members} member(s)")
+    try:
+        rules = [Threshold.parse(part) for part in parts]
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    if members > 1 and any(r.mode != "fixed" for r in rules):
+        raise ConfigError(f"{where}: ensemble member thresholds must be fixed (t=...), got '{text}'")
+    return "|".join(r.name for r in rules)
+
+
+def parse_source(
+    text: str,
+    models: dict[str, ModelSpec],
+    methods: list[str],
+    ensembles: list[EnsembleSpec],
+    refinements: list[RefinementSpec],
+    where: str,
+) -> SourceSpec:
+    """``segmentation.source`` parsed and checked against what the study computes (see the module docstring)."""
+    text = str(text).strip()
+    if text in SOURCE_BEST:
+        return SourceSpec(text)
+    body, at, rule = text.rpartition("@") if "@" in text else (text, "", "")
+    body = body.strip()
+    by_name = {e.name: e for e in ensembles}
+    if body in by_name:
+        ensemble = by_name[body]
+        members = 1 if ensemble.rule == "mean" else len(ensemble.members)
+        return SourceSpec("ensemble", ensemble=body, rule=_parse_rule(rule.strip(), where, members) if at else None)
+    member_text, join, steps_text = body.partition(" + ")
+    if "(" in member_text:
+        raise ConfigError(f"{where}: '{body}' is no ensemble of the study; ensembles: {sorted(by_name) or 'none'}")
+    member = _parse_member(member_text.strip(), models, methods, where)
+    chosen_rule = _parse_rule(rule.strip(), where, 1) if at else None
+    if not join:
+        return SourceSpec("threshold", member=member, rule=chosen_rule)
+    try:
+        steps = Pipeline.parse(steps_text.strip()).describe()
+    except RefinementError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    listed = [r for r in refinements if member in r.members and steps in [p.describe() for p in r.steps]]
+    if not listed:
+        raise ConfigError(
+            f"{where}: refined source '{body}' is not among the study's refinements (member and steps must be listed)"
+        )
+    return SourceSpec("refined", member=member, steps=steps, rule=chosen_rule)
 
 
 def _parse_retraining(

@@ -4,7 +4,8 @@
   ``folds.json`` (the case folds), ``config.json`` (configuration and fingerprint),
   ``models/<model>/fold<k>/model.pt`` (+ its model card ``model.json`` and ``result.json``, written
   by the train stage), ``units/<case>/fold<k>.slices.parquet`` (+ ``fold<k>.agreement.parquet`` and,
-  with the ``faithfulness`` key, ``fold<k>.faithfulness.parquet``; the marker ``fold<k>.json`` is written last), ``retraining/<variant>/fold<k>.json``, ``figures/``,
+  with the ``faithfulness`` key, ``fold<k>.faithfulness.parquet``; the marker ``fold<k>.json`` is written last), ``retraining/<variant>/fold<k>.json``,
+  ``segment/<network>/fold<k>/`` (the segment stage's U-Nets and their held-out rows), ``figures/``,
   and the study tables (``slices.parquet``, ``results.parquet``, ...) written by the report stage.
 """
 
@@ -71,6 +72,24 @@ def retraining_result_path(output: Path, variant: str, fold: int) -> Path:
 def retraining_result_paths(output: Path) -> list[Path]:
     """Every filtered-retraining result file present, sorted."""
     return sorted((output / "retraining").glob("*/fold*.json"))
+
+
+SEGMENT_FILES: tuple[str, ...] = ("checkpoint", "card", "log", "slices", "result")
+"""The files of one segment network x fold (the result, written last, commits it)."""
+
+
+def segment_paths(output: Path, network: str, fold: int) -> dict[str, Path]:
+    """The files of segmentation network ``network`` (a slug: pseudo-label, self-trained, supervised) of ``fold``:
+    ``output/segment/<network>/fold<k>/`` ``model.pt``, ``model.json``, ``train_log.csv``, ``slices.parquet``
+    (held-out slice rows) and ``result.json`` (written last)."""
+    folder = output / "segment" / network / f"fold{fold}"
+    names = ("model.pt", "model.json", "train_log.csv", "slices.parquet", "result.json")
+    return dict(zip(SEGMENT_FILES, (folder / n for n in names)))
+
+
+def segment_result_paths(output: Path) -> list[Path]:
+    """Every segment network x fold result present (``segment/<network>/fold<k>/result.json``), sorted."""
+    return sorted((output / "segment").glob("*/fold*/result.json"))
 
 
 def figures_folder(output: Path) -> Path:

@@ -9,11 +9,18 @@ from pathlib import Path
 from ..atomic import atomic_path
 from ..errors import InvalidInputError, MissingFileError
 from ..paths import check_case_id, output_path
-from .layout import folds_file, retraining_result_paths, unit_markers, unit_paths_of
+from .layout import (
+    folds_file,
+    retraining_result_paths,
+    segment_result_paths,
+    unit_markers,
+    unit_paths_of,
+)
 
 
 def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
-    """Copy the finished units (and models, folds) of shard output folders into ``target``; returns units copied.
+    """Copy the finished units (and models, folds, filtered-retraining and segment results) of shard output folders
+    into ``target``; returns units copied.
 
     Refuses sources whose ``folds.json`` differs (different studies). Then run the ``report`` stage on ``target``.
     """
@@ -47,6 +54,15 @@ def merge_outputs(target: str | Path, sources: list[str | Path]) -> int:
             destination = target / result.relative_to(source)
             destination.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(destination) as temporary:
+                shutil.copyfile(result, temporary)
+        for result in segment_result_paths(source):  # segment stage: a network x fold's files, its result last
+            folder = target / result.parent.relative_to(source)
+            folder.mkdir(parents=True, exist_ok=True)
+            for part in sorted(result.parent.iterdir()):
+                if part.is_file() and part.name != result.name and not part.name.startswith("."):
+                    with atomic_path(folder / part.name) as temporary:
+                        shutil.copyfile(part, temporary)
+            with atomic_path(folder / result.name) as temporary:
                 shutil.copyfile(result, temporary)
         models = source / "models"
         if models.exists():

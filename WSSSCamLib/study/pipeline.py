@@ -3,11 +3,13 @@ resumable and shardable (``wssscam study``).
 
 Stages (modules of :mod:`WSSSCamLib.study.stages`), each safe to stop at any point and to run again:
 ``train`` (cross-validate the models), ``cams`` (every (case, fold) unit), ``retrain`` (the filtered
-retraining, with ``filtered_retraining``), ``report`` (tables, figures, ``report.html``).
+retraining, with ``filtered_retraining``), ``segment`` (pseudo-label, self-trained and supervised U-Nets per
+fold, with ``segmentation``; it reads the fold's training units, so it runs after every shard's ``cams``),
+``report`` (tables, figures, ``report.html``).
 
 ``folds`` (e.g. ``[0, 2]``) restricts every stage to those folds: ``train`` trains them, ``cams`` computes
 their units, ``report`` reports them alone (a study reports one fold as it reports k).
-``shard=(i, n)`` restricts ``train`` and ``retrain`` to folds ``k`` with ``k % n == i`` and ``cams`` to
+``shard=(i, n)`` restricts ``train``, ``retrain`` and ``segment`` to folds ``k`` with ``k % n == i`` and ``cams`` to
 cases whose position in the dataset is ``i`` modulo ``n``; the ``report`` stage reads every unit
 present, so after all shards finished it gives the same tables as one unsharded run.
 """

@@ -27,6 +27,7 @@ def config_fingerprint(config: StudyConfig) -> str:
     data = {k: v for k, v in config.as_dict().items() if k not in ignored}
     data["filtered_retraining"] = None  # retraining results carry their own fingerprint (retraining.result_fingerprint)
     data.pop("faithfulness", None)  # faithfulness tables carry their own (faithfulness_rows.settings_fingerprint)
+    data.pop("segmentation", None)  # segment results carry their own (stages.segment: result fingerprints)
     for key in ("split_file", "test_dataset", "refinements"):  # absent keys leave earlier fingerprints as they were
         if not data.get(key):
             data.pop(key, None)

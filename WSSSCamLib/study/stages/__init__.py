@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import cams, report, retrain, train
+from . import cams, report, retrain, segment, train
 
 STAGES: dict[str, Callable[..., object]] = {
     "train": train.run,
     "cams": cams.run,
     "retrain": retrain.run,
+    "segment": segment.run,
     "report": report.run,
 }
 """Stage name -> its ``run``, in the order a study runs them."""

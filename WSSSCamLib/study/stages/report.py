@@ -13,6 +13,7 @@ import pandas as pd
 from ... import report
 from ...atomic import write_text
 from ...errors import NotReadyError
+from ...report.gap import gap_closed, gap_title
 from .. import aggregate
 from ..context import Shard, StudyContext
 from ..example_overlays import example_overlays
@@ -21,6 +22,7 @@ from ..layout import figures_folder
 from ..provenance import provenance
 from ..slabs import slab_table
 from ..unit_store import gather_units, write_parquet
+from . import segment
 from .retrain import retraining_tables, stale_results
 
 
@@ -44,6 +46,23 @@ def check_ready(context: StudyContext, markers: list[dict]) -> None:
                 f"{output}: filtered retraining {', '.join(absent)} not finished (or done with other settings); "
                 "run the 'retrain' stage (of every shard) first"
             )
+
+
+def with_segment_rows(context: StudyContext, slices: pd.DataFrame) -> pd.DataFrame:
+    """``slices`` plus the segmentation networks' held-out rows (with ``segmentation``); refuses while a network
+    x fold result is missing or was computed with other settings (its source is re-chosen from ``slices``'
+    training rows of each fold, as the segment stage chose it)."""
+    if context.config.segmentation is None:
+        return slices
+    train = slices[slices["role"] == "train"]
+    needs = segment.pseudo_labels.needs_units(context.config)
+    stale = segment.stale_results(context, lambda fold: train[train["fold"] == fold] if needs else None)
+    if stale:
+        raise NotReadyError(
+            f"{context.output}: segmentation networks {', '.join(stale)} not finished (or done with other settings); "
+            "run the 'segment' stage (of every shard) first"
+        )
+    return pd.concat([slices, segment.segment_rows(context)], ignore_index=True)
 
 
 def write_tables(output: Path, tables: dict[str, pd.DataFrame]) -> None:
@@ -83,6 +102,7 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     if not agreement.empty:
         agreement = agreement[agreement["fold"].isin(wanted)]
     markers = [m for m in markers if m["fold"] in wanted]
+    slices = with_segment_rows(context, slices)
     spec = config.faithfulness  # read before anything is written: missing or stale tables stop the report here
     faithfulness = gather_faithfulness(output, markers, spec) if spec is not None else None
     # every choice below reads training rows only (role 'train'); held-out rows are only measured
@@ -125,6 +145,13 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
     slabs = slab_table(context.recipe, test)
     if slabs is not None:
         tables["Volume recipe: the items measured"] = slabs
+    if config.segmentation is not None:
+        gap = gap_closed(headline)
+        write_text(output / "gap_closed.csv", gap.to_csv(index=False))
+        networks = segment.segment_table(context)
+        write_text(output / "segment.csv", networks.to_csv(index=False))
+        tables[gap_title(headline)] = gap
+        tables["Segmentation networks per fold (pseudo-label source, slices, dropped, ignored share)"] = networks
     if config.filtered_retraining is not None:
         per_fold, summary = retraining_tables(context)
         write_text(output / "retraining.csv", per_fold.to_csv(index=False))

@@ -1,0 +1,192 @@
+"""Pseudo-labels by hand on tiny arrays: threshold, ignore band, negative slices, filter counts, the source
+chosen on a fold's training rows only, and ensemble masks equal to what the study counts."""
+
+import pandas as pd
+import pytest
+import torch
+
+from WSSSCamLib.errors import InvalidInputError
+from WSSSCamLib.masks import Threshold, ensemble_counts, ensemble_mask
+from WSSSCamLib.metrics import confusion_counts
+from WSSSCamLib.study import ConfigError, parse_config
+from WSSSCamLib.study.config import SegmentationFilterSpec
+from WSSSCamLib.study.pseudo_labels import (
+    SourceChoice,
+    choose_source,
+    label_slices,
+    labels_to_grid,
+    source_masks,
+    uncertain_pixels,
+)
+from WSSSCamLib.training.segmentation import IGNORE
+
+
+def config(segmentation, **extra):
+    data = {
+        "dataset": "d",
+        "output": "o",
+        "models": [{"name": "a", "architecture": "small-cnn"}, {"name": "b", "architecture": "small-cnn"}],
+        "methods": ["grad-cam"],
+        "thresholds": ["t=0.3", "t=0.5", "p95"],
+        "ensembles": [{"rule": "and", "members": ["a/grad-cam", "b/grad-cam"]}],
+        "segmentation": segmentation,
+        **extra,
+    }
+    return parse_config(data, "test.yaml")
+
+
+MAP = torch.tensor([[[0.10, 0.45, 0.55], [0.62, 0.90, 0.38]], [[0.70, 0.80, 0.90], [0.1, 0.2, 0.3]]])  # 2 x 2 x 3
+
+
+def test_threshold_band_and_negative_slices_by_hand():
+    choice = SourceChoice("threshold", "a", "grad-cam", (("a", "grad-cam"),), (Threshold.parse("t=0.5"),))
+    made = source_masks(choice, None, {("a", "grad-cam"): MAP}, {"a": torch.tensor([0.9, 0.8])}, False)
+    assert torch.equal(made.masks, MAP > 0.5)
+    uncertain = uncertain_pixels(made.values, made.cuts, 0.1)
+    # |value - 0.5| <= 0.1: 0.45, 0.55, 0.38? no (0.12); 0.62? no (0.12)
+    assert torch.equal(uncertain[0], torch.tensor([[False, True, True], [False, False, False]]))
+    labels, keep, counts = label_slices(
+        made.masks, uncertain, torch.tensor([1, 0]), made.probability, SegmentationFilterSpec()
+    )
+    assert labels.dtype == torch.uint8
+    assert labels[0].tolist() == [[0, IGNORE, IGNORE], [1, 1, 0]]
+    assert labels[1].tolist() == [[0, 0, 0], [0, 0, 0]]  # negative slice: all background, nothing ignored
+    assert keep.tolist() == [True, True]
+    assert (counts.slices, counts.negative, counts.positive_kept) == (2, 1, 1)
+    assert counts.ignored_pixels == 2 and counts.kept_pixels == 12
+    assert not uncertain_pixels(made.values, made.cuts, 0.0).any()
+
+
+def test_percentile_band_is_around_each_slices_own_cut():
+    choice = SourceChoice("threshold", "a", "grad-cam", (("a", "grad-cam"),), (Threshold.parse("median"),))
+    made = source_masks(choice, None, {("a", "grad-cam"): MAP}, {"a": torch.ones(2)}, False)
+    cuts = torch.tensor([(0.45 + 0.55) / 2, (0.3 + 0.7) / 2])  # median of 6 values: the mean of the middle two
+    assert torch.allclose(made.cuts[0].double(), cuts.double(), atol=1e-6)
+    uncertain = uncertain_pixels(made.values, made.cuts, 0.06)
+    assert torch.equal(uncertain, (MAP - cuts.view(2, 1, 1)).abs() <= 0.06)
+
+
+def test_adaptive_rule_refuses_a_band():
+    choice = SourceChoice("threshold", "a", "grad-cam", (("a", "grad-cam"),), (Threshold.parse("adaptive3"),))
+    made = source_masks(choice, None, {("a", "grad-cam"): MAP}, {"a": torch.ones(2)}, False)
+    with pytest.raises(InvalidInputError, match="ignore_band"):
+        uncertain_pixels(made.values, made.cuts, 0.1)
+
+
+def test_filter_drops_positive_slices_and_counts_them():
+    masks = torch.zeros(4, 2, 2, dtype=torch.bool)
+    masks[0, 0, 0] = True  # area 0.25
+    masks[1] = True  # area 1.0
+    masks[2, 0, 0] = True  # area 0.25 but low probability
+    slice_labels = torch.tensor([1, 1, 1, 0])
+    probability = torch.tensor([0.9, 0.9, 0.2, 0.0])
+    rule = SegmentationFilterSpec(min_probability=0.5, min_area=0.1, max_area=0.5)
+    labels, keep, counts = label_slices(masks, torch.zeros_like(masks), slice_labels, probability, rule)
+    assert keep.tolist() == [True, False, False, True]  # a negative slice is never dropped
+    assert (counts.dropped_area, counts.dropped_probability, counts.positive_kept, counts.negative) == (1, 1, 1, 1)
+
+
+def test_ensemble_mask_equals_what_the_study_counts():
+    generator = torch.Generator().manual_seed(0)
+    maps = [torch.rand(3, 5, 5, generator=generator) for _ in range(2)]
+    reference = torch.rand(3, 5, 5, generator=generator) > 0.6
+    for rule in ("and", "or", "<", ">", "majority", "mean"):
+        combos, counts = ensemble_counts(maps, reference, rule)
+        for index in (0, 7, len(combos) - 1):
+            mask = ensemble_mask(maps, rule, combos[index])
+            assert torch.equal(confusion_counts(mask, reference), counts[index]), (rule, combos[index])
+
+
+def test_labels_resize_by_nearest_neighbour_keeps_values():
+    labels = torch.tensor([[[0, 1], [IGNORE, 1]]], dtype=torch.uint8)
+    grid = labels_to_grid(labels, 4)
+    assert grid.shape == (1, 4, 4) and set(grid.unique().tolist()) == {0, 1, IGNORE}
+    assert grid[0, :2, :2].eq(0).all() and grid[0, 2:, :2].eq(IGNORE).all()
+
+
+def _rows(fold, role, model, method, kind, result, tp, fp, fn, tn=100):
+    return {
+        "case": f"c{fold}{role}{tp}",
+        "slice": -1,
+        "fold": fold,
+        "role": role,
+        "model": model,
+        "method": method,
+        "result": result,
+        "kind": kind,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "probability": float("nan"),
+        "score": float("nan"),
+    }
+
+
+def test_source_is_chosen_on_the_folds_training_rows_only():
+    study = config({"source": "best"})
+    rows = [
+        _rows(0, "train", "", "empty", "empty", "empty", 0, 0, 10),
+        _rows(0, "train", "a", "grad-cam", "threshold", "t=0.30", 5, 5, 5),
+        _rows(0, "train", "a", "grad-cam", "threshold", "t=0.50", 8, 1, 2),  # best for fold 0
+        _rows(0, "train", "b", "grad-cam", "threshold", "t=0.30", 1, 1, 9),
+        _rows(0, "train", "b", "grad-cam", "threshold", "t=0.50", 1, 9, 9),
+    ]
+    clean = pd.DataFrame(rows)
+    choice = choose_source(study, clean, 0)
+    assert (choice.kind, choice.model, choice.method, choice.thresholds[0].name) == (
+        "threshold",
+        "a",
+        "grad-cam",
+        "t=0.50",
+    )
+    # held-out rows of fold 0 and training rows of fold 1 (which hold fold 0's held-out cases) favouring b: no change
+    noise = [
+        _rows(0, "test", "b", "grad-cam", "threshold", "t=0.30", 50, 0, 0),
+        _rows(1, "train", "b", "grad-cam", "threshold", "t=0.30", 50, 0, 0),
+        _rows(1, "train", "a", "grad-cam", "threshold", "t=0.50", 0, 50, 50),
+    ]
+    assert choose_source(study, pd.concat([clean, pd.DataFrame(noise)]), 0) == choice
+    named = choose_source(config({"source": "b/grad-cam@p95"}), None, 0)
+    assert (named.model, named.thresholds[0].name, named.chosen_by) == ("b", "p95", "named")
+    explicit = choose_source(config({"source": "b/grad-cam"}), clean, 0)
+    assert explicit.thresholds[0].name == "t=0.30"
+
+
+def test_bad_sources_are_refused_in_one_line_naming_the_key():
+    for source, message in [
+        ("c/grad-cam", "segmentation.source"),
+        ("or(a/grad-cam, b/grad-cam)", "no ensemble of the study"),
+        ("a/grad-cam + gate", "not among the study's refinements"),
+        ("and(a/grad-cam, b/grad-cam)@t=0.3", "1 threshold"),
+    ]:
+        with pytest.raises(ConfigError, match="segmentation.source") as error:
+            config({"source": source})
+        assert message in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="segmentation.filter"):
+        config({"filter": {"min_area": 0.5, "max_area": 0.2}})
+    with pytest.raises(ConfigError, match="volume recipe"):
+        config({}, recipe={"kind": "volume", "size": [4, 16, 16]})
+    ensemble = choose_source(config({"source": "and(a/grad-cam, b/grad-cam)@t=0.3|t=0.6"}), None, 0)
+    assert [t.value for t in ensemble.thresholds] == [0.3, 0.6] and ensemble.rule == "and"
+
+
+def test_ensemble_and_refined_sources_dispatch_to_the_study_rules():
+    from WSSSCamLib.refine import Pipeline
+
+    other = MAP.flip(-1)
+    maps = {("a", "grad-cam"): MAP, ("b", "grad-cam"): other}
+    probabilities = {"a": torch.tensor([0.9, 0.2]), "b": torch.tensor([0.7, 0.4])}
+    cuts = (Threshold.parse("t=0.4"), Threshold.parse("t=0.6"))
+    ensemble = SourceChoice("ensemble", "and(a/grad-cam, b/grad-cam)", "ensemble", tuple(maps), cuts, "and")
+    made = source_masks(ensemble, None, maps, probabilities, False)
+    assert torch.equal(made.masks, (MAP > 0.4) & (other > 0.6))
+    assert torch.allclose(made.probability, torch.tensor([0.8, 0.3]))  # mean over the ensemble's models
+    band = uncertain_pixels(made.values, made.cuts, 0.05)
+    assert torch.equal(band, ((MAP - 0.4).abs() <= 0.05) | ((other - 0.6).abs() <= 0.05))
+    refined = SourceChoice(
+        "refined", "a", "grad-cam + gate", (("a", "grad-cam"),), (cuts[0],), steps=Pipeline.parse("gate")
+    )
+    made = source_masks(refined, None, maps, probabilities, False)
+    gated = (MAP > 0.4) & torch.tensor([True, False]).view(2, 1, 1)  # the gate empties slice 1 (p = 0.2)
+    assert torch.equal(made.masks, gated)
