@@ -260,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="CAMs of a small CNN trained on built-in synthetic phantoms; writes overlay PNGs"
+        "demo",
+        help="a whole WSSS study on built-in phantoms: classifiers, CAMs, thresholds, ensembles, refinement, "
+        "pseudo-label and supervised U-Nets, report",
     )
     demo.add_argument("--out", default="wssscam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")

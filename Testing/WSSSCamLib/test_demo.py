@@ -11,7 +11,9 @@ from WSSSCamLib.demo import CLASSIFIER_METHODS, print_summary, run_demo
 
 
 def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
-    summary = run_demo(tmp_path, device="cpu", epochs=2, cases=6, shape=(6, 32, 32), progress=False)
+    summary = run_demo(
+        tmp_path, device="cpu", epochs=2, segmentation_epochs=2, cases=6, shape=(6, 32, 32), progress=False
+    )
     study = tmp_path / "study"
     assert (study / "report.html").is_file() and summary["report"] == str(study / "report.html")
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
@@ -23,6 +25,10 @@ def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
     assert set(refined["method"].str.split(" + ", regex=False).str[0]) == {"layer-cam-fused"}
     assert refined["method"].nunique() == 2 and summary["best_refined"]
     assert all(b["dsc_low"] <= b["dsc"] <= b["dsc_high"] for b in summary["best_refined"])
+    networks = {entry["configuration"]: entry for entry in summary["segmentation"]}
+    assert set(networks) == {"pseudo-label U-Net", "supervised U-Net (fully supervised upper bound)"}
+    assert all(0 <= n["dsc"] <= 1 and n["dsc_low"] <= n["dsc"] <= n["dsc_high"] for n in networks.values())
+    assert (study / "gap_closed.csv").is_file() and "gap_closed" in summary
     faithfulness = pd.read_csv(study / "faithfulness.csv")
     assert set(faithfulness["method"]) == {"grad-cam", "layer-cam-fused"}
     assert results.loc[results["kind"] == "ensemble", "model"].nunique() == 4
