@@ -1,10 +1,11 @@
 #!/bin/bash
-# A WSSSCam study on a SLURM cluster: train per fold, map per case shard (and retrain per fold), then one report.
+# A WSSSCam study on a SLURM cluster: train per fold, map per case shard (and retrain per fold), (and train the pseudo-label / supervised U-Nets per fold), then one report.
 #
 #   sbatch --array=0-4 Resources/Scripts/study_slurm.sh train  study.yaml 5   # one fold per task
 #   sbatch --array=0-7 --dependency=afterok:<train job id> Resources/Scripts/study_slurm.sh cams study.yaml 8
 #   sbatch --array=0-4 --dependency=afterok:<train job id> Resources/Scripts/study_slurm.sh retrain study.yaml 5  # if filtered_retraining
-#   sbatch --dependency=afterok:<cams job id> Resources/Scripts/study_slurm.sh report study.yaml 1
+#   sbatch --array=0-4 --dependency=afterok:<cams job id> Resources/Scripts/study_slurm.sh segment study.yaml 5  # if segmentation: one fold per task
+#   sbatch --dependency=afterok:<cams (and segment) job id> Resources/Scripts/study_slurm.sh report study.yaml 1
 #
 # Every task writes into the configuration's output folder (a shared file system); finished work
 # is never recomputed, so a failed or pre-empted task is simply submitted again. Under Slicer, replace
