@@ -51,8 +51,17 @@ def shards_overlap(first: tuple[int, int], second: tuple[int, int]) -> bool:
     return not (first[1] == second[1] and first[0] != second[0])
 
 
+DESCRIPTION_WAIT = 2.0
+"""Seconds to wait for a live process that has just taken its lock to write its description."""
+
+
 def _live_owner(path: Path) -> dict | None:
-    """The description of the live process holding ``path``, or None after removing a dead process's lock."""
+    """The description of the live process holding ``path``, or None after removing a dead process's lock.
+
+    A process takes its lock first and writes its description just after; a description read in between is
+    empty, so it is read again for up to :data:`DESCRIPTION_WAIT` seconds (two shards started at the same
+    moment must not see each other as the whole folder). Still empty: ``{}`` (treated as every shard).
+    """
     try:
         with open(path, "r+") as handle:
             if _try_lock(handle):  # nobody holds it: its process has ended
@@ -60,10 +69,16 @@ def _live_owner(path: Path) -> dict | None:
                 return None
     except FileNotFoundError:
         return None
-    try:
-        return json.loads(path.read_text() or "{}")
-    except (OSError, json.JSONDecodeError):
-        return {}
+    deadline = time.monotonic() + DESCRIPTION_WAIT
+    while True:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:  # ended meanwhile
+            return None
+        except (OSError, json.JSONDecodeError):
+            if time.monotonic() >= deadline:
+                return {}
+            time.sleep(0.05)
 
 
 def live_locks(folder: str | Path) -> list[dict]:

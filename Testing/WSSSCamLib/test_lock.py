@@ -2,6 +2,10 @@
 writer's stale temporaries and error messages."""
 
 import errno
+import fcntl
+import json
+import threading
+import time
 
 import pytest
 
@@ -31,6 +35,41 @@ def test_a_lock_is_released_and_leaves_no_trace(tmp_path):
             pass
         assert len(live_locks(out)) == 1  # the refused attempt did not remove the holder's lock
     assert not out.exists()  # created for the run, empty again: removed
+
+
+def _lock_then_describe(locks, shard, delay, taken, release):
+    """Another shard's process, as seen from outside: lock taken first, its description written ``delay`` s later."""
+    path = locks / "elsewhere-1.lock"
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        taken.set()
+        time.sleep(delay)
+        handle.write(json.dumps({"pid": 1, "host": "elsewhere", "shard": list(shard), "what": "run"}))
+        handle.flush()
+        release.wait(5)
+    path.unlink()
+
+
+@pytest.mark.parametrize(("theirs", "refused"), [((1, 2), False), ((0, 2), True)])
+def test_two_shards_started_at_the_same_moment(tmp_path, theirs, refused):
+    """A live lock read before its owner wrote its description is read again: a disjoint shard is not
+    mistaken for the whole folder (the race of two ``--shard i/2`` runs started together), an overlapping one is refused."""
+    out = tmp_path / "out"
+    (out / ".locks").mkdir(parents=True)
+    taken, release = threading.Event(), threading.Event()
+    other = threading.Thread(target=_lock_then_describe, args=(out / ".locks", theirs, 0.3, taken, release))
+    other.start()
+    taken.wait(5)
+    try:
+        if refused:
+            with pytest.raises(LockError, match=f"shard {theirs[0]}/{theirs[1]}"), folder_lock(out, (0, 2)):
+                pass
+        else:
+            with folder_lock(out, (0, 2)) as alone:
+                assert not alone
+    finally:
+        release.set()
+        other.join()
 
 
 def test_stale_temporaries_match_only_the_writers_names(tmp_path):
