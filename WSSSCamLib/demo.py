@@ -146,13 +146,15 @@ def summarise(
         "best_refined": entries(refined),
         "segmentation": [{"configuration": row["configuration"], **numbers(row)} for _, row in networks.iterrows()],
     }
-    if (
-        gap is not None and not gap.empty
-    ):  # per headline metric; None where undefined (supervised not above the best CAM)
+    if gap is not None and not gap.empty:
+        # per anchor and headline metric; None where undefined (the supervised U-Net not above the anchor)
         closed = gap[gap["network"] == PSEUDO]
         summary["gap_closed"] = {
-            row["metric"]: None if pd.isna(row["gap_closed"]) else float(row["gap_closed"])
-            for _, row in closed.iterrows()
+            anchor: {
+                row["metric"]: None if pd.isna(row["gap_closed"]) else float(row["gap_closed"])
+                for _, row in rows.iterrows()
+            }
+            for anchor, rows in closed.groupby("anchor", sort=False)
         }
     single = headline[(headline["kind"] == "threshold") & headline.get("a_priori_dsc", pd.Series(dtype=float)).notna()]
     if not single.empty:  # a range over every single configuration: none is picked by its test result
@@ -203,12 +205,9 @@ def print_summary(summary: dict) -> None:
             f"  {entry['configuration']}: {_interval(entry, 'dsc')}, vs Empty {_interval(entry, 'delta_dsc', True)}; "
             f"Dice on lesion slices {entry.get('dice_abnormal', float('nan')):.3f}"
         )
-    if "gap_closed" in summary:
-        closed = ", ".join(
-            f"{metric} {'undefined' if value is None else format(value, '.0%')}"
-            for metric, value in summary["gap_closed"].items()
-        )
-        print(f"  gap from the best CAM to the supervised U-Net closed by the pseudo-label U-Net: {closed}")
+    for anchor, values in summary.get("gap_closed", {}).items():
+        closed = ", ".join(f"{metric} {'undefined' if v is None else format(v, '.0%')}" for metric, v in values.items())
+        print(f"  gap from the {anchor} to the supervised U-Net closed by the pseudo-label U-Net: {closed}")
     if "a_priori" in summary:
         prior = summary["a_priori"]
         print(

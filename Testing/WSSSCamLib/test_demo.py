@@ -28,7 +28,8 @@ def test_demo_runs_a_whole_study_and_reports(tmp_path, capsys):
     networks = {entry["configuration"]: entry for entry in summary["segmentation"]}
     assert set(networks) == {"pseudo-label U-Net", "supervised U-Net (fully supervised upper bound)"}
     assert all(0 <= n["dsc"] <= 1 and n["dsc_low"] <= n["dsc"] <= n["dsc_high"] for n in networks.values())
-    assert (study / "gap_closed.csv").is_file() and "gap_closed" in summary
+    assert (study / "gap_closed.csv").is_file() and set(summary["gap_closed"]) == {"best CAM", "best refined CAM"}
+    assert all(set(v) == {"dsc", "fg_dice", "dice_abnormal", "dice_case"} for v in summary["gap_closed"].values())
     faithfulness = pd.read_csv(study / "faithfulness.csv")
     assert set(faithfulness["method"]) == {"grad-cam", "layer-cam-fused"}
     assert results.loc[results["kind"] == "ensemble", "model"].nunique() == 4

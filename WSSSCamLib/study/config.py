@@ -412,6 +412,9 @@ SEGMENTATION_FILTER: dict[str, Field] = dataclass_schema(
 )
 """``segmentation.filter``: which pseudo-masks of positive slices are dropped (the fields of SegmentationFilterSpec)."""
 
+UNET_SIZE_MULTIPLE = 8
+"""``segmentation.size`` must be a multiple of this: the zoo's ``monai-unet`` has strides (2, 2, 2)."""
+
 SEGMENTATION: dict[str, Field] = dataclass_schema(
     SegmentationSpec,
     {
@@ -613,6 +616,14 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
     if refinements and (values["recipe"] or {}).get("kind") == "volume":
         raise ConfigError(f"{source}: refinements are for slice recipes; a volume recipe cannot use them")
     segmentation = _parse_segmentation(values["segmentation"], model_names, methods, ensembles, refinements, source)
+    if segmentation is not None and segmentation.ignore_band > 0:
+        rules = [*_parse_thresholds(values["thresholds"], source), *(t for r in refinements for t in r.thresholds)]
+        adaptive = sorted({t.name for t in rules if t.mode == "adaptive"})
+        if adaptive:  # the source chosen per fold could be one of them; refused now, not mid-run
+            raise ConfigError(
+                f"{source}: segmentation.ignore_band: the thresholds {adaptive} are adaptive (no single cut to put a "
+                "band around); use ignore_band 0 or leave adaptive rules out"
+            )
     if segmentation is not None and (values["recipe"] or {}).get("kind") == "volume":
         raise ConfigError(
             f"{source}: segmentation: the segment stage trains 2D U-Nets on slices; a volume recipe cannot use it yet"
@@ -683,6 +694,11 @@ def _parse_segmentation(
     values = dict(data)
     values["filter"] = SegmentationFilterSpec(**(values.get("filter") or {}))
     spec = SegmentationSpec(**values)
+    if spec.size % UNET_SIZE_MULTIPLE:
+        raise ConfigError(
+            f"{source}: segmentation.size: {spec.size} is not a multiple of {UNET_SIZE_MULTIPLE} (the U-Net halves "
+            "its grid three times)"
+        )
     if spec.filter.min_area > spec.filter.max_area:
         raise ConfigError(
             f"{source}: segmentation.filter: min_area {spec.filter.min_area} is above max_area {spec.filter.max_area}"

@@ -82,7 +82,7 @@ class SegmentationTrainResult:
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, cross-entropy, soft Dice loss) of ``logits`` N x K x H x W against ``labels`` N x H x W (int,
     :data:`IGNORE` ignored; see the module docstring). A batch whose pixels are all ignored gives zeros
-    (with a gradient path, so the step is a no-op)."""
+    (with a gradient path; zero gradients, although Adam's momentum still moves the weights in that step)."""
     labels = labels.long()
     valid = labels != IGNORE
     if not bool(valid.any()):

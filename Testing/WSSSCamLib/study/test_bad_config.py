@@ -95,6 +95,11 @@ def refused(change, tmp_path):
             "ensembles[0]: unknown key 'weights'",
         ),
         ({"thresholds": [["t=0.5"]]}, "thresholds[0]: expected a threshold name"),
+        ({"segmentation": {"size": 100}}, "segmentation.size: 100 is not a multiple of 8"),
+        (
+            {"thresholds": ["t=0.5", "adaptive"], "segmentation": {"ignore_band": 0.1}},
+            "segmentation.ignore_band: the thresholds ['adaptive15'] are adaptive",
+        ),
         ({"allow_outside_dataset": "yes"}, "allow_outside_dataset: expected true or false"),
     ],
 )

@@ -66,14 +66,18 @@ def test_report_rows_and_gap_closed(study):
             assert (networks[f"{metric}_high"] >= networks[metric] - 1e-12).all()
     gap = pd.read_csv(out / "gap_closed.csv")
     assert set(gap["network"]) == {"pseudo-label U-Net", "self-trained U-Net"} and len(gap) == 8
+    assert set(gap["anchor"]) == {"best CAM"}  # no refinements in this study: one anchor
     best = headline[headline["best"]].iloc[0]
     supervised = networks.iloc[2]
     for row in gap.itertuples():
-        assert row.best_cam == pytest.approx(best[row.metric]) and row.supervised == pytest.approx(
+        assert row.anchor_configuration == best["configuration"]
+        assert row.anchor_value == pytest.approx(best[row.metric]) and row.supervised == pytest.approx(
             supervised[row.metric]
         )
-        if row.supervised > row.best_cam:
-            assert row.gap_closed == pytest.approx((row.network_value - row.best_cam) / (row.supervised - row.best_cam))
+        if row.supervised > row.anchor_value:
+            assert row.gap_closed == pytest.approx(
+                (row.network_value - row.anchor_value) / (row.supervised - row.anchor_value)
+            )
     # one row per held-out slice and network, as many as the Empty rows of the units
     slices = pd.read_parquet(out / "slices.parquet")
     empty = slices[(slices["kind"] == "empty") & (slices["role"] == "test")]
