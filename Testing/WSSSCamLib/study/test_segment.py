@@ -223,3 +223,20 @@ def test_merge_carries_the_segment_results(study, tmp_path):
             for name, path in segment_paths(out, network, fold).items():
                 copied = segment_paths(tmp_path / "merged", network, fold)[name]
                 assert copied.read_bytes() == path.read_bytes(), (network, fold, name)
+
+
+def test_the_readme_lgg_wsss_configurations_parse_and_differ_only_in_epochs_and_output():
+    """The README's pre-registered LGG pipeline and its post-hoc 30-epoch run: same CAM units, same U-Net
+    settings but the epochs."""
+    from pathlib import Path
+
+    from WSSSCamLib.study import load_config
+    from WSSSCamLib.study.provenance import config_fingerprint
+
+    studies = Path(__file__).resolve().parents[3] / "Resources" / "Studies"
+    first, second = load_config(studies / "lgg_wsss.yaml"), load_config(studies / "lgg_wsss_e30.yaml")
+    assert config_fingerprint(first) == config_fingerprint(second)
+    assert first.segmentation.source == "best-refined" and first.segmentation.supervised
+    assert (first.segmentation.epochs, second.segmentation.epochs) == (15, 30)
+    assert first.output.name == "lgg-wsss" and second.output.name == "lgg-wsss-e30"
+    assert {**vars(first.segmentation), "epochs": 30} == vars(second.segmentation)
