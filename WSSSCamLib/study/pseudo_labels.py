@@ -296,6 +296,28 @@ def label_slices(
     return labels, keep, counts
 
 
+def label_quality(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """How well training labels (N x H x W uint8: 0, 1, :data:`IGNORE`) match the reference masks of the same
+    slices (N x H x W, > 0 abnormal) on the pixels they label (ignored ones left out), on the U-Net's grid:
+    ``fg_dice`` pooled over the slices (2TP / (2TP + FP + FN); NaN when both are empty everywhere) and
+    ``dice_abnormal``, the mean Dice over the slices whose reference has abnormality (NaN without such slices).
+    A diagnostic of the pseudo-labels against the training cases' masks, never a choice."""
+    labelled = labels != IGNORE
+    predicted = (labels == 1) & labelled
+    truth = (reference > 0) & labelled
+    tp = (predicted & truth).flatten(1).sum(1).double()
+    fp = (predicted & ~truth).flatten(1).sum(1).double()
+    fn = (~predicted & truth).flatten(1).sum(1).double()
+    total = 2 * tp.sum() + fp.sum() + fn.sum()
+    abnormal = (reference > 0).flatten(1).any(1)
+    per_slice = (2 * tp / (2 * tp + fp + fn).clamp(min=1))[abnormal]
+    return {
+        "fg_dice": float(2 * tp.sum() / total) if total > 0 else float("nan"),
+        "dice_abnormal": float(per_slice.mean()) if len(per_slice) else float("nan"),
+        "abnormal_slices": int(abnormal.sum()),
+    }
+
+
 def labels_to_grid(labels: torch.Tensor, size: int) -> torch.Tensor:
     """Labels N x H x W (uint8, or bool) resized to N x size x size by nearest neighbour (``nearest-exact``:
     pixel centres), values unchanged; uint8."""

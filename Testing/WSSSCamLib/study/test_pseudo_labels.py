@@ -1,6 +1,8 @@
 """Pseudo-labels by hand on tiny arrays: threshold, ignore band, negative slices, filter counts, the source
 chosen on a fold's training rows only, and ensemble masks equal to what the study counts."""
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -13,6 +15,7 @@ from WSSSCamLib.study.config import SegmentationFilterSpec
 from WSSSCamLib.study.pseudo_labels import (
     SourceChoice,
     choose_source,
+    label_quality,
     label_slices,
     labels_to_grid,
     source_masks,
@@ -95,6 +98,24 @@ def test_ensemble_mask_equals_what_the_study_counts():
         for index in (0, 7, len(combos) - 1):
             mask = ensemble_mask(maps, rule, combos[index])
             assert torch.equal(confusion_counts(mask, reference), counts[index]), (rule, combos[index])
+
+
+def test_label_quality_by_hand_leaves_ignored_pixels_out():
+    # slice 0: label 1 on 2 px, reference on 3 px, 1 px overlap; one ignored pixel inside the reference
+    labels = torch.zeros(3, 2, 3, dtype=torch.uint8)
+    reference = torch.zeros(3, 2, 3, dtype=torch.uint8)
+    labels[0, 0, :2] = 1
+    reference[0, 0, 1:] = 1
+    reference[0, 1, 0] = 1
+    labels[0, 1, 0] = IGNORE  # left out: not a false negative
+    # slice 1: normal, label empty: no counts; slice 2: lesion in the reference, label empty: Dice 0
+    reference[2, 1, 2] = 1
+    quality = label_quality(labels, reference)
+    tp, fp, fn = 1, 1, 1 + 1  # slice 0: (0,1) overlap, (0,0) false positive, (0,2) missed; slice 2: (1,2) missed
+    assert quality["fg_dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert quality["dice_abnormal"] == pytest.approx((2 * 1 / (2 + 1 + 1) + 0.0) / 2)
+    assert quality["abnormal_slices"] == 2
+    assert math.isnan(label_quality(labels[1:2], reference[1:2])["dice_abnormal"])
 
 
 def test_labels_resize_by_nearest_neighbour_keeps_values():

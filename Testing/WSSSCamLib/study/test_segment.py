@@ -64,6 +64,10 @@ def test_report_rows_and_gap_closed(study):
         if metric != "dice_abnormal":
             assert (networks[f"{metric}_low"] <= networks[metric] + 1e-12).all()
             assert (networks[f"{metric}_high"] >= networks[metric] - 1e-12).all()
+    table = pd.read_csv(out / "segment.csv")
+    pseudo = table[table["network"] == "pseudo-label U-Net"]
+    assert pseudo["label_fg_dice"].between(0, 1).all() and (pseudo["label_dice_abnormal"].dropna() <= 1).all()
+    assert (table.loc[table["network"] == "supervised U-Net", "label_fg_dice"] == 1).all()
     gap = pd.read_csv(out / "gap_closed.csv")
     assert set(gap["network"]) == {"pseudo-label U-Net", "self-trained U-Net"} and len(gap) == 8
     assert set(gap["anchor"]) == {"best CAM"}  # no refinements in this study: one anchor

@@ -299,7 +299,11 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
                 continue
             if network == "pseudo-label":
                 images, labels = data.images[data.keep], data.pseudo[data.keep]
-                extra = {"source": choice.describe(), "labels": data.counts.to_dict()}
+                extra = {
+                    "source": choice.describe(),
+                    "labels": data.counts.to_dict(),
+                    "label_quality": pseudo_labels.label_quality(labels, data.reference[data.keep]),
+                }
             elif network == "self-trained":
                 first, _ = load_checkpoint(
                     segment_paths(context.output, "pseudo-label", fold)["checkpoint"], device=str(device)
@@ -311,6 +315,7 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
                 extra = {
                     "source": f"self-training on the pseudo-label U-Net of fold {fold}",
                     "labels": counts.to_dict(),
+                    "label_quality": pseudo_labels.label_quality(labels, data.reference[keep]),
                 }
             else:
                 images, labels, extra = data.images, data.reference, {}
@@ -339,6 +344,15 @@ def segment_rows(context: StudyContext) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _label_quality_columns(network: str, result: dict) -> dict:
+    """The training labels against the training cases' reference masks (a diagnostic on the U-Net grid; 1 for
+    the supervised network, whose labels are those masks; None for results written before it was recorded)."""
+    if network == "supervised":
+        return {"label_fg_dice": 1.0, "label_dice_abnormal": 1.0}
+    quality = result.get("label_quality") or {}
+    return {"label_fg_dice": quality.get("fg_dice"), "label_dice_abnormal": quality.get("dice_abnormal")}
+
+
 def segment_table(context: StudyContext) -> pd.DataFrame:
     """One row per network x selected fold: source, training slices, pseudo-label counts, ignored share, seconds."""
     rows = []
@@ -357,6 +371,7 @@ def segment_table(context: StudyContext) -> pd.DataFrame:
                     "dropped_probability": labels.get("dropped_probability"),
                     "dropped_area": labels.get("dropped_area"),
                     "ignored_fraction": result.get("ignored_fraction"),
+                    **_label_quality_columns(network, result),
                     "epochs": result.get("epochs"),
                     "seconds": result.get("seconds"),
                 }
