@@ -28,7 +28,7 @@ CLASSIFIER_METHODS = [name for name, method in METHODS.items() if not method.seg
 
 
 def demo_config(
-    out_dir: Path, device: str = "auto", seed: int = 0, epochs: int = 12, size: int = 64, segmentation_epochs: int = 8
+    out_dir: Path, device: str = "auto", seed: int = 0, epochs: int = 12, size: int = 64, segmentation_epochs: int = 30
 ) -> dict:
     """The demo's study configuration (a plain dict, as it would be read from YAML)."""
     train = {"epochs": epochs, "patience": 0, "batch_size": 32, "learning_rate": 3e-3}
@@ -79,7 +79,7 @@ def run_demo(
     device: str = "auto",
     seed: int = 0,
     epochs: int = 12,
-    segmentation_epochs: int = 8,
+    segmentation_epochs: int = 30,
     cases: int = 12,
     shape: tuple[int, int, int] = (16, 64, 64),
     progress: bool = True,
