@@ -127,6 +127,19 @@ def test_resume_recomputes_only_the_removed_result(study, monkeypatch):
     assert all(after[k] == before[k] for k in before if k != ("supervised", 1))
 
 
+def test_switching_networks_on_or_off_keeps_the_others_results(study):
+    """``self_training`` / ``supervised`` decide which networks run, not what one computes: turning the
+    self-trained U-Net off (or on again later) leaves the pseudo-label and supervised results current."""
+    out = study / "out"
+    values = config_dict(study)
+    values["segmentation"] = {**values["segmentation"], "self_training": False}
+    context = StudyContext.open(parse_config(values, "test"), None)
+    for fold in (0, 1):
+        expected, _ = segment.expected_fingerprints(context, fold, segment.training_rows(context, fold))
+        assert set(expected) == {"pseudo-label", "supervised"}
+        assert all(segment.is_current(out, network, fold, expected[network]) for network in expected)
+
+
 def test_a_killed_training_counts_as_nothing(study, monkeypatch):
     out = study / "out"
     config = parse_config(config_dict(study), "test")

@@ -109,9 +109,10 @@ def settings(
 ) -> dict:
     """Everything that decides one network x fold result (hashed by :func:`fingerprint`)."""
     spec = context.config.segmentation
+    which = ("supervised", "self_training")  # they decide which networks run, not what one of them computes
     data = {
         "network": network,
-        "segmentation": asdict(spec),
+        "segmentation": {k: v for k, v in asdict(spec).items() if k not in which},
         "recipe": asdict(pseudo_labels.network_recipe(context)),
         "seed": spec.seed + fold,
         "training_cases": sorted(context.folds.training(fold)),
@@ -123,9 +124,7 @@ def settings(
         data["empty_when_negative"] = context.config.empty_when_negative
     else:  # the upper bound reads no CAM: its source settings do not concern it
         data["segmentation"] = {
-            k: v
-            for k, v in data["segmentation"].items()
-            if k not in ("source", "ignore_band", "filter", "self_training")
+            k: v for k, v in data["segmentation"].items() if k not in ("source", "ignore_band", "filter")
         }
     if network == "self-trained":
         data["parent_checkpoint"] = parent
