@@ -1096,28 +1096,41 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_segmentation_checkpoint_beside_the_cams()
 
-    def test_logic_end_to_end_on_generated_data(self):
-        self.delayDisplay("WSSSCam: CAMs, segments, tables and exports on a generated volume")
+    def _phantom(self):
+        """A generated 6 x 32 x 32 volume with a lesion, put in the scene: (batch, its IJK-to-RAS affine, the
+        volume node, a temporary folder); None (with a warning) where PyTorch is not installed."""
         try:
-            import torch
+            import torch  # noqa: F401
         except ImportError:
             logging.warning("PyTorch is not installed (install the PyTorch extension); WSSSCam test skipped")
-            return
+            return None
         import numpy as np
 
         from WSSSCamLib.data.synthetic import synthetic_batch
         from WSSSCamLib.data.volume import affine_from_geometry
-        from WSSSCamLib.models.zoo import build_model
-        from WSSSCamLib.mrml import array_to_volume_node, masks_to_segmentation, node_to_volume, segment_to_mask
-        from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
+        from WSSSCamLib.mrml import array_to_volume_node
 
         batch = synthetic_batch(1, shape=(6, 32, 32), positive_fraction=1.0, seed=5)
         affine = affine_from_geometry([0.9, 0.9, 3.0], [-14.0, -14.0, 0.0], np.eye(3))
         volumeNode = array_to_volume_node(slicer.mrmlScene, batch.images[0, 0], affine, "Phantom FLAIR")
+        return batch, affine, volumeNode, Path(slicer.util.tempDirectory("WSSSCamTest"))
+
+    def test_logic_end_to_end_on_generated_data(self):
+        self.delayDisplay("WSSSCam: CAMs, segments, tables and exports on a generated volume")
+        phantom = self._phantom()
+        if phantom is None:
+            return
+        batch, affine, volumeNode, folder = phantom
+        import numpy as np
+        import torch
+
+        from WSSSCamLib.models.zoo import build_model
+        from WSSSCamLib.mrml import masks_to_segmentation, node_to_volume, segment_to_mask
+        from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
+
         reference = masks_to_segmentation(
             slicer.mrmlScene, {"lesion": batch.masks[0].numpy()}, volumeNode, name="Reference"
         )
-        folder = Path(slicer.util.tempDirectory("WSSSCamTest"))
         checkpoints = []
         for seed in (0, 1):
             torch.manual_seed(seed)
@@ -1177,23 +1190,17 @@ class WSSSCamTest(ScriptedLoadableModuleTest):
 
     def test_segmentation_checkpoint_beside_the_cams(self):
         self.delayDisplay("WSSSCam: a segmentation checkpoint's own segment beside a classifier's CAM segments")
-        try:
-            import torch
-        except ImportError:
-            logging.warning("PyTorch is not installed (install the PyTorch extension); WSSSCam test skipped")
+        phantom = self._phantom()
+        if phantom is None:
             return
+        _, affine, volumeNode, folder = phantom
         import numpy as np
+        import torch
 
-        from WSSSCamLib.data.synthetic import synthetic_batch
-        from WSSSCamLib.data.volume import affine_from_geometry
         from WSSSCamLib.models.zoo import build_model
-        from WSSSCamLib.mrml import array_to_volume_node, node_to_volume, segment_to_mask
+        from WSSSCamLib.mrml import node_to_volume, segment_to_mask
         from WSSSCamLib.training.checkpoint import ModelCard, save_checkpoint
 
-        batch = synthetic_batch(1, shape=(6, 32, 32), positive_fraction=1.0, seed=5)
-        affine = affine_from_geometry([0.9, 0.9, 3.0], [-14.0, -14.0, 0.0], np.eye(3))
-        volumeNode = array_to_volume_node(slicer.mrmlScene, batch.images[0, 0], affine, "Phantom FLAIR")
-        folder = Path(slicer.util.tempDirectory("WSSSCamTest"))
         torch.manual_seed(0)
         recipe = {"size": 32, "axis": "K"}
         classifier = ModelCard("small-cnn", 1, 2, ["normal", "lesion"], ["FLAIR"], input_size=[32, 32], recipe=recipe)
