@@ -79,6 +79,13 @@ def _live_owner(path: Path) -> dict | None:
             if time.monotonic() >= deadline:
                 return {}
             time.sleep(0.05)
+            try:
+                with open(path, "r+") as handle:
+                    if _try_lock(handle):  # its owner ended before describing itself
+                        path.unlink(missing_ok=True)
+                        return None
+            except FileNotFoundError:
+                return None
 
 
 def live_locks(folder: str | Path) -> list[dict]:
@@ -104,22 +111,18 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] = (0, 1), what: str =
     locks.mkdir(parents=True, exist_ok=True)
     mine = locks / f"{socket.gethostname()}-{os.getpid()}.lock"
     owned = False
+    description = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "shard": list(shard),
+        "what": what,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     try:
-        with open(mine, "a+") as handle:
-            if not _try_lock(handle):
+        with _registered(mine, description) as handle:
+            if handle is None:
                 raise LockError(f"{folder}: this process already holds a lock on it")
             owned = True
-            description = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "shard": list(shard),
-                "what": what,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            }
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps(description))
-            handle.flush()
             others = [
                 owner
                 for path in sorted(locks.glob("*.lock"))
@@ -142,6 +145,35 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] = (0, 1), what: str =
         _remove_if_empty(locks)
         if created:  # a run refused before writing anything leaves no empty output folder behind
             _remove_if_empty(folder)
+
+
+@contextmanager
+def _registered(mine: Path, description: dict) -> Iterator:
+    """Hold the OS lock on ``mine`` with ``description`` in it; yields its open handle, or None when this process
+    already holds it. On POSIX the file is written and locked under a name the ``*.lock`` scan does not see and
+    then renamed (the lock follows the file), so every visible lock is locked and described; elsewhere it is
+    locked in place and described just after (:func:`_live_owner` re-reads an empty one)."""
+    if mine.exists() and _live_owner(mine) is not None:
+        yield None  # a live lock with this host and pid: this very process
+        return
+    if os.name == "posix":
+        staging = mine.with_name(mine.name + "-new")
+        with open(staging, "w") as handle:
+            _try_lock(handle)  # a fresh file only this process knows
+            handle.write(json.dumps(description))
+            handle.flush()
+            os.replace(staging, mine)
+            yield handle
+        return
+    with open(mine, "a+") as handle:
+        if not _try_lock(handle):
+            yield None
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(description))
+        handle.flush()
+        yield handle
 
 
 def _remove_if_empty(folder: Path) -> None:

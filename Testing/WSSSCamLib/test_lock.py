@@ -2,7 +2,6 @@
 writer's stale temporaries and error messages."""
 
 import errno
-import fcntl
 import json
 import threading
 import time
@@ -39,6 +38,7 @@ def test_a_lock_is_released_and_leaves_no_trace(tmp_path):
 
 def _lock_then_describe(locks, shard, delay, taken, release):
     """Another shard's process, as seen from outside: lock taken first, its description written ``delay`` s later."""
+    fcntl = pytest.importorskip("fcntl")
     path = locks / "elsewhere-1.lock"
     with open(path, "a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,3 +94,48 @@ def test_a_write_error_without_a_file_name_names_the_target(tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert error.value.filename == str(target) and error.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_lock_in_the_same_process_is_refused_and_a_dead_ones_is_replaced(tmp_path):
+    out = tmp_path / "out"
+    locks = out / ".locks"
+    locks.mkdir(parents=True)
+    import os
+    import socket
+
+    stale = locks / f"{socket.gethostname()}-{os.getpid()}.lock"  # left by a dead process that had our pid
+    stale.write_text(json.dumps({"pid": os.getpid(), "shard": [0, 1]}))
+    with folder_lock(out, (0, 2)) as alone:
+        assert alone and [o["shard"] for o in live_locks(out)] == [[0, 2]]
+        assert not list(locks.glob("*-new"))  # registered under its final name only
+        with pytest.raises(LockError, match="this process already holds a lock on it"), folder_lock(out, (1, 2)):
+            pass
+    assert not locks.exists()  # every lock gone, the folder tidied
+
+
+def test_a_lock_becomes_visible_only_once_locked_and_described(tmp_path, monkeypatch):
+    """The race of two runs started together: a scan must never meet a ``*.lock`` file that is not yet locked
+    (it would be taken for a dead process's and removed) or not yet described."""
+    fcntl = pytest.importorskip("fcntl")
+    import os
+
+    import WSSSCamLib.lock as lock_module
+
+    out = tmp_path / "out"
+    seen = []
+    real_replace = os.replace
+
+    def spy(source, target):
+        with open(source) as other:  # another open file description: the OS lock must already be held
+            try:
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = False
+            except OSError:
+                locked = True
+        seen.append((sorted((out / ".locks").glob("*.lock")), json.loads(open(source).read())["shard"], locked))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(lock_module.os, "replace", spy)
+    with folder_lock(out, (1, 3)):
+        assert [o["shard"] for o in live_locks(out)] == [[1, 3]]
+    assert seen == [([], [1, 3], True)]

@@ -300,7 +300,8 @@ def label_quality(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, fl
     """How well training labels (N x H x W uint8: 0, 1, :data:`IGNORE`) match the reference masks of the same
     slices (N x H x W, > 0 abnormal) on the pixels they label (ignored ones left out), on the U-Net's grid:
     ``fg_dice`` pooled over the slices (2TP / (2TP + FP + FN); NaN when both are empty everywhere) and
-    ``dice_abnormal``, the mean Dice over the slices whose reference has abnormality (NaN without such slices).
+    ``dice_abnormal``, the mean Dice over the slices whose reference has abnormality on labelled pixels (NaN
+    without such slices).
     A diagnostic of the pseudo-labels against the training cases' masks, never a choice."""
     labelled = labels != IGNORE
     predicted = (labels == 1) & labelled
@@ -309,7 +310,9 @@ def label_quality(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, fl
     fp = (predicted & ~truth).flatten(1).sum(1).double()
     fn = (~predicted & truth).flatten(1).sum(1).double()
     total = 2 * tp.sum() + fp.sum() + fn.sum()
-    abnormal = (reference > 0).flatten(1).any(1)
+    abnormal = truth.flatten(1).any(
+        1
+    )  # abnormality on the labelled pixels (a slice whose lesion is all ignored: not counted)
     per_slice = (2 * tp / (2 * tp + fp + fn).clamp(min=1))[abnormal]
     return {
         "fg_dice": float(2 * tp.sum() / total) if total > 0 else float("nan"),
