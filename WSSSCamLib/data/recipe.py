@@ -9,6 +9,7 @@ panel all cut and normalise volumes the same way. Both offer ``items`` (a case's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,16 @@ from .volume_recipe import VolumeRecipe, case_normalisation, normalisation_text
 
 DEFAULT_INPUT_SIZE = 96
 """Side of the square classifier input slices, in pixels, when a recipe does not say."""
+
+
+def input_channel_names(channel_names: Sequence[str], context_channel: int | None) -> list[str]:
+    """The network input's channel names: the dataset's, then, for a 2.5D recipe, its context channel's
+    previous and next slices (the order :func:`~WSSSCamLib.data.slices.extract_slices` stacks them in)."""
+    names = list(channel_names)
+    if context_channel is not None:
+        name = names[context_channel]
+        names += [f"{name} (previous slice)", f"{name} (next slice)"]
+    return names
 
 
 @dataclass

@@ -51,6 +51,7 @@ from ..devices import resolve_device
 from ..errors import InvalidInputError
 from ..inference.segmentation import slice_segmentation
 from ..masks import Threshold, apply_threshold, classifier_positive, ensemble_mask, suppress_negatives, threshold_cuts
+from ..metrics.confusion import confusion_counts, dice_from_counts
 from ..refine import Pipeline
 from ..report.honest import best_configurations
 from ..training.segmentation import CLASS_NAMES, IGNORE
@@ -303,20 +304,13 @@ def label_quality(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, fl
     ``dice_abnormal``, the mean Dice over the slices whose reference has abnormality on labelled pixels (NaN
     without such slices).
     A diagnostic of the pseudo-labels against the training cases' masks, never a choice."""
-    labelled = labels != IGNORE
-    predicted = (labels == 1) & labelled
-    truth = (reference > 0) & labelled
-    tp = (predicted & truth).flatten(1).sum(1).double()
-    fp = (predicted & ~truth).flatten(1).sum(1).double()
-    fn = (~predicted & truth).flatten(1).sum(1).double()
-    total = 2 * tp.sum() + fp.sum() + fn.sum()
-    abnormal = truth.flatten(1).any(
-        1
-    )  # abnormality on the labelled pixels (a slice whose lesion is all ignored: not counted)
-    per_slice = (2 * tp / (2 * tp + fp + fn).clamp(min=1))[abnormal]
+    labelled = labels != IGNORE  # ignored pixels count as neither label nor reference: they only add TN
+    counts = confusion_counts((labels == 1) & labelled, (reference > 0) & labelled)
+    abnormal = counts[:, 0] + counts[:, 2] > 0  # abnormality on labelled pixels (a lesion all ignored: not counted)
+    pooled = counts.sum(0)
     return {
-        "fg_dice": float(2 * tp.sum() / total) if total > 0 else float("nan"),
-        "dice_abnormal": float(per_slice.mean()) if len(per_slice) else float("nan"),
+        "fg_dice": float(dice_from_counts(pooled, empty=float("nan"))),
+        "dice_abnormal": float(dice_from_counts(counts[abnormal]).mean()) if bool(abnormal.any()) else float("nan"),
         "abnormal_slices": int(abnormal.sum()),
     }
 

@@ -21,7 +21,7 @@ import torch
 
 from ..atomic import write_text
 from ..data.datasets import Dataset
-from ..data.recipe import Recipe, SliceRecipe, dataset_slices
+from ..data.recipe import Recipe, SliceRecipe, dataset_slices, input_channel_names
 from ..data.slices import SliceSet
 from ..data.splits import Folds, case_folds, dataset_folds
 from ..devices import resolve_device
@@ -147,10 +147,7 @@ def cross_validate(
     check_both_classes(slices.labels, f"{dataset.root}")  # before any output is written
     out.mkdir(parents=True, exist_ok=True)
     folds.save(folds_file)
-    channel_names = list(dataset.channel_names)
-    if recipe.context_channel is not None:
-        name = channel_names[recipe.context_channel]
-        channel_names += [f"{name} (previous slice)", f"{name} (next slice)"]
+    channel_names = input_channel_names(dataset.channel_names, recipe.context_channel)
     for fold in wanted:
         check_both_classes(slices.of_cases(folds.training(fold)).labels, f"{dataset.root}: fold {fold}")
     report = CrossValidationReport(architecture)

@@ -40,6 +40,7 @@ import torch
 
 from ...atomic import write_text
 from ...data.datasets import load_case
+from ...data.recipe import input_channel_names
 from ...devices import resolve_device
 from ...errors import InvalidInputError
 from ...inference.segmentation import slice_segmentation
@@ -202,15 +203,6 @@ def held_out_rows(
     return pd.concat(frames, ignore_index=True)
 
 
-def _channel_names(context: StudyContext) -> list[str]:
-    names = list(context.dataset.channel_names)
-    recipe = context.recipe
-    if recipe.context_channel is not None:
-        name = names[recipe.context_channel]
-        names += [f"{name} (previous slice)", f"{name} (next slice)"]
-    return names
-
-
 def train_network(
     context: StudyContext,
     fold: int,
@@ -242,7 +234,7 @@ def train_network(
     recipe = pseudo_labels.network_recipe(context)
     card = segmentation_card(
         images.shape[1],
-        _channel_names(context),
+        input_channel_names(context.dataset.channel_names, context.recipe.context_channel),
         asdict(recipe),
         {
             "k": context.fold_count,
