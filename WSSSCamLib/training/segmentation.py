@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..atomic import write_text
 from ..devices import resolve_device
 from ..errors import InvalidInputError
 from ..models.card import ModelCard
 from ..models.zoo import build_model
+from .trainer import write_epoch_log
 
 IGNORE = 255
 """The label of pixels that no loss term sees."""
@@ -109,14 +109,6 @@ def _flip(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     return images, labels
 
 
-def write_segmentation_log(history: list[SegmentationEpoch], path: Path) -> Path:
-    """The per-epoch log as CSV (``SEGMENTATION_LOG_COLUMNS``), rewritten atomically after every epoch."""
-    lines = [",".join(SEGMENTATION_LOG_COLUMNS)]
-    for record in history:
-        lines.append(",".join(f"{getattr(record, c):.6g}" for c in SEGMENTATION_LOG_COLUMNS))
-    return write_text(path, "\n".join(lines) + "\n")
-
-
 def check_labels(images: torch.Tensor, labels: torch.Tensor, where: str) -> None:
     """Refuse training data that cannot train: shapes that differ, no slices, values other than 0, 1, 255."""
     if images.ndim != 4 or labels.shape != (images.shape[0], *images.shape[2:]):
@@ -171,7 +163,7 @@ def train_segmentation(
         record = SegmentationEpoch(epoch, *means, seconds=time.perf_counter() - started)
         result.history.append(record)
         if log_path is not None:
-            write_segmentation_log(result.history, Path(log_path))
+            write_epoch_log(result.history, Path(log_path), SEGMENTATION_LOG_COLUMNS)
         if callable(on_epoch):
             on_epoch(record)
     return model.eval(), result

@@ -137,12 +137,13 @@ def check_both_classes(labels: torch.Tensor, where: str) -> None:
 LOG_COLUMNS = ("epoch", "train_loss", "val_auc", "val_accuracy", "learning_rate", "seconds")
 
 
-def write_epoch_log(history: list[EpochRecord], path: Path) -> Path:
-    """The training log as CSV (one row per epoch: ``LOG_COLUMNS``; empty validation cells without
-    validation data; ``seconds`` = the epoch's wall time), rewritten atomically after every epoch."""
-    lines = [",".join(LOG_COLUMNS)]
+def write_epoch_log(history: list, path: Path, columns: tuple[str, ...] = LOG_COLUMNS) -> Path:
+    """The training log as CSV (one row per epoch record, its ``columns``, by default ``LOG_COLUMNS``; empty
+    cells for None, e.g. validation without validation data; ``seconds`` = the epoch's wall time), rewritten
+    atomically after every epoch."""
+    lines = [",".join(columns)]
     for record in history:
-        lines.append(",".join("" if getattr(record, c) is None else f"{getattr(record, c):.6g}" for c in LOG_COLUMNS))
+        lines.append(",".join("" if getattr(record, c) is None else f"{getattr(record, c):.6g}" for c in columns))
     return write_text(path, "\n".join(lines) + "\n")
 
 
