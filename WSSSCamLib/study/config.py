@@ -38,7 +38,9 @@ learning rate; ``source``: the configuration whose masks are the pseudo-labels, 
 cases: ``best`` (the report's best CAM), ``best-refined`` (its best refined CAM), ``<model>/<method>`` (threshold
 rule chosen on the training cases), ``<model>/<method>@<rule>`` (a named rule: ``p95``, ``otsu``, ``t=0.40``),
 an ensemble by its name (``and(a/grad-cam, b/grad-cam)``, member thresholds from the training-case grid search)
-or a refined configuration ``<model>/<method> + <steps>`` (optionally ``@<rule>``); ``ignore_band``: pixels
+or a refined configuration ``<model>/<method> + <steps>`` (optionally ``@<rule>``); a list of such sources: per
+fold, the candidate whose pseudo-labels agree best with the fold's training cases' masks (the highest lesion-slice
+Dice on the slices kept for training, see :func:`~WSSSCamLib.study.pseudo_labels.pick_labels`); ``ignore_band``: pixels
 whose map value lies within +-band of the cut are ignored in the loss (label 255); ``filter``: positive slices
 whose classifier probability is below ``min_probability`` or whose pseudo-mask covers a fraction of the slice
 outside [``min_area``, ``max_area``] are dropped; ``augment``: random flips.
@@ -189,13 +191,17 @@ class SegmentationSpec:
     epochs: int = 20
     batch_size: int = 16
     lr: float = 1e-3
-    source: str = "best"
+    source: str | list[str] = "best"
     ignore_band: float = 0.0
     filter: SegmentationFilterSpec = field(default_factory=SegmentationFilterSpec)
     self_training: bool = False
     supervised: bool = True
     augment: bool = True
     seed: int = 0
+
+    def sources(self) -> list[str]:
+        """``source`` as a list: the candidate sources, in the configuration's order."""
+        return [self.source] if isinstance(self.source, str) else list(self.source)
 
 
 @dataclass(frozen=True)
@@ -422,7 +428,7 @@ SEGMENTATION: dict[str, Field] = dataclass_schema(
         "epochs": integer(minimum=1),
         "batch_size": integer(minimum=1),
         "lr": number(positive=True),
-        "source": string(),
+        "source": either(string(), list_of(string(), min_length=1), expected="a source or a list of sources"),
         "ignore_band": number(0, 0.499),
         "filter": section(SEGMENTATION_FILTER),
         "self_training": boolean(),
@@ -703,7 +709,12 @@ def _parse_segmentation(
         raise ConfigError(
             f"{source}: segmentation.filter: min_area {spec.filter.min_area} is above max_area {spec.filter.max_area}"
         )
-    parse_source(spec.source, models, methods, ensembles, refinements, f"{source}: segmentation.source")
+    where = f"{source}: segmentation.source"
+    texts = spec.sources()
+    for index, text in enumerate(texts):
+        parse_source(text, models, methods, ensembles, refinements, where if len(texts) == 1 else f"{where}[{index}]")
+    if len(set(texts)) != len(texts):
+        raise ConfigError(f"{where}: a source is listed twice: {texts}")
     return spec
 
 

@@ -13,7 +13,10 @@ other fold's training row (which would hold this fold's held-out cases), is read
   (``train-threshold``); ``<model>/<method>@<rule>``: a named rule (``p95``, ``otsu``, ``t=0.40``);
 * an ensemble's name: its member thresholds from the fold's training-case grid search (``train-grid``), or
   ``@t=a|t=b``;
-* ``<model>/<method> + <steps>``: a refined configuration, its threshold chosen on the training cases, or ``@rule``.
+* ``<model>/<method> + <steps>``: a refined configuration, its threshold chosen on the training cases, or ``@rule``;
+* a list of the above: each is resolved as above (:func:`choose_sources`), its labels are made (below), and the
+  candidate whose labels agree best with the training cases' masks on the slices it keeps is used
+  (:func:`pick_labels`: the highest lesion-slice Dice; the same training masks every threshold choice reads).
 
 Masks (:func:`source_masks`) are exactly what the study counts for that configuration (the same functions:
 :func:`~WSSSCamLib.masks.apply_threshold` with ``empty_when_negative``'s gate, :func:`~WSSSCamLib.masks.ensemble_mask`,
@@ -89,22 +92,39 @@ def fold_training_rows(slices: pd.DataFrame, fold: int) -> pd.DataFrame:
     return slices[(slices["role"] == "train") & (slices["fold"] == fold)]
 
 
-def _source_spec(config: StudyConfig) -> SourceSpec:
+def _source_specs(config: StudyConfig) -> list[tuple[str, SourceSpec]]:
+    """Each listed ``segmentation.source`` with its parsed form, in the configuration's order."""
     models = {m.name: m for m in config.models}
-    return parse_source(
-        config.segmentation.source, models, config.methods, config.ensembles, config.refinements, "segmentation.source"
-    )
+    where = "segmentation.source"
+    return [
+        (text, parse_source(text, models, config.methods, config.ensembles, config.refinements, where))
+        for text in config.segmentation.sources()
+    ]
 
 
 def needs_units(config: StudyConfig) -> bool:
-    """Whether the source is chosen from training-case results (else a named rule needs no unit)."""
-    return _source_spec(config).rule is None
+    """Whether a source is chosen from training-case results (else named rules need no unit)."""
+    return any(spec.rule is None for _, spec in _source_specs(config))
+
+
+def choose_sources(config: StudyConfig, training_rows: pd.DataFrame | None, fold: int) -> list[SourceChoice]:
+    """Fold ``fold``'s candidate pseudo-label sources, one per listed ``segmentation.source`` (see the module
+    docstring), from ``training_rows``: the unit rows of role ``train`` of that fold (other rows are dropped here);
+    None is enough when every source is a named rule. With several candidates, :func:`pick_labels` chooses."""
+    return [_choose(config, text, spec, training_rows, fold) for text, spec in _source_specs(config)]
 
 
 def choose_source(config: StudyConfig, training_rows: pd.DataFrame | None, fold: int) -> SourceChoice:
-    """Fold ``fold``'s pseudo-label source (see the module docstring) from ``training_rows``: the unit rows of
-    role ``train`` of that fold (other rows are dropped here); None is enough for a named rule."""
-    spec = _source_spec(config)
+    """The source of a configuration that lists one (:func:`choose_sources`)."""
+    choices = choose_sources(config, training_rows, fold)
+    if len(choices) != 1:
+        raise ValueError(f"segmentation.source lists {len(choices)} candidates; use choose_sources")
+    return choices[0]
+
+
+def _choose(
+    config: StudyConfig, text: str, spec: SourceSpec, training_rows: pd.DataFrame | None, fold: int
+) -> SourceChoice:
     ensembles = {e.name: e for e in config.ensembles}
     if spec.rule is not None:  # named: no training rows needed
         if spec.kind == "ensemble":
@@ -122,8 +142,7 @@ def choose_source(config: StudyConfig, training_rows: pd.DataFrame | None, fold:
         return _single(spec.kind, spec.member, spec.steps, spec.rule, "named")
     if training_rows is None or training_rows.empty:
         raise InvalidInputError(
-            f"segmentation.source '{config.segmentation.source}': fold {fold} has no finished training units; "
-            "run the 'cams' stage first"
+            f"segmentation.source '{text}': fold {fold} has no finished training units; run the 'cams' stage first"
         )
     train = fold_training_rows(training_rows, fold)
     grid = aggregate.grid_search_table(train)
@@ -325,11 +344,42 @@ def labels_to_grid(labels: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @dataclass
+class CandidateLabels:
+    """One candidate source's labels of a fold's training slices on the U-Net grid: ``pseudo`` N x size x size
+    uint8, ``keep`` N bool, ``probability`` N (its classifier's), ``counts``."""
+
+    choice: SourceChoice
+    pseudo: torch.Tensor
+    keep: torch.Tensor
+    probability: torch.Tensor
+    counts: LabelCounts
+
+
+def pick_labels(candidates: list[CandidateLabels], reference: torch.Tensor) -> tuple[int, list[dict]]:
+    """The candidate whose labels agree best with the training cases' masks (``reference`` N x size x size): the
+    highest :func:`label_quality` ``dice_abnormal`` on the slices it keeps for training (NaN: lowest; ties: the
+    first listed), and one summary per candidate (source, kept positive slices, quality, chosen). Negative slices
+    are empty for every candidate (their image-level label), so the lesion slices are where candidates differ.
+    Uses the training cases' masks only, like every threshold choice of the study."""
+    summaries = []
+    for candidate in candidates:
+        quality = label_quality(candidate.pseudo[candidate.keep], reference[candidate.keep])
+        summaries.append({"source": candidate.choice.describe(), **candidate.counts.to_dict(), **quality})
+    scores = [q["dice_abnormal"] for q in summaries]
+    ranked = [float("-inf") if score != score else score for score in scores]  # NaN lowest
+    best = max(range(len(ranked)), key=lambda i: (ranked[i], -i))
+    for index, summary in enumerate(summaries):
+        summary["chosen"] = index == best
+    return best, summaries
+
+
+@dataclass
 class TrainingSlices:
     """A fold's training slices for the U-Nets, on the ``size`` grid: ``images`` N x C x size x size,
     ``reference`` N x size x size uint8 (the masks, for the supervised network), ``slice_labels`` N (image-level),
     ``probability`` N (the source classifier's; NaN without a source), ``pseudo`` N x size x size uint8 and
-    ``keep`` N bool (None without a source), ``counts``, ``case_ids``, ``slice_index``."""
+    ``keep`` N bool (None without a source), ``counts``, ``case_ids``, ``slice_index``; ``choice`` the source
+    (among several candidates: the one :func:`pick_labels` chose) and ``candidates`` one summary per candidate."""
 
     images: torch.Tensor
     reference: torch.Tensor
@@ -340,6 +390,8 @@ class TrainingSlices:
     pseudo: torch.Tensor | None = None
     keep: torch.Tensor | None = None
     counts: LabelCounts = field(default_factory=LabelCounts)
+    choice: SourceChoice | None = None
+    candidates: list[dict] = field(default_factory=list)
 
 
 def network_recipe(context: StudyContext) -> SliceRecipe:
@@ -350,19 +402,25 @@ def network_recipe(context: StudyContext) -> SliceRecipe:
 
 
 def fold_training_slices(
-    context: StudyContext, fold: int, choice: SourceChoice | None, device: torch.device | None = None
+    context: StudyContext,
+    fold: int,
+    choices: SourceChoice | list[SourceChoice] | None,
+    device: torch.device | None = None,
 ) -> TrainingSlices:
     """Read fold ``fold``'s TRAINING cases only (``folds.training(fold)``) and make their U-Net input, reference
-    labels and, with ``choice``, their pseudo-labels from the fold's classifier maps (see the module docstring)."""
+    labels and, with ``choices`` (one source or candidates), their pseudo-labels from the fold's classifier maps
+    (see the module docstring); among several candidates :func:`pick_labels` chooses."""
     config, spec = context.config, context.config.segmentation
     device = device or resolve_device(config.device)
     recipe = network_recipe(context)
-    members = set(choice.members) if choice is not None else set()
-    models = context.fold_models(fold, device) if choice is not None else []
-    parts: dict[str, list] = {k: [] for k in ("images", "reference", "labels", "probability", "pseudo", "keep")}
+    choices = [choices] if isinstance(choices, SourceChoice) else list(choices or [])
+    members = {member for choice in choices for member in choice.members}
+    models = context.fold_models(fold, device) if choices else []
+    parts: dict[str, list] = {k: [] for k in ("images", "reference", "labels")}
+    made_labels: list[dict[str, list]] = [{k: [] for k in ("pseudo", "keep", "probability")} for _ in choices]
+    counts = [LabelCounts() for _ in choices]
     case_ids: list[str] = []
     slice_index: list[torch.Tensor] = []
-    counts = LabelCounts()
     by_id = {c.case_id: c for c in context.dataset.cases}
     for case_id in context.folds.training(fold):
         case = by_id[case_id]
@@ -377,29 +435,39 @@ def fold_training_slices(
         parts["labels"].append(inputs.labels)
         case_ids += inputs.case_ids
         slice_index.append(inputs.slice_index)
-        if choice is None:
-            parts["probability"].append(torch.full((len(inputs),), float("nan")))
+        if not choices:
             continue
         slices = case_slices(case, loaded, context.recipe)
         maps, probabilities = compute_maps(slices, models, config.batch_size, device, Timings(), only=members)
-        made = source_masks(choice, slices, maps, probabilities, config.empty_when_negative)
-        uncertain = uncertain_pixels(made.values, made.cuts, spec.ignore_band)
-        labels, keep, case_counts = label_slices(made.masks, uncertain, inputs.labels, made.probability, spec.filter)
-        parts["pseudo"].append(labels_to_grid(labels.cpu(), recipe.size))
-        parts["keep"].append(keep.cpu())
-        parts["probability"].append(made.probability.float().cpu())
-        counts = counts.add(case_counts)
-    return TrainingSlices(
+        for index, choice in enumerate(choices):
+            made = source_masks(choice, slices, maps, probabilities, config.empty_when_negative)
+            uncertain = uncertain_pixels(made.values, made.cuts, spec.ignore_band)
+            labels, keep, case_counts = label_slices(
+                made.masks, uncertain, inputs.labels, made.probability, spec.filter
+            )
+            made_labels[index]["pseudo"].append(labels_to_grid(labels.cpu(), recipe.size))
+            made_labels[index]["keep"].append(keep.cpu())
+            made_labels[index]["probability"].append(made.probability.float().cpu())
+            counts[index] = counts[index].add(case_counts)
+    data = TrainingSlices(
         images=torch.cat(parts["images"]),
         reference=torch.cat(parts["reference"]),
         slice_labels=torch.cat(parts["labels"]),
-        probability=torch.cat(parts["probability"]),
+        probability=torch.full((len(case_ids),), float("nan")),
         case_ids=case_ids,
         slice_index=torch.cat(slice_index),
-        pseudo=torch.cat(parts["pseudo"]) if parts["pseudo"] else None,
-        keep=torch.cat(parts["keep"]) if parts["keep"] else None,
-        counts=counts,
     )
+    if not choices:
+        return data
+    candidates = [
+        CandidateLabels(choice, *(torch.cat(made[k]) for k in ("pseudo", "keep", "probability")), count)
+        for choice, made, count in zip(choices, made_labels, counts)
+    ]
+    best, data.candidates = pick_labels(candidates, data.reference)
+    chosen = candidates[best]
+    data.pseudo, data.keep, data.probability = chosen.pseudo, chosen.keep, chosen.probability
+    data.counts, data.choice = chosen.counts, chosen.choice
+    return data
 
 
 def self_training_labels(
@@ -422,17 +490,20 @@ def self_training_labels(
 
 
 __all__ = [
+    "CandidateLabels",
     "LabelCounts",
     "SourceChoice",
     "SourceMasks",
     "TrainingSlices",
     "choose_source",
+    "choose_sources",
     "fold_training_rows",
     "fold_training_slices",
     "label_slices",
     "labels_to_grid",
     "needs_units",
     "network_recipe",
+    "pick_labels",
     "self_training_labels",
     "source_masks",
     "uncertain_pixels",

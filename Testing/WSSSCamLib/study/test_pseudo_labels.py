@@ -13,11 +13,15 @@ from WSSSCamLib.metrics import confusion_counts
 from WSSSCamLib.study import ConfigError, parse_config
 from WSSSCamLib.study.config import SegmentationFilterSpec
 from WSSSCamLib.study.pseudo_labels import (
+    CandidateLabels,
+    LabelCounts,
     SourceChoice,
     choose_source,
+    choose_sources,
     label_quality,
     label_slices,
     labels_to_grid,
+    pick_labels,
     source_masks,
     uncertain_pixels,
 )
@@ -211,3 +215,48 @@ def test_ensemble_and_refined_sources_dispatch_to_the_study_rules():
     made = source_masks(refined, None, maps, probabilities, False)
     gated = (MAP > 0.4) & torch.tensor([True, False]).view(2, 1, 1)  # the gate empties slice 1 (p = 0.2)
     assert torch.equal(made.masks, gated)
+
+
+def _candidate(name: str, pseudo: list, keep: list) -> CandidateLabels:
+    labels = torch.tensor(pseudo, dtype=torch.uint8)
+    choice = SourceChoice("threshold", "a", name, (("a", name),), (Threshold.parse("t=0.5"),))
+    return CandidateLabels(choice, labels, torch.tensor(keep), torch.ones(len(keep)), LabelCounts())
+
+
+def test_pick_labels_by_hand():
+    """The candidate with the highest lesion-slice Dice on the slices it keeps wins; ties go to the first listed,
+    a candidate without a kept lesion slice (NaN) loses."""
+    reference = torch.tensor([[[1, 1, 0, 0]], [[0, 1, 1, 0]], [[0, 0, 0, 0]]], dtype=torch.uint8)  # 3 x 1 x 4
+    half = _candidate("half", [[[1, 0, 0, 0]], [[0, 1, 1, 0]], [[0, 0, 0, 0]]], [True, True, True])
+    # slice 0: 2*1/(1+2) = 2/3, slice 1: 1 -> mean 5/6
+    exact_kept = _candidate("exact-on-kept", [[[1, 1, 0, 0]], [[1, 0, 0, 1]], [[0, 0, 0, 0]]], [True, False, True])
+    # keeps slice 0 only: Dice 1
+    ignored = _candidate("ignored", [[[IGNORE, IGNORE, 1, 0]], [[0, 0, 0, 0]], [[0, 0, 0, 0]]], [True, False, True])
+    # slice 0's lesion all ignored, slice 1 dropped: no lesion slice -> NaN
+    best, summaries = pick_labels([half, exact_kept, ignored], reference)
+    assert best == 1
+    assert [s["chosen"] for s in summaries] == [False, True, False]
+    assert summaries[0]["dice_abnormal"] == pytest.approx(5 / 6) and summaries[1]["dice_abnormal"] == 1.0
+    assert math.isnan(summaries[2]["dice_abnormal"])
+    assert summaries[1]["source"] == exact_kept.choice.describe()
+    assert pick_labels([half, half], reference)[0] == 0  # a tie: the first listed
+    assert pick_labels([ignored, half], reference)[0] == 1  # NaN loses
+
+
+def test_a_list_of_sources_is_checked_item_by_item():
+    parsed = config({"source": ["b/grad-cam@p95", "a/grad-cam", "best"]})
+    assert parsed.segmentation.sources() == ["b/grad-cam@p95", "a/grad-cam", "best"]
+    assert config({"source": "best"}).segmentation.sources() == ["best"]
+    with pytest.raises(ConfigError, match=r"segmentation.source\[1\].*c"):
+        config({"source": ["best", "c/grad-cam"]})
+    with pytest.raises(ConfigError, match="listed twice"):
+        config({"source": ["best", "best"]})
+    with pytest.raises(ConfigError, match="segmentation.source"):
+        config({"source": []})
+    named = choose_sources(config({"source": ["b/grad-cam@p95", "a/grad-cam@t=0.3"]}), None, 0)
+    assert [c.describe() for c in named] == [
+        "threshold b / grad-cam at p95 (named)",
+        "threshold a / grad-cam at t=0.30 (named)",
+    ]
+    with pytest.raises(ValueError, match="2 candidates"):
+        choose_source(config({"source": ["b/grad-cam@p95", "a/grad-cam@t=0.3"]}), None, 0)

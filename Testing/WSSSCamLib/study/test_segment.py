@@ -17,7 +17,7 @@ from WSSSCamLib.study import parse_config, run_study
 from WSSSCamLib.study.context import StudyContext
 from WSSSCamLib.study.layout import segment_paths, unit_markers, unit_paths_of
 from WSSSCamLib.study.provenance import config_fingerprint
-from WSSSCamLib.study.pseudo_labels import choose_source, fold_training_slices
+from WSSSCamLib.study.pseudo_labels import choose_source, fold_training_slices, label_quality
 from WSSSCamLib.study.stages import segment
 from WSSSCamLib.training.segmentation import IGNORE
 
@@ -257,3 +257,61 @@ def test_the_readme_lgg_wsss_configurations_parse_and_differ_only_in_epochs_and_
     assert (first.segmentation.epochs, second.segmentation.epochs) == (15, 30)
     assert first.output.name == "lgg-wsss" and second.output.name == "lgg-wsss-e30"
     assert {**vars(first.segmentation), "epochs": 30} == vars(second.segmentation)
+
+
+def test_a_list_of_sources_trains_on_the_candidate_closest_to_the_training_masks(study, tmp_path):
+    """Two candidate sources: each one's labels are made on the fold's training cases, the one with the highest
+    lesion-slice Dice against their masks trains the U-Net, and the report lists every candidate."""
+    out = tmp_path / "out"
+    shutil.copytree(study / "out", out)  # the same units, in another output folder
+    sources = ["a/grad-cam@t=0.3", "a/grad-cam@p95"]
+    config = parse_config(_with_source(study, sources, out), "test")
+    run_study(config, stages=["segment", "report"], progress=False)
+    context = StudyContext.open(config)
+    table = pd.read_csv(out / "pseudo_label_candidates.csv")
+    assert list(table["fold"]) == [0, 0, 1, 1] and table.groupby("fold")["chosen"].sum().tolist() == [1, 1]
+    for fold in (0, 1):
+        single = [
+            fold_training_slices(
+                context, fold, choose_source(parse_config(_with_source(study, s, out), "t"), None, fold)
+            )
+            for s in sources
+        ]
+        quality = [label_quality(d.pseudo[d.keep], d.reference[d.keep])["dice_abnormal"] for d in single]
+        rows = table[table["fold"] == fold]
+        assert rows["dice_abnormal"].tolist() == pytest.approx(quality, nan_ok=True)
+        chosen = int(np.nanargmax(quality))  # the first of equal values, as pick_labels
+        assert rows["chosen"].tolist() == [i == chosen for i in range(2)]
+        result = json.loads(segment_paths(out, "pseudo-label", fold)["result"].read_text())
+        assert result["source"].startswith(single[chosen].choice.describe())
+        assert result["training_slices"] == int(single[chosen].keep.sum())
+        assert result["settings"]["source"] == [c.describe() for c in single_choices(study, sources, fold, out)]
+    assert "Pseudo-label candidates" in (out / "report.html").read_text()
+
+
+def _with_source(root, source, out):
+    values = {**config_dict(root), "output": str(out)}
+    values["segmentation"] = {**values["segmentation"], "source": source, "self_training": False}
+    return values
+
+
+def single_choices(root, sources, fold, out):
+    return [choose_source(parse_config(_with_source(root, s, out), "t"), None, fold) for s in sources]
+
+
+def test_the_readme_lgg_labels_configuration_differs_from_the_30_epoch_run_only_where_it_says():
+    """The third LGG run: the e30 run's settings plus image-based refinements, a list of candidate sources and
+    self-training."""
+    from pathlib import Path
+
+    from WSSSCamLib.study import load_config
+
+    studies = Path(__file__).resolve().parents[3] / "Resources" / "Studies"
+    e30, labels = load_config(studies / "lgg_wsss_e30.yaml"), load_config(studies / "lgg_wsss_labels.yaml")
+    assert labels.refinements[:2] == e30.refinements and len(labels.refinements) == 3
+    assert labels.segmentation.sources()[0] == "best-refined" and len(labels.segmentation.sources()) == 5
+    same = {"source": None, "self_training": None}
+    assert {**vars(labels.segmentation), **same} == {**vars(e30.segmentation), **same}
+    assert labels.segmentation.self_training and labels.output.name == "lgg-wsss-labels"
+    for key in ("dataset", "folds_file", "models", "methods", "thresholds", "ensembles", "recipe", "faithfulness"):
+        assert getattr(labels, key) == getattr(e30, key), key

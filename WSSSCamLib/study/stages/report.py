@@ -152,6 +152,13 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> Path:
         write_text(output / "segment.csv", networks.to_csv(index=False))
         tables[gap_title(headline)] = gap
         tables["Segmentation networks per fold (pseudo-label source, slices, dropped, ignored share)"] = networks
+        candidates = segment.candidate_table(context)
+        if not candidates.empty:
+            write_text(output / "pseudo_label_candidates.csv", candidates.to_csv(index=False))
+            tables[
+                "Pseudo-label candidates per fold (labels against the fold's training masks; the highest lesion-slice "
+                "Dice is used)"
+            ] = candidates
     if config.filtered_retraining is not None:
         per_fold, summary = retraining_tables(context)
         write_text(output / "retraining.csv", per_fold.to_csv(index=False))

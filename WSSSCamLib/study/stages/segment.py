@@ -100,15 +100,20 @@ def training_rows(context: StudyContext, fold: int) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True)
 
 
-def _classifier_hashes(context: StudyContext, fold: int, choice: pseudo_labels.SourceChoice) -> dict[str, str]:
-    models = dict.fromkeys(model for model, _ in choice.members)
+def _classifier_hashes(context: StudyContext, fold: int, choices: list[pseudo_labels.SourceChoice]) -> dict[str, str]:
+    models = dict.fromkeys(model for choice in choices for model, _ in choice.members)
     return {m: context.checkpoint(context.model_spec(m), fold).sha256 for m in models}
 
 
 def settings(
-    context: StudyContext, fold: int, network: str, choice: pseudo_labels.SourceChoice | None, parent: str | None
+    context: StudyContext,
+    fold: int,
+    network: str,
+    choices: list[pseudo_labels.SourceChoice],
+    parent: str | None,
 ) -> dict:
-    """Everything that decides one network x fold result (hashed by :func:`fingerprint`)."""
+    """Everything that decides one network x fold result (hashed by :func:`fingerprint`); ``choices``: the fold's
+    candidate sources (one, or several that :func:`~WSSSCamLib.study.pseudo_labels.pick_labels` chooses among)."""
     spec = context.config.segmentation
     which = ("supervised", "self_training")  # they decide which networks run, not what one of them computes
     data = {
@@ -120,8 +125,9 @@ def settings(
         "held_out_cases": sorted(context.folds.held_out(fold)),
     }
     if network != "supervised":
-        data["source"] = choice.describe()
-        data["classifiers"] = _classifier_hashes(context, fold, choice)
+        described = [choice.describe() for choice in choices]
+        data["source"] = described[0] if len(described) == 1 else described
+        data["classifiers"] = _classifier_hashes(context, fold, choices)
         data["empty_when_negative"] = context.config.empty_when_negative
     else:  # the upper bound reads no CAM: its source settings do not concern it
         data["segmentation"] = {
@@ -163,15 +169,15 @@ def _parent_hash(output: Path, fold: int) -> str | None:
 
 def expected_fingerprints(
     context: StudyContext, fold: int, rows: pd.DataFrame | None
-) -> tuple[dict[str, str], pseudo_labels.SourceChoice]:
-    """Per network of the configuration, the fingerprint its fold result must carry now; and the fold's source.
-    ``rows``: the fold's training unit rows (:func:`training_rows`)."""
-    choice = pseudo_labels.choose_source(context.config, rows, fold)
+) -> tuple[dict[str, str], list[pseudo_labels.SourceChoice]]:
+    """Per network of the configuration, the fingerprint its fold result must carry now; and the fold's candidate
+    sources. ``rows``: the fold's training unit rows (:func:`training_rows`)."""
+    choices = pseudo_labels.choose_sources(context.config, rows, fold)
     expected = {}
     for network in networks(context):
         parent = _parent_hash(context.output, fold) if network == "self-trained" else None
-        expected[network] = fingerprint(settings(context, fold, network, choice, parent))
-    return expected, choice
+        expected[network] = fingerprint(settings(context, fold, network, choices, parent))
+    return expected, choices
 
 
 def held_out_rows(
@@ -277,23 +283,24 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
     for fold in context.fold_indices:
         if not in_shard(fold, shard):
             continue
-        expected, choice = expected_fingerprints(context, fold, training_rows(context, fold))
+        expected, choices = expected_fingerprints(context, fold, training_rows(context, fold))
         todo = [n for n in networks(context) if not is_current(context.output, n, fold, expected[n])]
         if not todo:
             continue
         needs_source = any(n != "supervised" for n in todo)
-        data = pseudo_labels.fold_training_slices(context, fold, choice if needs_source else None, device)
+        data = pseudo_labels.fold_training_slices(context, fold, choices if needs_source else None, device)
         for network in networks(context):  # in order: a retrained first U-Net changes the self-trained one's hash
             parent = _parent_hash(context.output, fold) if network == "self-trained" else None
-            values = settings(context, fold, network, choice, parent)
+            values = settings(context, fold, network, choices, parent)
             if is_current(context.output, network, fold, fingerprint(values)):
                 continue
             if network == "pseudo-label":
                 images, labels = data.images[data.keep], data.pseudo[data.keep]
                 extra = {
-                    "source": choice.describe(),
+                    "source": _source_text(data, fold),
                     "labels": data.counts.to_dict(),
                     "label_quality": pseudo_labels.label_quality(labels, data.reference[data.keep]),
+                    "candidates": data.candidates,
                 }
             elif network == "self-trained":
                 first, _ = load_checkpoint(
@@ -313,6 +320,17 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
             train_network(context, fold, network, images, labels, values, extra, device, progress)
             done += 1
     return done
+
+
+def _source_text(data: pseudo_labels.TrainingSlices, fold: int) -> str:
+    """The chosen source, and among several candidates how it was chosen."""
+    text = data.choice.describe()
+    if len(data.candidates) > 1:
+        text += (
+            f"; of {len(data.candidates)} candidates, the highest pseudo-label lesion-slice Dice on fold {fold}'s "
+            "training cases"
+        )
+    return text
 
 
 def stale_results(context: StudyContext, rows_of_fold) -> list[str]:
@@ -367,4 +385,17 @@ def segment_table(context: StudyContext) -> pd.DataFrame:
                     "seconds": result.get("seconds"),
                 }
             )
+    return pd.DataFrame(rows)
+
+
+def candidate_table(context: StudyContext) -> pd.DataFrame:
+    """With several candidate sources: one row per selected fold x candidate, from the pseudo-label U-Net's result
+    (source, slices, kept positive slices, label quality on them against the training masks, chosen); empty when
+    ``segmentation.source`` names one source."""
+    rows = []
+    for fold in context.fold_indices:
+        result = stored_result(context.output, "pseudo-label", fold) or {}
+        candidates = result.get("candidates") or []
+        if len(candidates) > 1:
+            rows += [{"fold": fold, **candidate} for candidate in candidates]
     return pd.DataFrame(rows)
