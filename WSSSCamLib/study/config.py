@@ -623,12 +623,21 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base: Path | No
         raise ConfigError(f"{source}: refinements are for slice recipes; a volume recipe cannot use them")
     segmentation = _parse_segmentation(values["segmentation"], model_names, methods, ensembles, refinements, source)
     if segmentation is not None and segmentation.ignore_band > 0:
-        rules = [*_parse_thresholds(values["thresholds"], source), *(t for r in refinements for t in r.thresholds)]
+        thresholds = _parse_thresholds(values["thresholds"], source)
+        rules = [
+            rule
+            for text in segmentation.sources()
+            for rule in _source_rules(
+                parse_source(text, model_names, methods, ensembles, refinements, "segmentation.source"),
+                thresholds,
+                refinements,
+            )
+        ]
         adaptive = sorted({t.name for t in rules if t.mode == "adaptive"})
-        if adaptive:  # the source chosen per fold could be one of them; refused now, not mid-run
+        if adaptive:  # a source could end with one of them; refused now, not mid-run
             raise ConfigError(
-                f"{source}: segmentation.ignore_band: the thresholds {adaptive} are adaptive (no single cut to put a "
-                "band around); use ignore_band 0 or leave adaptive rules out"
+                f"{source}: segmentation.ignore_band: the source may use the adaptive thresholds {adaptive} (no "
+                "single cut to put a band around); use ignore_band 0, name a rule (source@p95) or leave them out"
             )
     if segmentation is not None and (values["recipe"] or {}).get("kind") == "volume":
         raise ConfigError(
@@ -716,6 +725,23 @@ def _parse_segmentation(
     if len(set(texts)) != len(texts):
         raise ConfigError(f"{where}: a source is listed twice: {texts}")
     return spec
+
+
+def _source_rules(spec: SourceSpec, thresholds: list[Threshold], refinements: list[RefinementSpec]) -> list[Threshold]:
+    """The threshold rules a parsed source may end with: its named rule(s), else those it is chosen among (the
+    study's rules for a single map or ``best``, the refinements' for a refined source; ensembles choose fixed
+    member thresholds on the grid)."""
+    if spec.rule is not None:
+        return [Threshold.parse(part) for part in spec.rule.split("|")]
+    refined = [t for r in refinements for t in r.thresholds]
+    if spec.kind == "refined":
+        return [
+            t
+            for r in refinements
+            if spec.member in r.members and spec.steps in [p.describe() for p in r.steps]
+            for t in r.thresholds
+        ]
+    return {"best": thresholds, "best-refined": refined, "threshold": thresholds}.get(spec.kind, [])
 
 
 def _parse_rule(text: str, where: str, members: int) -> str:

@@ -98,13 +98,34 @@ def refused(change, tmp_path):
         ({"segmentation": {"size": 100}}, "segmentation.size: 100 is not a multiple of 8"),
         (
             {"thresholds": ["t=0.5", "adaptive"], "segmentation": {"ignore_band": 0.1}},
-            "segmentation.ignore_band: the thresholds ['adaptive15'] are adaptive",
+            "segmentation.ignore_band: the source may use the adaptive thresholds ['adaptive15']",
+        ),
+        (
+            {"segmentation": {"ignore_band": 0.1, "source": ["best", "a/grad-cam@adaptive:5"]}},
+            "segmentation.ignore_band: the source may use the adaptive thresholds ['adaptive5']",
+        ),
+        (
+            {"segmentation": {"source": ["best", "a/grad-cam@t=2"]}},
+            "segmentation.source[1]: ",
         ),
         ({"allow_outside_dataset": "yes"}, "allow_outside_dataset: expected true or false"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(tmp_path, change, expected):
     assert refused(change, tmp_path).startswith(expected)
+
+
+def test_a_band_is_refused_only_when_the_source_may_end_with_an_adaptive_rule(tmp_path):
+    """A named fixed rule, or a refined source whose refinements use no adaptive rule, keeps its band even when
+    the study also thresholds by an adaptive rule."""
+    adaptive = {"thresholds": ["t=0.5", "adaptive"]}
+    named = parse_config({**BASE, **adaptive, "segmentation": {"ignore_band": 0.1, "source": "a/grad-cam@p95"}}, "t")
+    assert named.segmentation.ignore_band == 0.1
+    refinements = [{"members": ["a/grad-cam"], "thresholds": ["p95"], "steps": ["gate"]}]
+    refined = {**adaptive, "refinements": refinements, "segmentation": {"ignore_band": 0.1, "source": "best-refined"}}
+    assert parse_config({**BASE, **refined}, "t").segmentation.source == "best-refined"
+    with pytest.raises(ConfigError, match="adaptive15"):
+        parse_config({**BASE, **refined, "segmentation": {"ignore_band": 0.1, "source": "a/grad-cam"}}, "t")
 
 
 def test_the_schema_accepts_every_valid_key(tmp_path):
