@@ -10,7 +10,9 @@ half of them) with ``--channels`` channels, at ``--size`` px (the U-Net's input)
 
 * pseudo-labels: the classifier's Grad-CAM of every slice (the study's CAM engine, resized to the slice's grid),
   thresholded at p95 with an ignore band of 0.1 and labelled (:func:`WSSSCamLib.study.pseudo_labels.label_slices`);
-* one U-Net epoch (:func:`WSSSCamLib.training.segmentation.train_segmentation`, batch 16, flips);
+* one U-Net epoch (:func:`WSSSCamLib.training.segmentation.train_segmentation`, batch 16, flips), and one epoch of
+  the 3D option over the same slices as stacks of ``--stack`` slices cut into windows of ``--depth``
+  (:func:`WSSSCamLib.training.segmentation.depth_windows`, batch 2; ``segmentation.dims: 3``);
 * U-Net prediction per slice (:func:`WSSSCamLib.inference.segmentation.slice_segmentation`, bilinear back to
   the native grid) against a plain classifier forward per slice (``small-cnn``, same batches).
 """
@@ -32,6 +34,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--stack", type=int, default=30, help="3D option: slices per generated case")
+    parser.add_argument("--depth", type=int, default=16, help="3D option: slices per training window")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -45,7 +49,7 @@ def main() -> None:
     from WSSSCamLib.models.zoo import build_model
     from WSSSCamLib.study.config import SegmentationFilterSpec
     from WSSSCamLib.study.pseudo_labels import label_slices, labels_to_grid, uncertain_pixels
-    from WSSSCamLib.training.segmentation import SegmentationTrainConfig, train_segmentation
+    from WSSSCamLib.training.segmentation import SegmentationTrainConfig, depth_windows, train_segmentation
 
     batch = synthetic_batch(args.slices, (args.native, args.native), seed=0)
     native = batch.images.repeat(1, args.channels, 1, 1)
@@ -78,6 +82,14 @@ def main() -> None:
     started = time.perf_counter()
     model, _ = train_segmentation(images, labels, config)
     epoch_seconds = time.perf_counter() - started
+    windows = [
+        depth_windows(images[s : s + args.stack], labels[s : s + args.stack], args.depth)
+        for s in range(0, args.slices, args.stack)
+    ]
+    stacks, stack_labels = torch.cat([w for w, _ in windows]), torch.cat([t for _, t in windows])
+    started = time.perf_counter()
+    train_segmentation(stacks, stack_labels, SegmentationTrainConfig(epochs=1, batch_size=2, device="cpu", seed=0))
+    epoch_3d_seconds = time.perf_counter() - started
 
     def timed(function, data: torch.Tensor) -> float:
         """Seconds per slice of ``function`` over ``data`` in batches, after one warm-up batch."""
@@ -104,6 +116,10 @@ def main() -> None:
         f"pseudo-labels (Grad-CAM + p95 + band + labels): {pseudo_seconds:.2f} s, {1e3 * pseudo_seconds / args.slices:.1f} ms/slice"
     )
     print(f"one U-Net epoch (batch {args.batch_size}): {epoch_seconds:.2f} s")
+    print(
+        f"one 3D U-Net epoch ({len(stacks)} windows of {args.depth} slices from stacks of {args.stack}, batch 2): "
+        f"{epoch_3d_seconds:.2f} s, {epoch_3d_seconds / epoch_seconds:.1f}x the 2D epoch"
+    )
     print(
         f"U-Net prediction: {1e3 * predict_seconds:.2f} ms/slice; classifier forward: {1e3 * classify_seconds:.2f} ms/slice; "
         f"ratio {predict_seconds / classify_seconds:.1f}x"

@@ -6,6 +6,11 @@ the network in batches on the run's device, and each slice's softmax probabiliti
 the network's input size) are resized bilinearly (half-pixel centres, ``align_corners=False``) to
 the slice's own size. Bilinear weights sum to one, so the resized values are still probabilities.
 
+A 3D network (card ``spatial_dims`` 3 with a slice recipe, e.g. the study's 3D pseudo-label U-Nets) sees the
+same slices stacked in slice order as one C x N x h x w volume (:func:`stack_segmentation`: the stack padded at its
+end with zero images to a multiple of :data:`STACK_MULTIPLE` slices, the padding's output dropped); its per-slice
+probabilities are then resized like a 2D network's.
+
 Conventions: class 0 is the background (the ``[background, abnormal]`` cards of the pseudo-label
 U-Nets, MONAI's and nnU-Net's convention). The segment is every voxel whose argmax over the resized
 probabilities is not the background (for two classes: p(abnormal) > 0.5, a tie stays background);
@@ -28,6 +33,8 @@ from .volume_cams import card_slices
 
 BACKGROUND_CLASS = 0
 """Index of the background class of a segmentation network's output."""
+STACK_MULTIPLE = 8
+"""A 3D U-Net's stack of slices is padded to a multiple of this (the zoo's ``monai-unet`` halves it three times)."""
 
 
 @dataclass
@@ -44,15 +51,17 @@ class VolumeSegmentation:
 def check_segmentation_card(card: ModelCard, where: str) -> None:
     """``ValueError`` naming ``where`` when the card cannot describe a segmentation network whose own
     segment predict writes: fewer than two output classes (no softmax over background and abnormal),
-    or a 3D network (slices are 2D)."""
+    or a 3D network trained on a volume recipe (predict runs 2D networks slice by slice and 3D networks over
+    the stack of a slice recipe's slices)."""
     if card.num_classes < 2:
         raise ValueError(
             f"{where}: a segmentation network needs at least two output classes (background first, then "
             f"abnormal), the card says num_classes {card.num_classes}"
         )
-    if card.spatial_dims != 2:
+    if card.spatial_dims not in (2, 3) or (card.recipe or {}).get("kind") == "volume":
         raise ValueError(
-            f"{where}: a {card.spatial_dims}D segmentation network; predict runs 2D networks slice by slice only"
+            f"{where}: a {card.spatial_dims}D segmentation network on a {(card.recipe or {}).get('kind', 'slice')} "
+            "recipe; predict runs 2D networks slice by slice and 3D networks over a slice recipe's stack of slices"
         )
 
 
@@ -67,11 +76,51 @@ def slice_segmentation(
         raise ValueError(
             f"the segmentation network gave output of shape {tuple(logits.shape)}; expected N x {num_classes} x H x W"
         )
+    return _probabilities_and_mask(logits, size)
+
+
+def stack_segmentation(
+    model: nn.Module, images: torch.Tensor, size: Sequence[int], num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3D network's (foreground probability N x H x W, mask N x H x W bool) at ``size`` (H, W) of one stack of
+    ``images`` (N x C x h x w, slices in order) seen as one C x N x h x w volume (see the module docstring), on
+    the images' device."""
+    n = images.shape[0]
+    pad = -n % STACK_MULTIPLE
+    stack = torch.cat([images, images.new_zeros((pad, *images.shape[1:]))]) if pad else images
+    with torch.inference_mode():
+        logits = model(stack.movedim(0, 1)[None])
+    if logits.ndim != 5 or logits.shape[:3] != (1, num_classes, n + pad):
+        raise ValueError(
+            f"the 3D segmentation network gave output of shape {tuple(logits.shape)}; expected 1 x {num_classes} x "
+            f"{n + pad} x H x W"
+        )
+    return _probabilities_and_mask(logits[0, :, :n].movedim(1, 0), size)
+
+
+def _probabilities_and_mask(logits: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax of N x K x h x w logits, resized bilinearly to ``size``: (1 - p(background), argmax mask)."""
     probabilities = torch.softmax(logits.float(), dim=1)
     if tuple(probabilities.shape[-2:]) != tuple(size):
         probabilities = F.interpolate(probabilities, size=tuple(size), mode="bilinear", align_corners=False)
     mask = probabilities.argmax(dim=1) != BACKGROUND_CLASS
     return (1.0 - probabilities[:, BACKGROUND_CLASS]).clamp_(0.0, 1.0), mask
+
+
+def segment_slices(
+    model: nn.Module, images: torch.Tensor, size: Sequence[int], num_classes: int, spatial_dims: int, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probability, mask), N x H x W on the CPU, of one volume's slices (``images`` N x C x h x w, in order)
+    by a 2D network (batches of ``batch_size`` slices) or a 3D one (the whole stack), on the model's device."""
+    device = next(model.parameters()).device
+    if spatial_dims == 3:
+        probability, mask = stack_segmentation(model, images.to(device), size, num_classes)
+        return probability.cpu(), mask.cpu()
+    parts = [
+        slice_segmentation(model, images[start : start + batch_size].to(device), size, num_classes)
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat([p.cpu() for p, _ in parts]), torch.cat([m.cpu() for _, m in parts])
 
 
 def iter_volume_segmentation(
@@ -85,19 +134,22 @@ def iter_volume_segmentation(
     device = resolve_device(device)
     model = model.to(device).eval()
     total = len(cut.slices)
-    probabilities, masks = [], []
-    for start in range(0, total, batch_size):
-        batch = cut.slices.images[start : start + batch_size].to(device)
-        probability, mask = slice_segmentation(model, batch, cut.native, card.num_classes)
-        probabilities.append(probability.cpu())
-        masks.append(mask.cpu())
-        yield min(start + batch_size, total), total, None
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if card.spatial_dims == 3:  # one pass over the whole stack
+        parts.append(stack_segmentation(model, cut.slices.images.to(device), cut.native, card.num_classes))
+        yield total, total, None
+    else:
+        for start in range(0, total, batch_size):
+            batch = cut.slices.images[start : start + batch_size].to(device)
+            parts.append(slice_segmentation(model, batch, cut.native, card.num_classes))
+            yield min(start + batch_size, total), total, None
+    probabilities, masks = torch.cat([p.cpu() for p, _ in parts]), torch.cat([m.cpu() for _, m in parts])
     yield (
         total,
         total,
         VolumeSegmentation(
-            torch.movedim(torch.cat(probabilities), 0, cut.axis).contiguous(),
-            torch.movedim(torch.cat(masks), 0, cut.axis).contiguous(),
+            torch.movedim(probabilities, 0, cut.axis).contiguous(),
+            torch.movedim(masks, 0, cut.axis).contiguous(),
             cut.recipe.axis,
         ),
     )

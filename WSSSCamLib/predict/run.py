@@ -144,9 +144,17 @@ class PredictModel:
         """A segmentation network: its own segment is written, and only the Seg- methods explain it."""
         return self.card.is_segmentation
 
+    @property
+    def is_stack_network(self) -> bool:
+        """A 3D segmentation network over a slice recipe's stack of slices (the study's ``dims: 3`` U-Nets): it
+        gives its own segment; the Seg- methods, which run slice by slice, do not explain it."""
+        return self.is_segmentation and self.card.spatial_dims == 3 and (self.card.recipe or {}).get("kind") != "volume"
+
     def methods(self, methods: Sequence[str]) -> tuple[str, ...]:
-        """The CAM methods of ``methods`` that explain this network: the Seg- methods for a segmentation
-        network, the others for a classifier."""
+        """The CAM methods of ``methods`` that explain this network: the Seg- methods for a 2D segmentation
+        network, none for a 3D stack network, the others for a classifier."""
+        if self.is_stack_network:
+            return ()
         return tuple(m for m in methods if m.startswith("seg-") == self.is_segmentation)
 
     def target_index(self, target: int | str | None) -> int:
@@ -557,9 +565,15 @@ def _check_methods(models: Sequence[PredictModel], options: PredictOptions) -> N
     """Refuse, before any work, a classifier without a classifier CAM method, Seg- methods without a
     segmentation network to explain, and a target class a model with CAMs does not have."""
     seg_methods = [m for m in options.methods if m.startswith("seg-")]
+    explained = [m for m in models if m.is_segmentation and not m.is_stack_network]
     for model in models:
         if model.methods(options.methods):
             model.target_index(options.target_class)
+        if model.is_stack_network and seg_methods and not explained:
+            raise PredictInputError(
+                f"{model.path}: {', '.join(seg_methods)} run slice by slice and do not explain a 3D U-Net over the "
+                "stack of slices; leave them out (its own segment is written without them)"
+            )
         if model.is_segmentation:
             continue
         if seg_methods and (not model.methods(options.methods) or not any(m.is_segmentation for m in models)):
@@ -606,12 +620,12 @@ def predict(
     run_started = time.perf_counter()
     if not cases:
         raise PredictInputError("no input cases")
+    _check_methods(models, options)
     if options.needs_region and options.region_box is None and any(c.region is None for c in cases):
         missing = next(c for c in cases if c.region is None)
         raise PredictInputError(
             f"{missing.images[0]}: the Seg- methods need a region (a region mask per case or --box)"
         )
-    _check_methods(models, options)
     _check_ensemble(options, sum(len(m.methods(options.methods)) for m in models))
     mine = [case for number, case in enumerate(cases) if number % shard[1] == shard[0]]
     progress.event(

@@ -28,7 +28,7 @@ Example (YAML)::
     faithfulness: {steps: 20, baseline: minimum, slices: abnormal, per_case: 8, seed: 0, methods: null}   # off when absent
     segmentation: {size: 128, epochs: 20, batch_size: 16, lr: 0.001, source: best, ignore_band: 0.0,   # off when absent
                    filter: {min_probability: 0.0, min_area: 0.0, max_area: 1.0}, self_training: false,
-                   supervised: true, augment: true, seed: 0}
+                   supervised: true, augment: true, seed: 0, dims: 2, depth: 16}
 
 ``segmentation`` (the ``segment`` stage, :mod:`WSSSCamLib.study.stages.segment`; slice recipes only): per fold a
 MONAI 2D U-Net trained on pseudo-labels of the fold's training cases (:mod:`WSSSCamLib.study.pseudo_labels`),
@@ -43,7 +43,9 @@ fold, the candidate whose pseudo-labels agree best with the fold's training case
 Dice on the slices kept for training, see :func:`~WSSSCamLib.study.pseudo_labels.pick_labels`); ``ignore_band``: pixels
 whose map value lies within +-band of the cut are ignored in the loss (label 255); ``filter``: positive slices
 whose classifier probability is below ``min_probability`` or whose pseudo-mask covers a fraction of the slice
-outside [``min_area``, ``max_area``] are dropped; ``augment``: random flips.
+outside [``min_area``, ``max_area``] are dropped; ``augment``: random flips; ``dims``: 2 (a 2D U-Net on slices) or
+3 (a 3D U-Net on each case's stack of the recipe's slices, trained on windows of ``depth`` consecutive slices, a
+multiple of 8; a dropped slice's labels are ignored instead).
 
 ``faithfulness`` (held-out cases only; :mod:`WSSSCamLib.study.faithfulness_rows`): deletion/insertion AUC
 (Petsiuk et al. 2018) with ``steps`` steps, removed pixels set to ``baseline`` (minimum | zero | blur),
@@ -185,7 +187,8 @@ SOURCE_BEST: tuple[str, ...] = ("best", "best-refined")
 class SegmentationSpec:
     """The ``segmentation`` key (see the module docstring): U-Net input ``size`` (pixels), ``epochs``,
     ``batch_size``, Adam ``lr``, pseudo-label ``source``, ``ignore_band`` (map units, [0, 0.5)), ``filter``,
-    ``self_training``, ``supervised``, ``augment`` (random flips), ``seed``."""
+    ``self_training``, ``supervised``, ``augment`` (random flips), ``seed``, ``dims`` (2: a 2D U-Net on slices;
+    3: a 3D U-Net on each case's stack of slices) and ``depth`` (3D: slices per training window)."""
 
     size: int = 128
     epochs: int = 20
@@ -198,6 +201,8 @@ class SegmentationSpec:
     supervised: bool = True
     augment: bool = True
     seed: int = 0
+    dims: int = 2
+    depth: int = 16
 
     def sources(self) -> list[str]:
         """``source`` as a list: the candidate sources, in the configuration's order."""
@@ -435,6 +440,8 @@ SEGMENTATION: dict[str, Field] = dataclass_schema(
         "supervised": boolean(),
         "augment": boolean(),
         "seed": integer(minimum=0),
+        "dims": integer(minimum=2, maximum=3),
+        "depth": integer(minimum=UNET_SIZE_MULTIPLE),
     },
 )
 """``segmentation``: the segment stage's settings (the fields of SegmentationSpec)."""
@@ -713,6 +720,11 @@ def _parse_segmentation(
         raise ConfigError(
             f"{source}: segmentation.size: {spec.size} is not a multiple of {UNET_SIZE_MULTIPLE} (the U-Net halves "
             "its grid three times)"
+        )
+    if spec.depth % UNET_SIZE_MULTIPLE:
+        raise ConfigError(
+            f"{source}: segmentation.depth: {spec.depth} is not a multiple of {UNET_SIZE_MULTIPLE} (the 3D U-Net halves "
+            "its stack three times)"
         )
     if spec.filter.min_area > spec.filter.max_area:
         raise ConfigError(

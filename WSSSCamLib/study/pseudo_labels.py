@@ -52,7 +52,7 @@ from ..data.datasets import load_case
 from ..data.recipe import SliceRecipe
 from ..devices import resolve_device
 from ..errors import InvalidInputError
-from ..inference.segmentation import slice_segmentation
+from ..inference.segmentation import segment_slices
 from ..masks import Threshold, apply_threshold, classifier_positive, ensemble_mask, suppress_negatives, threshold_cuts
 from ..metrics.confusion import confusion_counts, dice_from_counts
 from ..refine import Pipeline
@@ -471,27 +471,41 @@ def fold_training_slices(
 
 
 def self_training_labels(
-    model: torch.nn.Module, data: TrainingSlices, spec_band: float, rule: SegmentationFilterSpec, device: torch.device
+    model: torch.nn.Module,
+    data: TrainingSlices,
+    spec_band: float,
+    rule: SegmentationFilterSpec,
+    device: torch.device,
+    spatial_dims: int = 2,
 ) -> tuple[torch.Tensor, torch.Tensor, LabelCounts]:
     """Pseudo-labels of one self-training round: the U-Net's own segmentation of the training slices at its
-    input grid (argmax; band: p(abnormal) within +-band of 0.5), with the same negative-slice, ignore and filter
-    rules as the first round (probability: the source classifier's)."""
+    input grid (argmax; band: p(abnormal) within +-band of 0.5; a 3D U-Net over each case's stack), with the
+    same negative-slice, ignore and filter rules as the first round (probability: the source classifier's)."""
     size = tuple(data.images.shape[2:])
-    probabilities, masks = [], []
     model = model.to(device).eval()
-    for start in range(0, len(data.images), 32):
-        batch = data.images[start : start + 32].to(device)
-        p, m = slice_segmentation(model, batch, size, len(CLASS_NAMES))
-        probabilities.append(p.cpu())
-        masks.append(m.cpu())
-    p, m = torch.cat(probabilities), torch.cat(masks)
+    parts = [
+        segment_slices(model, data.images[case], size, len(CLASS_NAMES), spatial_dims, 32)
+        for case in case_ranges(data.case_ids)
+    ]
+    p, m = torch.cat([p for p, _ in parts]), torch.cat([m for _, m in parts])
     uncertain = uncertain_pixels([p], [torch.full((len(p),), 0.5)], spec_band)
     return label_slices(m, uncertain, data.slice_labels, data.probability, rule)
+
+
+def case_ranges(case_ids: list[str]) -> list[slice]:
+    """The runs of equal consecutive ``case_ids`` (each case's slices, in order) as slices of the slice axis."""
+    ranges, start = [], 0
+    for index in range(1, len(case_ids) + 1):
+        if index == len(case_ids) or case_ids[index] != case_ids[start]:
+            ranges.append(slice(start, index))
+            start = index
+    return ranges
 
 
 __all__ = [
     "CandidateLabels",
     "LabelCounts",
+    "case_ranges",
     "SourceChoice",
     "SourceMasks",
     "TrainingSlices",

@@ -1,11 +1,12 @@
-"""Training a 2D segmentation network (the zoo's ``monai-unet``) on per-pixel labels with ignored pixels.
+"""Training a 2D or 3D segmentation network (the zoo's ``monai-unet``) on per-pixel labels with ignored pixels.
 
-Labels are N x H x W ``uint8`` on the network's input grid: 0 background, 1 abnormal, :data:`IGNORE` (255)
-ignored (no loss). The loss is cross-entropy over the non-ignored pixels (``ignore_index=255``) plus a soft
+Labels are N x H x W (2D) or N x D x H x W (3D: stacks of slices) ``uint8`` on the network's input grid:
+0 background, 1 abnormal, :data:`IGNORE` (255) ignored (no loss). The loss is cross-entropy over the non-ignored pixels (``ignore_index=255``) plus a soft
 Dice loss (mean over the two classes of 1 - (2 sum p y + 1) / (sum p + sum y + 1), sums over the batch's
 non-ignored pixels, p the softmax). Adam, seeded (initial weights, batch order and flips all follow
-``seed``), optional random horizontal/vertical flips of image and labels together, the last epoch's
-weights kept (no validation, no early stopping).
+``seed``), optional random flips of image and labels together along each spatial axis (left-right, up-down,
+and in 3D along the stack), the last epoch's weights kept (no validation, no early stopping). The network's
+spatial dimensions follow the images (N x C x H x W: 2D, N x C x D x H x W: 3D).
 
 The network: ``monai.networks.nets.UNet`` as the model zoo builds it (``channels=(16, 32, 64, 128)``,
 ``strides=(2, 2, 2)``, one residual unit per level; about 0.2 M parameters for 5 input channels), so the
@@ -80,7 +81,7 @@ class SegmentationTrainResult:
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(total, cross-entropy, soft Dice loss) of ``logits`` N x K x H x W against ``labels`` N x H x W (int,
+    """(total, cross-entropy, soft Dice loss) of ``logits`` N x K x *spatial against ``labels`` N x *spatial (int,
     :data:`IGNORE` ignored; see the module docstring). A batch whose pixels are all ignored gives zeros
     (with a gradient path; zero gradients, although Adam's momentum still moves the weights in that step)."""
     labels = labels.long()
@@ -90,30 +91,51 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
         return zero, zero, zero
     cross_entropy = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
     probabilities = torch.softmax(logits.float(), dim=1)
-    target = F.one_hot(torch.where(valid, labels, 0), logits.shape[1]).permute(0, 3, 1, 2).float()
+    target = F.one_hot(torch.where(valid, labels, 0), logits.shape[1]).movedim(-1, 1).float()
     weight = valid[:, None].float()
-    intersection = (probabilities * target * weight).sum(dim=(0, 2, 3))
-    sizes = (probabilities * weight).sum(dim=(0, 2, 3)) + (target * weight).sum(dim=(0, 2, 3))
+    dims = (0, *range(2, logits.ndim))
+    intersection = (probabilities * target * weight).sum(dim=dims)
+    sizes = (probabilities * weight).sum(dim=dims) + (target * weight).sum(dim=dims)
     dice_loss = (1.0 - (2.0 * intersection + 1.0) / (sizes + 1.0)).mean()
     return cross_entropy + dice_loss, cross_entropy, dice_loss
 
 
 def _flip(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each sample flipped left-right and/or up-down with probability 1/2 each (images and labels alike)."""
+    """Each sample flipped left-right, up-down and (3D) along the stack, each with probability 1/2 (images
+    and labels alike; the draws in that order, so 2D draws are unchanged by the 3D axis)."""
     n = images.shape[0]
-    for dim in (-1, -2):
+    for dim in range(-1, -(images.ndim - 1), -1):
         flip = torch.rand(n, generator=generator) < 0.5
         if bool(flip.any()):
-            images = torch.where(flip.view(-1, 1, 1, 1).to(images.device), images.flip(dim), images)
-            labels = torch.where(flip.view(-1, 1, 1).to(labels.device), labels.flip(dim), labels)
+            images = torch.where(flip.view(-1, *[1] * (images.ndim - 1)).to(images.device), images.flip(dim), images)
+            labels = torch.where(flip.view(-1, *[1] * (labels.ndim - 1)).to(labels.device), labels.flip(dim), labels)
     return images, labels
+
+
+def depth_windows(images: torch.Tensor, labels: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3D U-Net's training samples from one case's stack of slices (``images`` N x C x H x W in slice order,
+    ``labels`` N x H x W): windows of ``depth`` consecutive slices, W x C x depth x H x W and W x depth x H x W,
+    starting every ``depth // 2`` slices, the last one ending at the last slice; a stack shorter than ``depth``
+    gives one window padded at its end with zero images and :data:`IGNORE` labels (no loss)."""
+    n = images.shape[0]
+    if n < depth:
+        pad = depth - n
+        images = torch.cat([images, images.new_zeros((pad, *images.shape[1:]))])
+        labels = torch.cat([labels, labels.new_full((pad, *labels.shape[1:]), IGNORE)])
+        starts = [0]
+    else:
+        step = max(1, depth // 2)
+        starts = sorted({*range(0, n - depth + 1, step), n - depth})
+    windows = [(images[s : s + depth].movedim(0, 1), labels[s : s + depth]) for s in starts]
+    return torch.stack([w[0] for w in windows]), torch.stack([w[1] for w in windows])
 
 
 def check_labels(images: torch.Tensor, labels: torch.Tensor, where: str) -> None:
     """Refuse training data that cannot train: shapes that differ, no slices, values other than 0, 1, 255."""
-    if images.ndim != 4 or labels.shape != (images.shape[0], *images.shape[2:]):
+    if images.ndim not in (4, 5) or labels.shape != (images.shape[0], *images.shape[2:]):
         raise InvalidInputError(
-            f"{where}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match (N x C x H x W, N x H x W)"
+            f"{where}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match (N x C x *spatial, "
+            "N x *spatial; 2D or 3D)"
         )
     if images.shape[0] == 0:
         raise InvalidInputError(f"{where}: no training slices")
@@ -129,14 +151,14 @@ def train_segmentation(
     log_path: str | Path | None = None,
     on_epoch: object = None,
 ) -> tuple[nn.Module, SegmentationTrainResult]:
-    """A fresh ``monai-unet`` (seeded with ``config.seed``) trained on ``images`` (N x C x H x W float32) and
-    ``labels`` (N x H x W uint8: 0, 1, :data:`IGNORE`); returns (network in eval mode, history). ``log_path``:
+    """A fresh ``monai-unet`` (seeded with ``config.seed``; 2D or 3D as the images) trained on ``images``
+    (N x C x H x W, or N x C x D x H x W, float32) and ``labels`` (N x spatial uint8: 0, 1, :data:`IGNORE`); returns (network in eval mode, history). ``log_path``:
     the per-epoch CSV; ``on_epoch``: called with each :class:`SegmentationEpoch` (progress, tests)."""
     config = config or SegmentationTrainConfig()
     check_labels(images, labels, "segmentation training set")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_model(ARCHITECTURE, images.shape[1], len(CLASS_NAMES)).to(device)
+    model = build_model(ARCHITECTURE, images.shape[1], len(CLASS_NAMES), images.ndim - 2).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     result = SegmentationTrainResult(
@@ -177,9 +199,12 @@ def segmentation_card(
     training: dict,
     normalisation: str = "",
     data_fingerprint: str = "",
+    spatial_dims: int = 2,
 ) -> ModelCard:
     """The model card of a U-Net trained here: ``recipe`` the slice recipe's fields (its ``size`` the U-Net's
-    input side), ``split`` the cases it trained on / held out, ``training`` settings and history."""
+    input side), ``split`` the cases it trained on / held out, ``training`` settings and history;
+    ``spatial_dims`` 3: a 3D U-Net over the stack of the recipe's slices
+    (:func:`~WSSSCamLib.inference.segmentation.stack_segmentation`)."""
     size = int(recipe["size"])
     return ModelCard(
         architecture=ARCHITECTURE,
@@ -187,7 +212,7 @@ def segmentation_card(
         num_classes=len(CLASS_NAMES),
         class_names=list(CLASS_NAMES),
         channel_names=list(channel_names),
-        spatial_dims=2,
+        spatial_dims=spatial_dims,
         input_size=[size, size],
         slice_axis=str(recipe.get("axis", "K")),
         normalisation=normalisation,

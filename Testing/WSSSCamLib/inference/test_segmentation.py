@@ -8,7 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from WSSSCamLib.data.volume import Volume
-from WSSSCamLib.inference.segmentation import check_segmentation_card, slice_segmentation, volume_segmentation
+from WSSSCamLib.inference.segmentation import (
+    check_segmentation_card,
+    slice_segmentation,
+    stack_segmentation,
+    volume_segmentation,
+)
 from WSSSCamLib.models.card import ModelCard
 
 
@@ -51,7 +56,59 @@ def test_a_volume_is_segmented_on_its_own_grid_along_the_recipes_axis():
 def test_cards_that_cannot_give_a_segment_are_refused_by_name():
     with pytest.raises(ValueError, match="m.json: a segmentation network needs at least two output classes"):
         check_segmentation_card(ModelCard("monai-unet", 1, 1, ["lesion"], ["x"]), "m.json")
-    with pytest.raises(ValueError, match="m.json: a 3D segmentation network"):
-        check_segmentation_card(ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3), "m.json")
+    volume_recipe = {"kind": "volume", "size": [16, 32, 32]}
+    with pytest.raises(ValueError, match="m.json: a 3D segmentation network on a volume recipe"):
+        check_segmentation_card(
+            ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3, recipe=volume_recipe), "m.json"
+        )
+    check_segmentation_card(ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3), "m.json")  # a stack
     with pytest.raises(ValueError, match=r"expected N x 2 x H x W"):
         slice_segmentation(nn.Sequential(nn.Flatten(), nn.LazyLinear(2)), torch.ones(1, 1, 2, 2), (2, 2), 2)
+
+
+def one_by_one_3d(weights: list[float], biases: list[float], depth_kernel: int = 1) -> nn.Module:
+    """A 3D convolution from one channel to len(weights) classes: with ``depth_kernel`` 3, logit_c = w_c times
+    the sum of a voxel and its two neighbours along the stack (zero padded) + b_c."""
+    network = nn.Conv3d(1, len(weights), (depth_kernel, 1, 1), padding=(depth_kernel // 2, 0, 0))
+    with torch.no_grad():
+        network.weight.copy_(
+            torch.tensor(weights, dtype=torch.float32).view(-1, 1, 1, 1, 1).expand(-1, 1, depth_kernel, 1, 1)
+        )
+        network.bias.copy_(torch.tensor(biases, dtype=torch.float32))
+    return network.eval()
+
+
+def test_a_3d_network_sees_the_stack_of_slices_padded_with_zeros_to_a_multiple_of_8():
+    """5 slices of 2 x 2: the network sums each voxel with its neighbours along the stack, so the last slice sees
+    the zero padding and the middle ones see their neighbours; probabilities are resized like a 2D network's."""
+    network = one_by_one_3d([0.0, 1.0], [0.0, -0.5], depth_kernel=3)
+    slices = torch.arange(20, dtype=torch.float32).view(5, 1, 2, 2) / 20
+    probability, mask = stack_segmentation(network, slices, (4, 4), 2)
+    padded = torch.cat([slices, torch.zeros(1, 1, 2, 2)])[:, 0]
+    summed = torch.stack([padded[max(0, i - 1) : i + 2].sum(0) for i in range(5)])
+    by_hand = F.interpolate(torch.sigmoid(summed - 0.5)[:, None], size=(4, 4), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(probability.numpy(), by_hand[:, 0].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(mask.numpy(), by_hand[:, 0].numpy() > 0.5)
+    assert probability.shape == (5, 4, 4) and mask.any() and not mask.all()
+    with pytest.raises(ValueError, match=r"expected 1 x 3 x 8 x H x W"):
+        stack_segmentation(network, slices, (4, 4), 3)
+
+
+def test_a_3d_card_segments_a_volume_over_its_stack():
+    """The volume path: a 3D card with a slice recipe goes through stack_segmentation, on the volume's grid."""
+    network = one_by_one_3d([0.0, 1.0], [0.0, 0.0])
+    card = ModelCard(
+        "monai-unet",
+        1,
+        2,
+        ["background", "abnormal"],
+        ["x"],
+        spatial_dims=3,
+        input_size=[4, 4],
+        slice_axis="K",
+        recipe={"size": 4, "axis": "K", "clip_percentiles": [0.0, 100.0], "context_channel": None},
+    )
+    array = np.random.default_rng(0).normal(size=(3, 4, 4)).astype(np.float32)
+    result = volume_segmentation(Volume(array, np.eye(4)), network, card, device="cpu")
+    assert result.mask.shape == (3, 4, 4) and result.probability.shape == (3, 4, 4)
+    assert result.mask.equal(result.probability > 0.5)

@@ -315,3 +315,53 @@ def test_the_readme_lgg_labels_configuration_differs_from_the_30_epoch_run_only_
     assert labels.segmentation.self_training and labels.output.name == "lgg-wsss-labels"
     for key in ("dataset", "folds_file", "models", "methods", "thresholds", "ensembles", "recipe", "faithfulness"):
         assert getattr(labels, key) == getattr(e30, key), key
+
+
+def test_a_3d_unet_option_trains_on_stacks_and_runs_through_predict(study, tmp_path):
+    """``dims: 3``: every network is a 3D U-Net on each case's stack of slices; its rows are the held-out
+    slices, its card a 3D slice-recipe network that ``wssscam predict`` runs to the same counts."""
+    out = tmp_path / "out"
+    shutil.copytree(study / "out", out, ignore=shutil.ignore_patterns("segment"))
+    values = {**config_dict(study), "output": str(out)}
+    values["segmentation"] = {**values["segmentation"], "dims": 3, "depth": 8}
+    config = parse_config(values, "test")
+    run_study(config, stages=["segment", "report"], progress=False)
+    slices = pd.read_parquet(out / "slices.parquet")
+    empty = slices[(slices["kind"] == "empty") & (slices["role"] == "test")]
+    for name in ("pseudo-label U-Net", "self-trained U-Net", "supervised U-Net"):
+        rows = slices[slices["model"] == name]
+        assert len(rows) == len(empty) and set(rows["method"]) == {"monai-unet-3d"}
+    paths = segment_paths(out, "pseudo-label", 0)
+    card = json.loads(paths["card"].read_text())
+    assert card["spatial_dims"] == 3 and card["architecture"] == "monai-unet"
+    result = json.loads(paths["result"].read_text())
+    assert result["training_windows"] == 3 and result["training_slices"] == result["labels"]["slices"] - (
+        result["labels"]["dropped_probability"] + result["labels"]["dropped_area"]
+    )  # 3 training cases of 6 slices, one padded 8-slice window each
+    case = card["split"]["test"][0]
+    arguments = [
+        "predict",
+        str(study / "data" / "imagesTr" / f"{case}_0000.nii.gz"),
+        "--reference",
+        str(study / "data" / "labelsTr" / f"{case}.nii.gz"),
+        "--checkpoint",
+        f"unet={paths['checkpoint']}",
+        "--methods",
+        "",
+        "--out",
+        str(tmp_path / "predict"),
+        "--progress",
+        "none",
+    ]
+    with pytest.raises(SystemExit, match="do not explain a 3D U-Net over the stack"):
+        main([*arguments[:6], "--methods", "seg-grad-cam", *arguments[8:]])
+    assert main(arguments) == 0
+    metrics = pd.read_csv(tmp_path / "predict" / "metrics.csv")
+    assert list(metrics["result"]) == ["unet segmentation"]
+    counts = pd.read_parquet(paths["slices"]).query("case == @case")[["tp", "fp", "fn"]].sum()
+    assert int(metrics["voxels"][0]) == int(counts["tp"] + counts["fp"])
+    # the 2D settings leave the 3D keys out of their fingerprint: the 2D study's results are still current
+    context = StudyContext.open(parse_config(config_dict(study), "test"))
+    assert segment.stale_results(context, lambda fold: segment.training_rows(context, fold)) == []
+    with pytest.raises(Exception, match="segmentation.depth: 12 is not a multiple of 8"):
+        parse_config({**values, "segmentation": {**values["segmentation"], "depth": 12}}, "test")

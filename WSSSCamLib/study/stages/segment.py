@@ -11,12 +11,14 @@ Per fold of this shard (``--folds`` / ``--shard`` as the other stages), networks
 * ``supervised`` ("supervised U-Net", with ``supervised: true``): the same network, budget, seed and cases
   trained on the reference masks (the fully supervised upper bound).
 
-Every network is a ``monai-unet`` (:mod:`WSSSCamLib.training.segmentation`) seeded with ``seed + fold``; it then
-segments the fold's held-out cases through the predict engine's path
-(:func:`~WSSSCamLib.inference.segmentation.slice_segmentation`: the recipe's slices at ``size``, softmax resized
-bilinearly to each slice's native grid, argmax) and its TP/FP/FN/TN per slice against the reference become rows
-of the study's slice table (role ``test``, model = the network's name, method ``monai-unet``, result
-``argmax``, kind ``segmentation``), measured by the report like every other configuration.
+Every network is a ``monai-unet`` (:mod:`WSSSCamLib.training.segmentation`) seeded with ``seed + fold``: with
+``dims`` 2 a 2D U-Net on the kept slices, with ``dims`` 3 a 3D U-Net on windows of ``depth`` consecutive slices of
+each training case (a dropped slice's labels ignored). It then segments the fold's held-out cases through the
+predict engine's path (:func:`~WSSSCamLib.inference.segmentation.segment_slices`: the recipe's slices at
+``size``, a 3D U-Net over each case's whole stack, softmax resized bilinearly to each slice's native grid,
+argmax) and its TP/FP/FN/TN per slice against the reference become rows of the study's slice table (role
+``test``, model = the network's name, method ``monai-unet`` or ``monai-unet-3d``, result ``argmax``, kind
+``segmentation``), measured by the report like every other configuration.
 
 Files: ``segment/<network>/fold<k>/`` (:func:`~WSSSCamLib.study.layout.segment_paths`): ``model.pt`` +
 ``model.json`` (loads in ``wssscam predict``), ``train_log.csv``, ``slices.parquet``, and ``result.json``,
@@ -43,12 +45,14 @@ from ...data.datasets import load_case
 from ...data.recipe import input_channel_names
 from ...devices import resolve_device
 from ...errors import InvalidInputError
-from ...inference.segmentation import slice_segmentation
+from ...inference.segmentation import segment_slices
 from ...metrics import confusion_counts
 from ...training.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ...training.segmentation import (
     CLASS_NAMES,
+    IGNORE,
     SegmentationTrainConfig,
+    depth_windows,
     segmentation_card,
     train_segmentation,
 )
@@ -67,6 +71,11 @@ NETWORKS: dict[str, str] = {
 KIND = "segmentation"
 METHOD = "monai-unet"
 RESULT = "argmax"
+
+
+def method_name(dims: int) -> str:
+    """The method column of a network's rows: ``monai-unet`` (2D, on slices) or ``monai-unet-3d`` (on stacks)."""
+    return METHOD if dims == 2 else f"{METHOD}-3d"
 
 
 def networks(context: StudyContext) -> list[str]:
@@ -118,7 +127,9 @@ def settings(
     which = ("supervised", "self_training")  # they decide which networks run, not what one of them computes
     data = {
         "network": network,
-        "segmentation": {k: v for k, v in asdict(spec).items() if k not in which},
+        "segmentation": {
+            k: v for k, v in asdict(spec).items() if k not in which and (spec.dims == 3 or k not in ("dims", "depth"))
+        },  # a 2D network's settings leave the 3D keys out, so its earlier results stay current
         "recipe": asdict(pseudo_labels.network_recipe(context)),
         "seed": spec.seed + fold,
         "training_cases": sorted(context.folds.training(fold)),
@@ -184,10 +195,12 @@ def held_out_rows(
     context: StudyContext, fold: int, name: str, model: torch.nn.Module, device: torch.device
 ) -> pd.DataFrame:
     """Slice rows (``units.SLICE_COLUMNS``) of network ``name`` on fold ``fold``'s held-out cases: the predict
-    engine's segmentation (softmax at ``size``, bilinear to the native grid, argmax) counted against the reference."""
+    engine's segmentation (softmax at ``size``, bilinear to the native grid, argmax; a 3D U-Net over each case's
+    stack of slices) counted against the reference."""
     recipe = pseudo_labels.network_recipe(context)
+    dims = context.config.segmentation.dims
     by_id = {c.case_id: c for c in context.dataset.cases}
-    batch_size = context.config.batch_size
+    model = model.to(device).eval()
     frames = []
     for case_id in context.folds.held_out(fold):
         case = by_id[case_id]
@@ -199,14 +212,30 @@ def held_out_rows(
         image, _ = recipe.preprocess()(loaded.image, None)
         inputs = recipe.items(case_id, image, loaded.mask, case.label)
         reference = recipe.native_reference(loaded.mask)
-        masks = []
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs.images[start : start + batch_size].to(device)
-            masks.append(slice_segmentation(model, batch, tuple(reference.shape[1:]), len(CLASS_NAMES))[1].cpu())
+        _, masks = segment_slices(
+            model, inputs.images, tuple(reference.shape[1:]), len(CLASS_NAMES), dims, context.config.batch_size
+        )
         rows = _Rows(case_id, fold, "test", inputs.slice_index.numpy())
-        rows.add(name, METHOD, RESULT, KIND, confusion_counts(torch.cat(masks), reference))
+        rows.add(name, method_name(dims), RESULT, KIND, confusion_counts(masks, reference))
         frames.append(rows.frame())
     return pd.concat(frames, ignore_index=True)
+
+
+def training_samples(
+    data: pseudo_labels.TrainingSlices, labels: torch.Tensor, keep: torch.Tensor | None, dims: int, depth: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a network trains on, from the fold's training slices and their ``labels`` (N x size x size) and
+    ``keep`` (N bool, None: all): 2D, the kept slices; 3D, windows of ``depth`` consecutive slices of each case
+    (:func:`~WSSSCamLib.training.segmentation.depth_windows`), a dropped slice's labels all ignored."""
+    if dims == 2:
+        return (data.images, labels) if keep is None else (data.images[keep], labels[keep])
+    if keep is not None:
+        labels = labels.clone()
+        labels[~keep] = IGNORE
+    windows = [
+        depth_windows(data.images[case], labels[case], depth) for case in pseudo_labels.case_ranges(data.case_ids)
+    ]
+    return torch.cat([w for w, _ in windows]), torch.cat([t for _, t in windows])
 
 
 def train_network(
@@ -235,9 +264,11 @@ def train_network(
         device=str(device),
     )
     if progress:
-        print(f"segment: {NETWORKS[network]}, fold {fold}: {len(images)} slices, {spec.epochs} epochs", flush=True)
+        unit = "windows" if spec.dims == 3 else "slices"
+        print(f"segment: {NETWORKS[network]}, fold {fold}: {len(images)} {unit}, {spec.epochs} epochs", flush=True)
     model, history = train_segmentation(images, labels, config, log_path=paths["log"])
     recipe = pseudo_labels.network_recipe(context)
+    dims = spec.dims
     card = segmentation_card(
         images.shape[1],
         input_channel_names(context.dataset.channel_names, context.recipe.context_channel),
@@ -252,6 +283,7 @@ def train_network(
         },
         {**asdict(config), "network": NETWORKS[network], "history": [asdict(h) for h in history.history], **extra},
         normalisation=recipe.normalisation(),
+        spatial_dims=dims,
     )
     save_checkpoint(model, card, paths["checkpoint"])
     rows = held_out_rows(context, fold, NETWORKS[network], model, device)
@@ -295,11 +327,11 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
             if is_current(context.output, network, fold, fingerprint(values)):
                 continue
             if network == "pseudo-label":
-                images, labels = data.images[data.keep], data.pseudo[data.keep]
+                labels, keep = data.pseudo, data.keep
                 extra = {
                     "source": _source_text(data, fold),
                     "labels": data.counts.to_dict(),
-                    "label_quality": pseudo_labels.label_quality(labels, data.reference[data.keep]),
+                    "label_quality": pseudo_labels.label_quality(labels[keep], data.reference[keep]),
                     "candidates": data.candidates,
                 }
             elif network == "self-trained":
@@ -307,17 +339,20 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
                     segment_paths(context.output, "pseudo-label", fold)["checkpoint"], device=str(device)
                 )
                 labels, keep, counts = pseudo_labels.self_training_labels(
-                    first, data, spec.ignore_band, spec.filter, device
+                    first, data, spec.ignore_band, spec.filter, device, spec.dims
                 )
-                images, labels = data.images[keep], labels[keep]
                 extra = {
                     "source": f"self-training on the pseudo-label U-Net of fold {fold}",
                     "labels": counts.to_dict(),
-                    "label_quality": pseudo_labels.label_quality(labels, data.reference[keep]),
+                    "label_quality": pseudo_labels.label_quality(labels[keep], data.reference[keep]),
                 }
             else:
-                images, labels, extra = data.images, data.reference, {}
-            train_network(context, fold, network, images, labels, values, extra, device, progress)
+                labels, keep, extra = data.reference, None, {}
+            images, targets = training_samples(data, labels, keep, spec.dims, spec.depth)
+            extra["training_slices"] = int(len(data.images) if keep is None else keep.sum())
+            if spec.dims == 3:
+                extra["training_windows"] = int(len(images))
+            train_network(context, fold, network, images, targets, values, extra, device, progress)
             done += 1
     return done
 
