@@ -16,7 +16,9 @@ what to store; it never decides anything itself. Conventions:
   classifier CAM methods explain classifiers, the Seg- methods segmentation networks; a segmentation
   network needs no CAM method (``wssscam predict`` always writes its own segment), so for it the
   classifier methods are disabled and the CAM settings (target class, layers, threshold, ensemble,
-  negative slices) are disabled until a Seg- method is checked.
+  negative slices) are disabled until a Seg- method is checked; a 3D U-Net over the stack of slices (the
+  study's ``dims: 3`` networks, kind "3D segmentation") is explained by no method (the Seg- methods run slice
+  by slice), so for it alone every method and the CAM settings are disabled.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 UNSET_PATHS = ("", ".")
 CLASSIFIER = "classifier"
 SEGMENTATION = "segmentation"
+STACK_SEGMENTATION = "3D segmentation"
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,11 @@ def channel_order(volume_names: Sequence[str], channel_names: Sequence[str]) -> 
 
 
 def checkpoint_kind(card) -> str:
-    """:data:`SEGMENTATION` for the card of a segmentation network (``card.is_segmentation``), else
-    :data:`CLASSIFIER`."""
+    """:data:`STACK_SEGMENTATION` for the card of a 3D U-Net over the stack of slices
+    (``card.is_stack_segmentation``), :data:`SEGMENTATION` for another segmentation network
+    (``card.is_segmentation``), else :data:`CLASSIFIER`."""
+    if getattr(card, "is_stack_segmentation", False):
+        return STACK_SEGMENTATION
     return SEGMENTATION if getattr(card, "is_segmentation", False) else CLASSIFIER
 
 
@@ -208,7 +214,7 @@ def target_class_argument(name: str, kinds: Sequence[str], methods: Sequence[str
     runnable = methods_to_run(methods, kinds)
     if not name or not runnable:
         return None
-    if kinds and kinds[0] == SEGMENTATION and not any(is_seg_method(m) for m in runnable):
+    if kinds and kinds[0] in (SEGMENTATION, STACK_SEGMENTATION) and not any(is_seg_method(m) for m in runnable):
         return None
     return name
 
@@ -233,12 +239,17 @@ def panel_controls(methods: Sequence[str], checked: Sequence[str], kinds: Sequen
 
 def kinds_note(kinds: Sequence[str]) -> str:
     """What the panel says when a segmentation network is among the checkpoints ("" otherwise)."""
-    if SEGMENTATION not in kinds:
-        return ""
-    return (
-        "Segmentation network: its own segment ('<model> segmentation', the argmax) and its probability map are "
-        "added beside the CAM results; CAM methods are optional (the Seg- methods explain it within a region)."
-    )
+    if SEGMENTATION in kinds:
+        return (
+            "Segmentation network: its own segment ('<model> segmentation', the argmax) and its probability map are "
+            "added beside the CAM results; CAM methods are optional (the Seg- methods explain it within a region)."
+        )
+    if STACK_SEGMENTATION in kinds:
+        return (
+            "3D segmentation network over the stack of slices: its own segment ('<model> segmentation') and its "
+            "probability map are added; no CAM method explains it (the Seg- methods run slice by slice)."
+        )
+    return ""
 
 
 @dataclass(frozen=True)

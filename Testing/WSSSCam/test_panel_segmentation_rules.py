@@ -108,3 +108,24 @@ def test_apply_asks_for_a_region_for_seg_methods_and_a_cam_method_for_a_classifi
     assert apply_blocker(state(methods=["grad-cam"], checkpoint_kinds=mixed)) == ""
     assert "check at least one CAM method" in apply_blocker(state(methods=[], checkpoint_kinds=(CLASSIFIER,)))
     assert "check at least one CAM method" in apply_blocker(state(methods=[], checkpoint_kinds=()))
+
+
+def test_a_3d_stack_network_is_explained_by_no_method_and_runs_alone():
+    """A 3D U-Net over the stack of slices (a 3D card with a slice recipe): no method is offered, the CAM
+    settings are off, Apply runs it without a method or region, and the note says why; beside a 2D U-Net the
+    Seg- methods are offered for that one."""
+    from WSSSCamLib.models.card import ModelCard
+    from WSSSCamLib.panel import STACK_SEGMENTATION
+
+    recipe = {"size": 32, "axis": "K", "clip_percentiles": [0.5, 99.5], "context_channel": None}
+    stack = ModelCard("monai-unet", 1, 2, ["background", "abnormal"], ["x"], spatial_dims=3, recipe=recipe)
+    volume = ModelCard("monai-unet", 1, 2, ["background", "abnormal"], ["x"], spatial_dims=3, recipe={"kind": "volume"})
+    assert checkpoint_kind(stack) == STACK_SEGMENTATION and checkpoint_kind(volume) == SEGMENTATION
+    assert not any(offered_methods(METHODS, [STACK_SEGMENTATION]).values())
+    assert offered_methods(METHODS, [STACK_SEGMENTATION, SEGMENTATION])["seg-grad-cam"]
+    controls = panel_controls(METHODS, ["seg-grad-cam"], [STACK_SEGMENTATION])
+    assert not controls.cam_settings and "no CAM method explains it" in controls.note
+    assert methods_to_run(["seg-grad-cam", "grad-cam"], [STACK_SEGMENTATION]) == []
+    assert target_class_argument("abnormal", [STACK_SEGMENTATION], ["seg-grad-cam"]) is None
+    assert apply_blocker(state(checkpoint_kinds=(STACK_SEGMENTATION,), methods=["seg-grad-cam"])) == ""
+    assert "3D segmentation network" in kinds_note([STACK_SEGMENTATION])

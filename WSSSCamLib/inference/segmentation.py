@@ -7,8 +7,10 @@ the network's input size) are resized bilinearly (half-pixel centres, ``align_co
 the slice's own size. Bilinear weights sum to one, so the resized values are still probabilities.
 
 A 3D network (card ``spatial_dims`` 3 with a slice recipe, e.g. the study's 3D pseudo-label U-Nets) sees the
-same slices stacked in slice order as one C x N x h x w volume (:func:`stack_segmentation`: the stack padded at its
-end with zero images to a multiple of :data:`STACK_MULTIPLE` slices, the padding's output dropped); its per-slice
+same slices stacked in slice order (:func:`stack_segmentation`): in the windows of ``depth`` consecutive slices it
+was trained on (:func:`~WSSSCamLib.training.segmentation.window_starts`; a stack shorter than a window padded at
+its end with zero images), the softmax of overlapping windows averaged per slice; without a depth the whole stack
+in one pass, padded to a multiple of :data:`STACK_MULTIPLE` slices (the padding's output dropped). Its per-slice
 probabilities are then resized like a 2D network's.
 
 Conventions: class 0 is the background (the ``[background, abnormal]`` cards of the pseudo-label
@@ -58,10 +60,11 @@ def check_segmentation_card(card: ModelCard, where: str) -> None:
             f"{where}: a segmentation network needs at least two output classes (background first, then "
             f"abnormal), the card says num_classes {card.num_classes}"
         )
-    if card.spatial_dims not in (2, 3) or (card.recipe or {}).get("kind") == "volume":
+    if not (card.spatial_dims == 2 or card.is_stack_segmentation):
         raise ValueError(
-            f"{where}: a {card.spatial_dims}D segmentation network on a {(card.recipe or {}).get('kind', 'slice')} "
-            "recipe; predict runs 2D networks slice by slice and 3D networks over a slice recipe's stack of slices"
+            f"{where}: a {card.spatial_dims}D segmentation network on a "
+            f"{(card.recipe or {}).get('kind', 'slice') if card.recipe else 'missing'} recipe; predict runs 2D "
+            "networks slice by slice and 3D networks over the stack of a recorded slice recipe's slices"
         )
 
 
@@ -76,31 +79,48 @@ def slice_segmentation(
         raise ValueError(
             f"the segmentation network gave output of shape {tuple(logits.shape)}; expected N x {num_classes} x H x W"
         )
-    return _probabilities_and_mask(logits, size)
+    return _probabilities(torch.softmax(logits.float(), dim=1), size)
+
+
+def _stack_softmax(model: nn.Module, stack: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Softmax (num_classes x D x h x w) of one C x D x h x w stack, D a multiple of 8."""
+    with torch.inference_mode():
+        logits = model(stack[None])
+    if logits.ndim != 5 or logits.shape[:3] != (1, num_classes, stack.shape[1]):
+        raise ValueError(
+            f"the 3D segmentation network gave output of shape {tuple(logits.shape)}; expected 1 x {num_classes} x "
+            f"{stack.shape[1]} x H x W"
+        )
+    return torch.softmax(logits[0].float(), dim=0)
 
 
 def stack_segmentation(
-    model: nn.Module, images: torch.Tensor, size: Sequence[int], num_classes: int
+    model: nn.Module, images: torch.Tensor, size: Sequence[int], num_classes: int, depth: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A 3D network's (foreground probability N x H x W, mask N x H x W bool) at ``size`` (H, W) of one stack of
-    ``images`` (N x C x h x w, slices in order) seen as one C x N x h x w volume (see the module docstring), on
-    the images' device."""
+    ``images`` (N x C x h x w, slices in order): in windows of ``depth`` slices, or (None) in one pass (see the
+    module docstring); on the images' device."""
+    from ..training.segmentation import window_starts
+
     n = images.shape[0]
-    pad = -n % STACK_MULTIPLE
-    stack = torch.cat([images, images.new_zeros((pad, *images.shape[1:]))]) if pad else images
-    with torch.inference_mode():
-        logits = model(stack.movedim(0, 1)[None])
-    if logits.ndim != 5 or logits.shape[:3] != (1, num_classes, n + pad):
-        raise ValueError(
-            f"the 3D segmentation network gave output of shape {tuple(logits.shape)}; expected 1 x {num_classes} x "
-            f"{n + pad} x H x W"
-        )
-    return _probabilities_and_mask(logits[0, :, :n].movedim(1, 0), size)
+    stack = images.movedim(0, 1)  # C x N x h x w
+    if depth is None or n < depth:
+        length = max(n, depth or 0)
+        length += -length % STACK_MULTIPLE
+        padded = torch.cat([stack, stack.new_zeros((stack.shape[0], length - n, *stack.shape[2:]))], dim=1)
+        probabilities = _stack_softmax(model, padded, num_classes)[:, :n]
+    else:
+        total = stack.new_zeros((num_classes, n, *stack.shape[2:]), dtype=torch.float32)
+        covered = stack.new_zeros((n,), dtype=torch.float32)
+        for start in window_starts(n, depth):
+            total[:, start : start + depth] += _stack_softmax(model, stack[:, start : start + depth], num_classes)
+            covered[start : start + depth] += 1
+        probabilities = total / covered.view(1, -1, 1, 1)
+    return _probabilities(probabilities.movedim(1, 0), size)
 
 
-def _probabilities_and_mask(logits: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax of N x K x h x w logits, resized bilinearly to ``size``: (1 - p(background), argmax mask)."""
-    probabilities = torch.softmax(logits.float(), dim=1)
+def _probabilities(probabilities: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """N x K x h x w class probabilities resized bilinearly to ``size``: (1 - p(background), argmax mask)."""
     if tuple(probabilities.shape[-2:]) != tuple(size):
         probabilities = F.interpolate(probabilities, size=tuple(size), mode="bilinear", align_corners=False)
     mask = probabilities.argmax(dim=1) != BACKGROUND_CLASS
@@ -108,13 +128,19 @@ def _probabilities_and_mask(logits: torch.Tensor, size: Sequence[int]) -> tuple[
 
 
 def segment_slices(
-    model: nn.Module, images: torch.Tensor, size: Sequence[int], num_classes: int, spatial_dims: int, batch_size: int
+    model: nn.Module,
+    images: torch.Tensor,
+    size: Sequence[int],
+    num_classes: int,
+    batch_size: int,
+    depth: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probability, mask), N x H x W on the CPU, of one volume's slices (``images`` N x C x h x w, in order)
-    by a 2D network (batches of ``batch_size`` slices) or a 3D one (the whole stack), on the model's device."""
+    """(probability, mask), N x H x W on the CPU, of slices ``images`` (N x C x h x w) by a 2D network (batches of
+    ``batch_size`` slices) or, with a window ``depth``, a 3D one (one case's slices, in order: its stack), on the
+    model's device."""
     device = next(model.parameters()).device
-    if spatial_dims == 3:
-        probability, mask = stack_segmentation(model, images.to(device), size, num_classes)
+    if depth is not None:
+        probability, mask = stack_segmentation(model, images.to(device), size, num_classes, depth)
         return probability.cpu(), mask.cpu()
     parts = [
         slice_segmentation(model, images[start : start + batch_size].to(device), size, num_classes)
@@ -135,8 +161,10 @@ def iter_volume_segmentation(
     model = model.to(device).eval()
     total = len(cut.slices)
     parts: list[tuple[torch.Tensor, torch.Tensor]] = []
-    if card.spatial_dims == 3:  # one pass over the whole stack
-        parts.append(stack_segmentation(model, cut.slices.images.to(device), cut.native, card.num_classes))
+    if card.spatial_dims == 3:  # the whole stack, in the card's windows
+        parts.append(
+            stack_segmentation(model, cut.slices.images.to(device), cut.native, card.num_classes, card.stack_depth)
+        )
         yield total, total, None
     else:
         for start in range(0, total, batch_size):

@@ -44,3 +44,20 @@ class ModelCard:
     def is_segmentation(self) -> bool:
         """Whether the network is a segmentation network (a spatial output, e.g. ``monai-unet``), not a classifier."""
         return self.architecture in SEGMENTATION_ARCHITECTURES
+
+    @property
+    def is_stack_segmentation(self) -> bool:
+        """Whether it is a 3D segmentation network over a slice recipe's stack of slices (the study's
+        ``dims: 3`` U-Nets): a 3D card whose recipe is a slice recipe (a recipe without ``kind: volume``);
+        ``input_size`` is then [depth, size, size], ``depth`` the slices of its windows."""
+        return (
+            self.is_segmentation
+            and self.spatial_dims == 3
+            and bool(self.recipe)
+            and self.recipe.get("kind") != "volume"
+        )
+
+    @property
+    def stack_depth(self) -> int | None:
+        """A stack network's window depth in slices (``input_size[0]`` of a 3-long input size), else None."""
+        return int(self.input_size[0]) if self.is_stack_segmentation and len(self.input_size) == 3 else None

@@ -148,7 +148,7 @@ class PredictModel:
     def is_stack_network(self) -> bool:
         """A 3D segmentation network over a slice recipe's stack of slices (the study's ``dims: 3`` U-Nets): it
         gives its own segment; the Seg- methods, which run slice by slice, do not explain it."""
-        return self.is_segmentation and self.card.spatial_dims == 3 and (self.card.recipe or {}).get("kind") != "volume"
+        return self.card.is_stack_segmentation
 
     def methods(self, methods: Sequence[str]) -> tuple[str, ...]:
         """The CAM methods of ``methods`` that explain this network: the Seg- methods for a 2D segmentation

@@ -433,7 +433,9 @@ SEGMENTATION: dict[str, Field] = dataclass_schema(
         "epochs": integer(minimum=1),
         "batch_size": integer(minimum=1),
         "lr": number(positive=True),
-        "source": either(string(), list_of(string(), min_length=1), expected="a source or a list of sources"),
+        "source": lambda value, key: (list_of(string(), min_length=1) if isinstance(value, list) else string())(
+            value, key
+        ),
         "ignore_band": number(0, 0.499),
         "filter": section(SEGMENTATION_FILTER),
         "self_training": boolean(),
@@ -731,6 +733,8 @@ def _parse_segmentation(
             f"{source}: segmentation.filter: min_area {spec.filter.min_area} is above max_area {spec.filter.max_area}"
         )
     where = f"{source}: segmentation.source"
+    if isinstance(spec.source, list) and len(spec.source) == 1:  # one candidate: the same settings as the string
+        spec.source = spec.source[0]
     texts = spec.sources()
     for index, text in enumerate(texts):
         parse_source(text, models, methods, ensembles, refinements, where if len(texts) == 1 else f"{where}[{index}]")

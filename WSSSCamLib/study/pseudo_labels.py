@@ -15,8 +15,9 @@ other fold's training row (which would hold this fold's held-out cases), is read
   ``@t=a|t=b``;
 * ``<model>/<method> + <steps>``: a refined configuration, its threshold chosen on the training cases, or ``@rule``;
 * a list of the above: each is resolved as above (:func:`choose_sources`), its labels are made (below), and the
-  candidate whose labels agree best with the training cases' masks on the slices it keeps is used
-  (:func:`pick_labels`: the highest lesion-slice Dice; the same training masks every threshold choice reads).
+  candidate whose labels agree best with the training cases' masks is used (:func:`pick_labels`: the highest
+  mean Dice over every training slice with abnormality, a dropped slice counting 0; the same training masks every
+  threshold choice reads).
 
 Masks (:func:`source_masks`) are exactly what the study counts for that configuration (the same functions:
 :func:`~WSSSCamLib.masks.apply_threshold` with ``empty_when_negative``'s gate, :func:`~WSSSCamLib.masks.ensemble_mask`,
@@ -321,8 +322,11 @@ def label_quality(labels: torch.Tensor, reference: torch.Tensor) -> dict[str, fl
     slices (N x H x W, > 0 abnormal) on the pixels they label (ignored ones left out), on the U-Net's grid:
     ``fg_dice`` pooled over the slices (2TP / (2TP + FP + FN); NaN when both are empty everywhere) and
     ``dice_abnormal``, the mean Dice over the slices whose reference has abnormality on labelled pixels (NaN
-    without such slices).
-    A diagnostic of the pseudo-labels against the training cases' masks, never a choice."""
+    without such slices); NaN for no slice.
+    A diagnostic of the pseudo-labels against the training cases' masks (:func:`pick_labels` chooses by
+    :func:`selection_dice`, on the same slices for every candidate)."""
+    if labels.shape[0] == 0:
+        return {"fg_dice": float("nan"), "dice_abnormal": float("nan"), "abnormal_slices": 0}
     labelled = labels != IGNORE  # ignored pixels count as neither label nor reference: they only add TN
     counts = confusion_counts((labels == 1) & labelled, (reference > 0) & labelled)
     abnormal = counts[:, 0] + counts[:, 2] > 0  # abnormality on labelled pixels (a lesion all ignored: not counted)
@@ -355,17 +359,33 @@ class CandidateLabels:
     counts: LabelCounts
 
 
+def selection_dice(labels: torch.Tensor, keep: torch.Tensor, reference: torch.Tensor) -> float:
+    """The score :func:`pick_labels` compares: the mean Dice over EVERY training slice whose reference has
+    abnormality (the same slices for every candidate) of the labels (N x H x W: 0, 1, :data:`IGNORE`) against the
+    reference (N x H x W, > 0 abnormal), a slice the candidate drops (``keep`` False) counting 0 and an ignored
+    pixel counting as background (so no candidate gains by dropping or ignoring what it gets wrong); NaN without
+    such a slice."""
+    abnormal = (reference > 0).flatten(1).any(1)
+    if not bool(abnormal.any()):
+        return float("nan")
+    dice = dice_from_counts(confusion_counts(labels[abnormal] == 1, reference[abnormal] > 0))
+    return float(torch.where(keep[abnormal].to(dice.device), dice, torch.zeros_like(dice)).mean())
+
+
 def pick_labels(candidates: list[CandidateLabels], reference: torch.Tensor) -> tuple[int, list[dict]]:
     """The candidate whose labels agree best with the training cases' masks (``reference`` N x size x size): the
-    highest :func:`label_quality` ``dice_abnormal`` on the slices it keeps for training (NaN: lowest; ties: the
-    first listed), and one summary per candidate (source, kept positive slices, quality, chosen). Negative slices
-    are empty for every candidate (their image-level label), so the lesion slices are where candidates differ.
-    Uses the training cases' masks only, like every threshold choice of the study."""
+    highest :func:`selection_dice` (NaN: lowest; ties: the first listed), and one summary per candidate (source,
+    label counts, ``selection_dice``, the :func:`label_quality` diagnostic on its kept slices, chosen). Negative
+    slices are empty for every candidate (their image-level label), so the lesion slices are where candidates
+    differ. Uses the training cases' masks only, like every threshold choice of the study."""
     summaries = []
     for candidate in candidates:
         quality = label_quality(candidate.pseudo[candidate.keep], reference[candidate.keep])
-        summaries.append({"source": candidate.choice.describe(), **candidate.counts.to_dict(), **quality})
-    scores = [q["dice_abnormal"] for q in summaries]
+        score = selection_dice(candidate.pseudo, candidate.keep, reference)
+        summaries.append(
+            {"source": candidate.choice.describe(), **candidate.counts.to_dict(), "selection_dice": score, **quality}
+        )
+    scores = [q["selection_dice"] for q in summaries]
     ranked = [float("-inf") if score != score else score for score in scores]  # NaN lowest
     best = max(range(len(ranked)), key=lambda i: (ranked[i], -i))
     for index, summary in enumerate(summaries):
@@ -476,17 +496,16 @@ def self_training_labels(
     spec_band: float,
     rule: SegmentationFilterSpec,
     device: torch.device,
-    spatial_dims: int = 2,
+    depth: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, LabelCounts]:
     """Pseudo-labels of one self-training round: the U-Net's own segmentation of the training slices at its
-    input grid (argmax; band: p(abnormal) within +-band of 0.5; a 3D U-Net over each case's stack), with the
-    same negative-slice, ignore and filter rules as the first round (probability: the source classifier's)."""
+    input grid (argmax; band: p(abnormal) within +-band of 0.5; a 3D U-Net, window ``depth``, over each case's
+    stack), with the same negative-slice, ignore and filter rules as the first round (probability: the source
+    classifier's)."""
     size = tuple(data.images.shape[2:])
     model = model.to(device).eval()
-    parts = [
-        segment_slices(model, data.images[case], size, len(CLASS_NAMES), spatial_dims, 32)
-        for case in case_ranges(data.case_ids)
-    ]
+    stacks = case_ranges(data.case_ids) if depth is not None else [slice(0, len(data.images))]
+    parts = [segment_slices(model, data.images[part], size, len(CLASS_NAMES), 32, depth) for part in stacks]
     p, m = torch.cat([p for p, _ in parts]), torch.cat([m for _, m in parts])
     uncertain = uncertain_pixels([p], [torch.full((len(p),), 0.5)], spec_band)
     return label_slices(m, uncertain, data.slice_labels, data.probability, rule)
@@ -518,6 +537,7 @@ __all__ = [
     "needs_units",
     "network_recipe",
     "pick_labels",
+    "selection_dice",
     "self_training_labels",
     "source_masks",
     "uncertain_pixels",

@@ -4,9 +4,10 @@ Labels are N x H x W (2D) or N x D x H x W (3D: stacks of slices) ``uint8`` on t
 0 background, 1 abnormal, :data:`IGNORE` (255) ignored (no loss). The loss is cross-entropy over the non-ignored pixels (``ignore_index=255``) plus a soft
 Dice loss (mean over the two classes of 1 - (2 sum p y + 1) / (sum p + sum y + 1), sums over the batch's
 non-ignored pixels, p the softmax). Adam, seeded (initial weights, batch order and flips all follow
-``seed``), optional random flips of image and labels together along each spatial axis (left-right, up-down,
-and in 3D along the stack), the last epoch's weights kept (no validation, no early stopping). The network's
-spatial dimensions follow the images (N x C x H x W: 2D, N x C x D x H x W: 3D).
+``seed``), optional random left-right and up-down flips of image and labels together (in 3D of the whole
+window; never along the stack, whose 2.5D context channels - previous and next slice - would then point the wrong
+way), the last epoch's weights kept (no validation, no early stopping). The network's spatial dimensions follow
+the images (N x C x H x W: 2D, N x C x D x H x W: 3D).
 
 The network: ``monai.networks.nets.UNet`` as the model zoo builds it (``channels=(16, 32, 64, 128)``,
 ``strides=(2, 2, 2)``, one residual unit per level; about 0.2 M parameters for 5 input channels), so the
@@ -21,6 +22,7 @@ so ``wssscam predict`` reads, normalises and slices a volume for it exactly as i
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,10 +103,10 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
 
 
 def _flip(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each sample flipped left-right, up-down and (3D) along the stack, each with probability 1/2 (images
-    and labels alike; the draws in that order, so 2D draws are unchanged by the 3D axis)."""
+    """Each sample flipped left-right and/or up-down with probability 1/2 each (images and labels alike; a 3D
+    window in-plane only, see the module docstring)."""
     n = images.shape[0]
-    for dim in range(-1, -(images.ndim - 1), -1):
+    for dim in (-1, -2):
         flip = torch.rand(n, generator=generator) < 0.5
         if bool(flip.any()):
             images = torch.where(flip.view(-1, *[1] * (images.ndim - 1)).to(images.device), images.flip(dim), images)
@@ -112,20 +114,27 @@ def _flip(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
     return images, labels
 
 
+def window_starts(n: int, depth: int) -> list[int]:
+    """First slices of the windows of ``depth`` slices over a stack of ``n`` >= ``depth``: the fewest windows
+    whose starts are at most ``depth // 2`` apart, spaced evenly from 0 to ``n - depth`` (rounded)."""
+    span = n - depth
+    if span <= 0:
+        return [0]
+    count = math.ceil(span / max(1, depth // 2)) + 1
+    return sorted({round(i * span / (count - 1)) for i in range(count)})
+
+
 def depth_windows(images: torch.Tensor, labels: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A 3D U-Net's training samples from one case's stack of slices (``images`` N x C x H x W in slice order,
-    ``labels`` N x H x W): windows of ``depth`` consecutive slices, W x C x depth x H x W and W x depth x H x W,
-    starting every ``depth // 2`` slices, the last one ending at the last slice; a stack shorter than ``depth``
-    gives one window padded at its end with zero images and :data:`IGNORE` labels (no loss)."""
+    ``labels`` N x H x W): windows of ``depth`` consecutive slices at :func:`window_starts`, W x C x depth x H x W
+    and W x depth x H x W; a stack shorter than ``depth`` gives one window padded at its end with zero images and
+    :data:`IGNORE` labels (no loss)."""
     n = images.shape[0]
     if n < depth:
         pad = depth - n
         images = torch.cat([images, images.new_zeros((pad, *images.shape[1:]))])
         labels = torch.cat([labels, labels.new_full((pad, *labels.shape[1:]), IGNORE)])
-        starts = [0]
-    else:
-        step = max(1, depth // 2)
-        starts = sorted({*range(0, n - depth + 1, step), n - depth})
+    starts = window_starts(max(n, depth), depth)
     windows = [(images[s : s + depth].movedim(0, 1), labels[s : s + depth]) for s in starts]
     return torch.stack([w[0] for w in windows]), torch.stack([w[1] for w in windows])
 
@@ -199,11 +208,11 @@ def segmentation_card(
     training: dict,
     normalisation: str = "",
     data_fingerprint: str = "",
-    spatial_dims: int = 2,
+    depth: int | None = None,
 ) -> ModelCard:
     """The model card of a U-Net trained here: ``recipe`` the slice recipe's fields (its ``size`` the U-Net's
     input side), ``split`` the cases it trained on / held out, ``training`` settings and history;
-    ``spatial_dims`` 3: a 3D U-Net over the stack of the recipe's slices
+    with a window ``depth``: a 3D U-Net over the stack of the recipe's slices, ``input_size`` [depth, size, size]
     (:func:`~WSSSCamLib.inference.segmentation.stack_segmentation`)."""
     size = int(recipe["size"])
     return ModelCard(
@@ -212,8 +221,8 @@ def segmentation_card(
         num_classes=len(CLASS_NAMES),
         class_names=list(CLASS_NAMES),
         channel_names=list(channel_names),
-        spatial_dims=spatial_dims,
-        input_size=[size, size],
+        spatial_dims=2 if depth is None else 3,
+        input_size=[size, size] if depth is None else [int(depth), size, size],
         slice_axis=str(recipe.get("axis", "K")),
         normalisation=normalisation,
         recipe=dict(recipe),

@@ -61,7 +61,12 @@ def test_cards_that_cannot_give_a_segment_are_refused_by_name():
         check_segmentation_card(
             ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3, recipe=volume_recipe), "m.json"
         )
-    check_segmentation_card(ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3), "m.json")  # a stack
+    with pytest.raises(ValueError, match="m.json: a 3D segmentation network on a missing recipe"):
+        check_segmentation_card(ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3), "m.json")
+    slice_recipe = {"size": 32, "axis": "K"}
+    check_segmentation_card(  # a stack of a slice recipe's slices
+        ModelCard("monai-unet", 1, 2, ["a", "b"], ["x"], spatial_dims=3, recipe=slice_recipe), "m.json"
+    )
     with pytest.raises(ValueError, match=r"expected N x 2 x H x W"):
         slice_segmentation(nn.Sequential(nn.Flatten(), nn.LazyLinear(2)), torch.ones(1, 1, 2, 2), (2, 2), 2)
 
@@ -112,3 +117,20 @@ def test_a_3d_card_segments_a_volume_over_its_stack():
     result = volume_segmentation(Volume(array, np.eye(4)), network, card, device="cpu")
     assert result.mask.shape == (3, 4, 4) and result.probability.shape == (3, 4, 4)
     assert result.mask.equal(result.probability > 0.5)
+
+
+def test_a_3d_network_with_a_window_depth_averages_the_windows_it_was_trained_on():
+    """6 slices, windows of 4 at starts 0 and 2: slices 2-3 get the mean of both windows' softmax; a network
+    that sums each slice with its stack neighbours sees a window's edge as zero padding."""
+    network = one_by_one_3d([0.0, 1.0], [0.0, -0.5], depth_kernel=3)
+    slices = torch.arange(24, dtype=torch.float32).view(6, 1, 2, 2) / 24
+    probability, _ = stack_segmentation(network, slices, (2, 2), 2, depth=4)
+
+    def window(start):
+        part = slices[start : start + 4, 0]
+        padded = torch.cat([torch.zeros(1, 2, 2), part, torch.zeros(1, 2, 2)])
+        return torch.sigmoid(torch.stack([padded[i : i + 3].sum(0) for i in range(4)]) - 0.5)
+
+    first, second = window(0), window(2)
+    expected = torch.cat([first[:2], (first[2:] + second[:2]) / 2, second[2:]])
+    np.testing.assert_allclose(probability.numpy(), expected.numpy(), atol=1e-6)

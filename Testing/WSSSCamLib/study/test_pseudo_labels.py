@@ -22,6 +22,7 @@ from WSSSCamLib.study.pseudo_labels import (
     label_slices,
     labels_to_grid,
     pick_labels,
+    selection_dice,
     source_masks,
     uncertain_pixels,
 )
@@ -224,23 +225,29 @@ def _candidate(name: str, pseudo: list, keep: list) -> CandidateLabels:
 
 
 def test_pick_labels_by_hand():
-    """The candidate with the highest lesion-slice Dice on the slices it keeps wins; ties go to the first listed,
-    a candidate without a kept lesion slice (NaN) loses."""
+    """Every candidate is scored on the same slices - every training slice with abnormality - a slice it drops
+    counting 0 and an ignored pixel counting as background; the highest mean wins, ties go to the first listed,
+    a candidate with no such slice scores NaN and loses."""
     reference = torch.tensor([[[1, 1, 0, 0]], [[0, 1, 1, 0]], [[0, 0, 0, 0]]], dtype=torch.uint8)  # 3 x 1 x 4
     half = _candidate("half", [[[1, 0, 0, 0]], [[0, 1, 1, 0]], [[0, 0, 0, 0]]], [True, True, True])
     # slice 0: 2*1/(1+2) = 2/3, slice 1: 1 -> mean 5/6
     exact_kept = _candidate("exact-on-kept", [[[1, 1, 0, 0]], [[1, 0, 0, 1]], [[0, 0, 0, 0]]], [True, False, True])
-    # keeps slice 0 only: Dice 1
-    ignored = _candidate("ignored", [[[IGNORE, IGNORE, 1, 0]], [[0, 0, 0, 0]], [[0, 0, 0, 0]]], [True, False, True])
-    # slice 0's lesion all ignored, slice 1 dropped: no lesion slice -> NaN
-    best, summaries = pick_labels([half, exact_kept, ignored], reference)
+    # slice 0: 1, slice 1 dropped: 0 -> 1/2 (on its kept slices alone it would score 1 and win)
+    ignored = _candidate("ignored", [[[IGNORE, 1, 0, 0]], [[0, 1, 1, 0]], [[0, 0, 0, 0]]], [True, True, True])
+    # slice 0: the ignored lesion pixel counts as background: 2/3, slice 1: 1 -> 5/6, a tie with "half"
+    best, summaries = pick_labels([exact_kept, half, ignored], reference)
     assert best == 1
     assert [s["chosen"] for s in summaries] == [False, True, False]
-    assert summaries[0]["dice_abnormal"] == pytest.approx(5 / 6) and summaries[1]["dice_abnormal"] == 1.0
-    assert math.isnan(summaries[2]["dice_abnormal"])
-    assert summaries[1]["source"] == exact_kept.choice.describe()
-    assert pick_labels([half, half], reference)[0] == 0  # a tie: the first listed
-    assert pick_labels([ignored, half], reference)[0] == 1  # NaN loses
+    assert [s["selection_dice"] for s in summaries] == pytest.approx([1 / 2, 5 / 6, 5 / 6])
+    assert summaries[0]["dice_abnormal"] == 1.0  # the diagnostic on the kept slices, not what chooses
+    assert summaries[1]["source"] == half.choice.describe()
+    assert pick_labels([ignored, half], reference)[0] == 0  # a tie: the first listed
+    no_lesion = reference.clone()
+    no_lesion[:] = 0
+    assert math.isnan(selection_dice(half.pseudo, half.keep, no_lesion))
+    dropped = _candidate("dropped", [[[0, 0, 0, 0]]] * 3, [False, False, False])
+    assert math.isnan(label_quality(dropped.pseudo[dropped.keep], reference[dropped.keep])["dice_abnormal"])
+    assert pick_labels([dropped, half], reference)[0] == 1  # keeping nothing scores 0
 
 
 def test_a_list_of_sources_is_checked_item_by_item():

@@ -17,7 +17,7 @@ from WSSSCamLib.study import parse_config, run_study
 from WSSSCamLib.study.context import StudyContext
 from WSSSCamLib.study.layout import segment_paths, unit_markers, unit_paths_of
 from WSSSCamLib.study.provenance import config_fingerprint
-from WSSSCamLib.study.pseudo_labels import choose_source, fold_training_slices, label_quality
+from WSSSCamLib.study.pseudo_labels import choose_source, fold_training_slices, label_quality, selection_dice
 from WSSSCamLib.study.stages import segment
 from WSSSCamLib.training.segmentation import IGNORE
 
@@ -278,14 +278,17 @@ def test_a_list_of_sources_trains_on_the_candidate_closest_to_the_training_masks
             for s in sources
         ]
         quality = [label_quality(d.pseudo[d.keep], d.reference[d.keep])["dice_abnormal"] for d in single]
+        scores = [selection_dice(d.pseudo, d.keep, d.reference) for d in single]
         rows = table[table["fold"] == fold]
         assert rows["dice_abnormal"].tolist() == pytest.approx(quality, nan_ok=True)
-        chosen = int(np.nanargmax(quality))  # the first of equal values, as pick_labels
+        assert rows["selection_dice"].tolist() == pytest.approx(scores, nan_ok=True)
+        chosen = int(np.nanargmax(scores))  # the first of equal values, as pick_labels
         assert rows["chosen"].tolist() == [i == chosen for i in range(2)]
         result = json.loads(segment_paths(out, "pseudo-label", fold)["result"].read_text())
         assert result["source"].startswith(single[chosen].choice.describe())
         assert result["training_slices"] == int(single[chosen].keep.sum())
         assert result["settings"]["source"] == [c.describe() for c in single_choices(study, sources, fold, out)]
+        assert result["settings"]["choice"] == segment.CANDIDATE_RULE
     assert "Pseudo-label candidates" in (out / "report.html").read_text()
 
 

@@ -73,6 +73,11 @@ METHOD = "monai-unet"
 RESULT = "argmax"
 
 
+CANDIDATE_RULE = "selection_dice: mean Dice over every training slice with abnormality, dropped = 0"
+"""How :func:`~WSSSCamLib.study.pseudo_labels.pick_labels` ranks candidate sources (part of the fingerprint of a
+network trained on the candidate it picked)."""
+
+
 def method_name(dims: int) -> str:
     """The method column of a network's rows: ``monai-unet`` (2D, on slices) or ``monai-unet-3d`` (on stacks)."""
     return METHOD if dims == 2 else f"{METHOD}-3d"
@@ -138,6 +143,8 @@ def settings(
     if network != "supervised":
         described = [choice.describe() for choice in choices]
         data["source"] = described[0] if len(described) == 1 else described
+        if len(described) > 1:
+            data["choice"] = CANDIDATE_RULE
         data["classifiers"] = _classifier_hashes(context, fold, choices)
         data["empty_when_negative"] = context.config.empty_when_negative
     else:  # the upper bound reads no CAM: its source settings do not concern it
@@ -199,6 +206,7 @@ def held_out_rows(
     stack of slices) counted against the reference."""
     recipe = pseudo_labels.network_recipe(context)
     dims = context.config.segmentation.dims
+    depth = context.config.segmentation.depth if dims == 3 else None
     by_id = {c.case_id: c for c in context.dataset.cases}
     model = model.to(device).eval()
     frames = []
@@ -213,7 +221,7 @@ def held_out_rows(
         inputs = recipe.items(case_id, image, loaded.mask, case.label)
         reference = recipe.native_reference(loaded.mask)
         _, masks = segment_slices(
-            model, inputs.images, tuple(reference.shape[1:]), len(CLASS_NAMES), dims, context.config.batch_size
+            model, inputs.images, tuple(reference.shape[1:]), len(CLASS_NAMES), context.config.batch_size, depth
         )
         rows = _Rows(case_id, fold, "test", inputs.slice_index.numpy())
         rows.add(name, method_name(dims), RESULT, KIND, confusion_counts(masks, reference))
@@ -268,7 +276,6 @@ def train_network(
         print(f"segment: {NETWORKS[network]}, fold {fold}: {len(images)} {unit}, {spec.epochs} epochs", flush=True)
     model, history = train_segmentation(images, labels, config, log_path=paths["log"])
     recipe = pseudo_labels.network_recipe(context)
-    dims = spec.dims
     card = segmentation_card(
         images.shape[1],
         input_channel_names(context.dataset.channel_names, context.recipe.context_channel),
@@ -283,7 +290,7 @@ def train_network(
         },
         {**asdict(config), "network": NETWORKS[network], "history": [asdict(h) for h in history.history], **extra},
         normalisation=recipe.normalisation(),
-        spatial_dims=dims,
+        depth=spec.depth if spec.dims == 3 else None,
     )
     save_checkpoint(model, card, paths["checkpoint"])
     rows = held_out_rows(context, fold, NETWORKS[network], model, device)
@@ -339,7 +346,7 @@ def run(context: StudyContext, shard: Shard, progress: bool) -> int:
                     segment_paths(context.output, "pseudo-label", fold)["checkpoint"], device=str(device)
                 )
                 labels, keep, counts = pseudo_labels.self_training_labels(
-                    first, data, spec.ignore_band, spec.filter, device, spec.dims
+                    first, data, spec.ignore_band, spec.filter, device, spec.depth if spec.dims == 3 else None
                 )
                 extra = {
                     "source": f"self-training on the pseudo-label U-Net of fold {fold}",
@@ -362,8 +369,8 @@ def _source_text(data: pseudo_labels.TrainingSlices, fold: int) -> str:
     text = data.choice.describe()
     if len(data.candidates) > 1:
         text += (
-            f"; of {len(data.candidates)} candidates, the highest pseudo-label lesion-slice Dice on fold {fold}'s "
-            "training cases"
+            f"; of {len(data.candidates)} candidates, the best labels on fold {fold}'s training cases (mean Dice over "
+            "their slices with abnormality, a dropped slice 0)"
         )
     return text
 
