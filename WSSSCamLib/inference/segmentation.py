@@ -8,7 +8,7 @@ the slice's own size. Bilinear weights sum to one, so the resized values are sti
 
 A 3D network (card ``spatial_dims`` 3 with a slice recipe, e.g. the study's 3D pseudo-label U-Nets) sees the
 same slices stacked in slice order (:func:`stack_segmentation`): in the windows of ``depth`` consecutive slices it
-was trained on (:func:`~WSSSCamLib.training.segmentation.window_starts`; a stack shorter than a window padded at
+was trained on (:func:`~WSSSCamLib.data.stacks.window_starts`; a stack shorter than a window padded at
 its end with zero images), the softmax of overlapping windows averaged per slice; without a depth the whole stack
 in one pass, padded to a multiple of :data:`STACK_MULTIPLE` slices (the padding's output dropped). Its per-slice
 probabilities are then resized like a 2D network's.
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.stacks import window_starts
 from ..data.volume import Volume
 from ..devices import resolve_device
 from ..models.card import ModelCard
@@ -100,8 +101,6 @@ def stack_segmentation(
     """A 3D network's (foreground probability N x H x W, mask N x H x W bool) at ``size`` (H, W) of one stack of
     ``images`` (N x C x h x w, slices in order): in windows of ``depth`` slices, or (None) in one pass (see the
     module docstring); on the images' device."""
-    from ..training.segmentation import window_starts
-
     n = images.shape[0]
     stack = images.movedim(0, 1)  # C x N x h x w
     if depth is None or n < depth:

@@ -22,7 +22,6 @@ so ``wssscam predict`` reads, normalises and slices a volume for it exactly as i
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.stacks import window_starts
 from ..devices import resolve_device
 from ..errors import InvalidInputError
 from ..models.card import ModelCard
@@ -112,16 +112,6 @@ def _flip(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
             images = torch.where(flip.view(-1, *[1] * (images.ndim - 1)).to(images.device), images.flip(dim), images)
             labels = torch.where(flip.view(-1, *[1] * (labels.ndim - 1)).to(labels.device), labels.flip(dim), labels)
     return images, labels
-
-
-def window_starts(n: int, depth: int) -> list[int]:
-    """First slices of the windows of ``depth`` slices over a stack of ``n`` >= ``depth``: the fewest windows
-    whose starts are at most ``depth // 2`` apart, spaced evenly from 0 to ``n - depth`` (rounded)."""
-    span = n - depth
-    if span <= 0:
-        return [0]
-    count = math.ceil(span / max(1, depth // 2)) + 1
-    return sorted({round(i * span / (count - 1)) for i in range(count)})
 
 
 def depth_windows(images: torch.Tensor, labels: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -311,7 +311,10 @@ def test_json_lines_progress_and_metrics_with_references(trained, tmp_path, caps
         (["{input}", "--checkpoint", "{ckpt}", "--target-class", "tumour"], r"no class 'tumour'"),
         (["{input}", "--checkpoint", "{ckpt}", "--target-class", "7"], r"target class 7 is outside"),
         (["{input}", "--checkpoint", "{ckpt}", "--threshold", "t=2"], r"fixed mode needs a value t in \[0, 1\]"),
-        (["{input}", "--checkpoint", "{ckpt}", "--methods", "seg-grad-cam"], r"the Seg- methods need a region"),
+        (
+            ["{input}", "--checkpoint", "{ckpt}", "--methods", "seg-grad-cam"],
+            r"seg-grad-cam explain segmentation networks; small-cnn is a classifier",
+        ),
         (["{input}", "{input2}", "--checkpoint", "{ckpt}", "--reference", "{input}"], r"need exactly one input case"),
         (["{input}", "--checkpoint", "{ckpt}", "--reference", "{other_grid}"], r"other.nii.gz: reference grid"),
         (["{two_channels}", "--checkpoint", "{ckpt}"], r"2 channel\(s\), but the model small-cnn was trained on"),

@@ -13,7 +13,6 @@ from WSSSCamLib.training.segmentation import (
     segmentation_card,
     segmentation_loss,
     train_segmentation,
-    window_starts,
 )
 
 
@@ -103,14 +102,6 @@ def test_3d_loss_is_the_2d_loss_of_the_same_voxels():
     labels[0, 1, :2] = IGNORE
     flat = segmentation_loss(logits.movedim(2, 1).reshape(6, 2, 4, 4), labels.reshape(6, 4, 4))
     assert all(torch.allclose(a, b) for a, b in zip(segmentation_loss(logits, labels), flat))
-
-
-def test_window_starts_are_evenly_spaced_and_cover_the_stack():
-    assert window_starts(10, 4) == [0, 2, 4, 6]
-    assert window_starts(16, 16) == [0] and window_starts(17, 16) == [0, 1] and window_starts(25, 16) == [0, 4, 9]
-    for n in range(16, 90):
-        starts = window_starts(n, 16)
-        assert starts[0] == 0 and starts[-1] == n - 16 and all(b - a <= 8 for a, b in zip(starts, starts[1:]))
 
 
 def test_depth_windows_by_hand():
