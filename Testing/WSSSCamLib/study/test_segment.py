@@ -198,28 +198,32 @@ def test_held_out_cases_never_make_pseudo_labels(study, tmp_path):
     assert set(first.pseudo.unique().tolist()) <= {0, 1, IGNORE}
 
 
+def predict_arguments(root, case, checkpoint, out, methods=""):
+    """``wssscam predict`` of one generated case with its reference and a U-Net checkpoint named ``unet``."""
+    data = root / "data"
+    return [
+        "predict",
+        str(data / "imagesTr" / f"{case}_0000.nii.gz"),
+        "--reference",
+        str(data / "labelsTr" / f"{case}.nii.gz"),
+        "--checkpoint",
+        f"unet={checkpoint}",
+        "--methods",
+        methods,
+        "--out",
+        str(out),
+        "--progress",
+        "none",
+    ]
+
+
 def test_the_checkpoint_runs_through_predict(study, tmp_path):
     out = study / "out"
     paths = segment_paths(out, "pseudo-label", 0)
     card = json.loads(paths["card"].read_text())
     assert card["architecture"] == "monai-unet" and card["class_names"] == ["background", "abnormal"]
     case = card["split"]["test"][0]
-    data = study / "data"
-    arguments = [
-        "predict",
-        str(data / "imagesTr" / f"{case}_0000.nii.gz"),
-        "--reference",
-        str(data / "labelsTr" / f"{case}.nii.gz"),
-        "--checkpoint",
-        f"unet={paths['checkpoint']}",
-        "--methods",
-        "",
-        "--out",
-        str(tmp_path / "predict"),
-        "--progress",
-        "none",
-    ]
-    assert main(arguments) == 0
+    assert main(predict_arguments(study, case, paths["checkpoint"], tmp_path / "predict")) == 0
     metrics = pd.read_csv(tmp_path / "predict" / "metrics.csv")
     assert list(metrics["result"]) == ["unet segmentation"]
     rows = pd.read_parquet(paths["slices"])
@@ -342,23 +346,9 @@ def test_a_3d_unet_option_trains_on_stacks_and_runs_through_predict(study, tmp_p
         result["labels"]["dropped_probability"] + result["labels"]["dropped_area"]
     )  # 3 training cases of 6 slices, one padded 8-slice window each
     case = card["split"]["test"][0]
-    arguments = [
-        "predict",
-        str(study / "data" / "imagesTr" / f"{case}_0000.nii.gz"),
-        "--reference",
-        str(study / "data" / "labelsTr" / f"{case}.nii.gz"),
-        "--checkpoint",
-        f"unet={paths['checkpoint']}",
-        "--methods",
-        "",
-        "--out",
-        str(tmp_path / "predict"),
-        "--progress",
-        "none",
-    ]
     with pytest.raises(SystemExit, match="do not explain a 3D U-Net over the stack"):
-        main([*arguments[:6], "--methods", "seg-grad-cam", *arguments[8:]])
-    assert main(arguments) == 0
+        main(predict_arguments(study, case, paths["checkpoint"], tmp_path / "predict", "seg-grad-cam"))
+    assert main(predict_arguments(study, case, paths["checkpoint"], tmp_path / "predict")) == 0
     metrics = pd.read_csv(tmp_path / "predict" / "metrics.csv")
     assert list(metrics["result"]) == ["unet segmentation"]
     counts = pd.read_parquet(paths["slices"]).query("case == @case")[["tp", "fp", "fn"]].sum()
