@@ -358,3 +358,18 @@ def test_a_3d_unet_option_trains_on_stacks_and_runs_through_predict(study, tmp_p
     assert segment.stale_results(context, lambda fold: segment.training_rows(context, fold)) == []
     with pytest.raises(Exception, match="segmentation.depth: 12 is not a multiple of 8"):
         parse_config({**values, "segmentation": {**values["segmentation"], "depth": 12}}, "test")
+
+
+def test_the_readme_lgg_3d_configuration_differs_from_the_30_epoch_run_only_in_the_network():
+    """The fourth LGG run: the e30 run's CAM units and pseudo-label settings, a 3D U-Net on 16-slice windows."""
+    from pathlib import Path
+
+    from WSSSCamLib.study import load_config
+    from WSSSCamLib.study.provenance import config_fingerprint
+
+    studies = Path(__file__).resolve().parents[3] / "Resources" / "Studies"
+    e30, three_d = load_config(studies / "lgg_wsss_e30.yaml"), load_config(studies / "lgg_wsss_3d.yaml")
+    assert config_fingerprint(e30) == config_fingerprint(three_d)  # the same CAM units
+    changed = {"dims": 3, "depth": 16, "batch_size": 4}
+    assert vars(three_d.segmentation) == {**vars(e30.segmentation), **changed}
+    assert three_d.output.name == "lgg-wsss-3d"
