@@ -1,5 +1,6 @@
 """README figure (Resources/Screenshots/lgg_wsss_unets.png): held-out LGG slices of fold 0 with the reference
-and the segments of the LGG WSSS runs' U-Nets. Run from the folder that holds runs/lgg-wsss and runs/lgg-wsss-e30:
+and the segments of the LGG WSSS runs' U-Nets. Run from the folder that holds runs/lgg-wsss, runs/lgg-wsss-e30 and
+runs/lgg-wsss-3d (the 3D U-Net runs through the same predict path, over the case's stack):
 
     python Resources/Scripts/lgg_wsss_unets_figure.py ../shared/data/lgg-flair-dev Resources/Screenshots/lgg_wsss_unets.png
 
@@ -26,6 +27,7 @@ fold0 = json.load(open("runs/lgg-wsss/folds.json"))["folds"][0][:3]
 networks = [
     ("pseudo-label U-Net, 15 epochs", "runs/lgg-wsss/segment/pseudo-label/fold0/model.pt"),
     ("pseudo-label U-Net, 30 epochs", "runs/lgg-wsss-e30/segment/pseudo-label/fold0/model.pt"),
+    ("pseudo-label 3D U-Net, 30 epochs", "runs/lgg-wsss-3d/segment/pseudo-label/fold0/model.pt"),
     ("supervised U-Net, 30 epochs", "runs/lgg-wsss-e30/segment/supervised/fold0/model.pt"),
 ]
 models = [(name, *load_checkpoint(path, device="cpu")) for name, path in networks]
