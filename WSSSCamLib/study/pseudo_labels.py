@@ -221,9 +221,12 @@ def source_masks(
     maps: dict[tuple[str, str], torch.Tensor],
     probabilities: dict[str, torch.Tensor],
     empty_when_negative: bool,
+    shared: dict[tuple, dict] | None = None,
 ) -> SourceMasks:
     """The masks the study counts for ``choice`` on ``case`` (maps: (model, method) -> N x H x W in [0, 1] at
-    native size; probabilities: model -> N), with the values and cuts of the ignore band."""
+    native size; probabilities: model -> N), with the values and cuts of the ignore band. ``shared``: one per case,
+    (member, threshold) -> the refinement steps already computed, so candidate sources that share leading steps
+    compute them once."""
     if choice.kind == "ensemble":
         member_maps = [maps[m] for m in choice.members]
         models = list(dict.fromkeys(model for model, _ in choice.members))
@@ -240,7 +243,8 @@ def source_masks(
     threshold = choice.thresholds[0]
     if choice.kind == "refined":
         configuration = RefinedConfiguration(member[0], member[1], threshold, choice.steps)
-        masks = refined_masks(case, m, probability, configuration, empty_when_negative)
+        done = None if shared is None else shared.setdefault((member, threshold.name), {})
+        masks = refined_masks(case, m, probability, configuration, empty_when_negative, done)
     else:
         masks = apply_threshold(m, threshold)
         if empty_when_negative:
@@ -459,8 +463,9 @@ def fold_training_slices(
             continue
         slices = case_slices(case, loaded, context.recipe)
         maps, probabilities = compute_maps(slices, models, config.batch_size, device, Timings(), only=members)
+        shared: dict[tuple, dict] = {}
         for index, choice in enumerate(choices):
-            made = source_masks(choice, slices, maps, probabilities, config.empty_when_negative)
+            made = source_masks(choice, slices, maps, probabilities, config.empty_when_negative, shared)
             uncertain = uncertain_pixels(made.values, made.cuts, spec.ignore_band)
             labels, keep, case_counts = label_slices(
                 made.masks, uncertain, inputs.labels, made.probability, spec.filter

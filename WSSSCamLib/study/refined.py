@@ -146,6 +146,7 @@ def refined_masks(
     probabilities: torch.Tensor,
     configuration: RefinedConfiguration,
     empty_when_negative: bool = False,
+    done: dict[tuple, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The masks of one refined configuration, N x H x W bool on the maps' device.
 
@@ -154,6 +155,8 @@ def refined_masks(
     (as :func:`~WSSSCamLib.study.units.compute_maps` gives them for (model, method)); ``probabilities``:
     the member model's positive-class probability per slice (N). ``empty_when_negative``: the study's
     key of that name (gates the final mask). This is what the study counts for that configuration.
+    ``done``: leading steps -> masks already computed from the same maps and threshold (filled here), so that
+    configurations sharing leading steps compute them once (as :func:`refined_rows` does).
 
     E.g. the refined configuration chosen on fold k's training cases (``training_scores.csv`` row of kind
     ``refined``: model, method, result = its threshold there)::
@@ -166,7 +169,7 @@ def refined_masks(
     """
     masks = apply_threshold(maps, configuration.threshold)
     images = _images_for(case, [configuration.steps], maps.device)
-    masks = _apply_steps(masks, maps, images, probabilities, configuration.steps, {})
+    masks = _apply_steps(masks, maps, images, probabilities, configuration.steps, {} if done is None else done)
     return gate(masks, probabilities) if empty_when_negative else masks
 
 

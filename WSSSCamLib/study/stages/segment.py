@@ -15,8 +15,8 @@ Every network is a ``monai-unet`` (:mod:`WSSSCamLib.training.segmentation`) seed
 ``dims`` 2 a 2D U-Net on the kept slices, with ``dims`` 3 a 3D U-Net on windows of ``depth`` consecutive slices of
 each training case (a dropped slice's labels ignored). It then segments the fold's held-out cases through the
 predict engine's path (:func:`~WSSSCamLib.inference.segmentation.segment_slices`: the recipe's slices at
-``size``, a 3D U-Net over each case's whole stack, softmax resized bilinearly to each slice's native grid,
-argmax) and its TP/FP/FN/TN per slice against the reference become rows of the study's slice table (role
+``size``, a 3D U-Net over each case's stack in its training windows, softmax resized bilinearly to each slice's
+native grid, argmax) and its TP/FP/FN/TN per slice against the reference become rows of the study's slice table (role
 ``test``, model = the network's name, method ``monai-unet`` or ``monai-unet-3d``, result ``argmax``, kind
 ``segmentation``), measured by the report like every other configuration.
 
